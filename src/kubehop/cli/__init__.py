@@ -1,0 +1,1 @@
+"""Thin command-line face over kubehop's packages."""

@@ -1,0 +1,1 @@
+"""Pure domain model of kubehop: no I/O imports live here."""

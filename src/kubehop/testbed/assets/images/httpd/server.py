@@ -1,0 +1,40 @@
+"""A small HTTP server: the testbed's sample workload.
+
+GET / answers JSON naming the pod and cluster that served it, so a test can tell which cluster
+answered; /healthz is for probes. Standard library only: the image has Python and nothing else.
+"""
+
+import json
+import os
+import socket
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        body = json.dumps({
+            "pod": socket.gethostname(),
+            "cluster": os.environ.get("KUBEHOP_CLUSTER", ""),
+            "path": self.path,
+        }).encode()
+        if self.path == "/healthz":
+            body = b'{"ok": true}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass
+
+
+def main() -> None:
+    port = int(os.environ.get("PORT", "8080"))
+    ThreadingHTTPServer(("", port), Handler).serve_forever()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,3 @@
+module kubehop.local/pause
+
+go 1.22

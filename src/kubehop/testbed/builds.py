@@ -1,0 +1,224 @@
+"""Build the upstream Go components once, from the Go module proxy, cached by version.
+
+Each component is built from a tiny wrapper module written into the cache: it pins the upstream
+module (and, for Kubernetes, maps every staging module to its published version, since
+``k8s.io/kubernetes`` cannot be ``go install``ed). Binaries land in
+``<cache>/bin/<component>-v<version>/`` and a ``.complete`` marker makes the next ``up`` skip
+the build. A cold Kubernetes build takes many minutes on two cores, so the build reports which
+component it is on, how far it got (packages compiled out of the total) and where its log is.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kubehop.errors import BuildError, PreconditionError
+from kubehop.testbed import layout
+
+K8S_STAGING = (
+    "api apiextensions-apiserver apimachinery apiserver cli-runtime client-go cloud-provider "
+    "cluster-bootstrap code-generator component-base component-helpers controller-manager "
+    "cri-api cri-client csi-translation-lib dynamic-resource-allocation endpointslice externaljwt "
+    "kms kube-aggregator kube-controller-manager kube-proxy kube-scheduler kubectl kubelet "
+    "metrics mount-utils pod-security-admission sample-apiserver sample-cli-plugin "
+    "sample-controller"
+).split()
+
+Progress = Callable[[str, int, int, float, Path], None]
+"""Called as ``progress(component, done, total, elapsed_seconds, log_path)``."""
+
+
+@dataclass(frozen=True)
+class GoComponent:
+    """One upstream component and how to build it from a wrapper module."""
+
+    name: str
+    version: str
+    go_mod: str
+    packages: tuple[str, ...]
+    ldflags: str = "-s -w"
+    extra_files: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return f"{self.name}-v{self.version}"
+
+    @property
+    def bin_dir(self) -> Path:
+        return layout.cache_dir() / "bin" / self.key
+
+    @property
+    def src_dir(self) -> Path:
+        return layout.cache_dir() / "build" / self.key
+
+    @property
+    def log_path(self) -> Path:
+        return layout.cache_dir() / "logs" / f"{self.key}.log"
+
+    def binary(self, name: str) -> Path:
+        return self.bin_dir / name
+
+    def is_built(self) -> bool:
+        return (self.bin_dir / ".complete").exists()
+
+
+def _tools_go(packages: tuple[str, ...]) -> str:
+    """A ``tools`` file importing the upstream mains, so ``go mod tidy`` records their deps."""
+    imports = "\n".join(f'\t_ "{p}"' for p in packages if not p.startswith("kubehop.local/"))
+    return f"//go:build tools\n\npackage tools\n\nimport (\n{imports}\n)\n"
+
+
+def kubernetes() -> GoComponent:
+    """kube-apiserver, controller-manager, scheduler, kubelet, kube-proxy and kubectl."""
+    v = layout.KUBERNETES_VERSION
+    minor = v.split(".")[1]
+    replaces = "\n".join(f"\tk8s.io/{s} => k8s.io/{s} v0.{minor}.{v.split('.')[2]}" for s in K8S_STAGING)
+    go_mod = (
+        "module kubehop.local/build/kubernetes\n\ngo 1.24.0\n\ngodebug default=go1.24\n\n"
+        f"require k8s.io/kubernetes v{v}\n\nreplace (\n{replaces}\n)\n"
+    )
+    cmds = ("kube-apiserver", "kube-controller-manager", "kube-proxy", "kube-scheduler", "kubelet",
+            "kubectl")
+    stamp = (
+        f"-gitVersion=v{v} -gitMajor=1 -gitMinor={minor} -gitTreeState=clean -gitCommit=v{v} "
+        "-buildDate=1970-01-01T00:00:00Z"
+    ).split()
+    xs = [f"-X {pkg}.{kv[1:]}" for pkg in ("k8s.io/component-base/version",
+                                             "k8s.io/client-go/pkg/version") for kv in stamp]
+    return GoComponent(
+        name="kubernetes",
+        version=v,
+        go_mod=go_mod,
+        packages=tuple(f"k8s.io/kubernetes/cmd/{c}" for c in cmds),
+        ldflags="-s -w " + " ".join(xs),
+    )
+
+
+def etcd() -> GoComponent:
+    """etcd's server, from a wrapper ``main`` (its own replace lines do not apply to us)."""
+    v = layout.ETCD_VERSION
+    main = (
+        "package main\n\nimport (\n\t\"os\"\n\n\t\"go.etcd.io/etcd/server/v3/etcdmain\"\n)\n\n"
+        "func main() { etcdmain.Main(os.Args) }\n"
+    )
+    return GoComponent(
+        name="etcd",
+        version=v,
+        go_mod=f"module kubehop.local/build/etcd\n\ngo 1.26.0\n\nrequire go.etcd.io/etcd/server/v3 v{v}\n",
+        packages=("kubehop.local/build/etcd",),
+        extra_files={"main.go": main},
+    )
+
+
+def coredns() -> GoComponent:
+    v = layout.COREDNS_VERSION
+    return GoComponent(
+        name="coredns",
+        version=v,
+        go_mod=f"module kubehop.local/build/coredns\n\ngo 1.25.0\n\nrequire github.com/coredns/coredns v{v}\n",
+        packages=("github.com/coredns/coredns",),
+    )
+
+
+def registry() -> GoComponent:
+    v = layout.REGISTRY_VERSION
+    return GoComponent(
+        name="registry",
+        version=v,
+        go_mod=(
+            "module kubehop.local/build/registry\n\ngo 1.26.0\n\n"
+            f"require github.com/distribution/distribution/v3 v{v}\n"
+        ),
+        packages=("github.com/distribution/distribution/v3/cmd/registry",),
+    )
+
+
+def all_components() -> list[GoComponent]:
+    """Smallest first, so a broken toolchain shows up before the long Kubernetes build."""
+    return [registry(), coredns(), etcd(), kubernetes()]
+
+
+def _go_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(GOTOOLCHAIN="local", CGO_ENABLED="0", GOFLAGS="-mod=mod")
+    return env
+
+
+def _run_logged(args: list[str], *, cwd: Path, log: Path, component: GoComponent) -> None:
+    with log.open("a") as out:
+        out.write(f"\n$ {' '.join(args)}\n")
+        out.flush()
+        result = subprocess.run(args, cwd=cwd, env=_go_env(), stdout=out, stderr=subprocess.STDOUT,
+                                check=False)
+    if result.returncode != 0:
+        raise BuildError(
+            f"building {component.key} failed at '{args[0]} {args[1]}' (exit {result.returncode}); "
+            f"see its log: {log}"
+        )
+
+
+def build(component: GoComponent, *, progress: Progress | None = None) -> Path:
+    """Build ``component`` unless cached; return its binary directory."""
+    if component.is_built():
+        return component.bin_dir
+    if shutil.which("go") is None:
+        raise PreconditionError("the 'go' command is missing; install Go 1.25 or newer")
+    src, log = component.src_dir, component.log_path
+    src.mkdir(parents=True, exist_ok=True)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text(f"# {component.key} build started {dt.datetime.now(dt.UTC).isoformat()}\n")
+    (src / "go.mod").write_text(component.go_mod)
+    if component.extra_files.get("main.go") is None:
+        (src / "tools.go").write_text(_tools_go(component.packages))
+    for name, text in component.extra_files.items():
+        (src / name).write_text(text)
+    _run_logged(["go", "mod", "tidy"], cwd=src, log=log, component=component)
+    total = _count_packages(component, src)
+    tmp = component.bin_dir.with_name(component.key + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    args = ["go", "build", "-v", "-trimpath", "-ldflags", component.ldflags, "-o", f"{tmp}/",
+            *component.packages]
+    start = time.monotonic()
+    with log.open("a") as out:
+        out.write(f"\n$ {' '.join(args)}\n")
+        out.flush()
+        offset = out.tell()
+        proc = subprocess.Popen(args, cwd=src, env=_go_env(), stdout=out, stderr=subprocess.STDOUT)
+        while proc.poll() is None:
+            time.sleep(2)
+            if progress is not None:
+                done = _count_lines_after(log, offset)
+                progress(component.key, min(done, total), total, time.monotonic() - start, log)
+    if proc.returncode != 0:
+        raise BuildError(f"building {component.key} failed (exit {proc.returncode}); see its log: {log}")
+    if progress is not None:
+        progress(component.key, total, total, time.monotonic() - start, log)
+    shutil.rmtree(component.bin_dir, ignore_errors=True)
+    tmp.rename(component.bin_dir)
+    (component.bin_dir / ".complete").write_text(f"{component.key}\n")
+    return component.bin_dir
+
+
+def _count_packages(component: GoComponent, src: Path) -> int:
+    """How many packages ``go build -v`` may print: the deps outside the standard library."""
+    result = subprocess.run(
+        ["go", "list", "-deps", "-f", "{{if not .Standard}}{{.ImportPath}}{{end}}",
+         *component.packages],
+        cwd=src, env=_go_env(), capture_output=True, text=True, check=False,
+    )
+    lines = [line for line in result.stdout.splitlines() if line.strip()]
+    return max(len(lines), 1)
+
+
+def _count_lines_after(path: Path, offset: int) -> int:
+    with path.open("rb") as f:
+        f.seek(offset)
+        return f.read().count(b"\n")

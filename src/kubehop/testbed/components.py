@@ -1,0 +1,289 @@
+"""Configuration and command lines of every process of one testbed cluster.
+
+One place that says how each upstream component is run, so a reader can compare it with a
+production cluster. Files are written under the cluster's state directory; nothing here starts
+a process (see :mod:`kubehop.testbed.cluster`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+
+from kubehop.testbed import builds, layout
+from kubehop.testbed.layout import API_PORT, CLUSTER_DOMAIN, ClusterLayout
+from kubehop.testbed.pki import ClientIdentity, ClusterPKI, write_kubeconfig
+
+def client_identities(c: ClusterLayout) -> list[ClientIdentity]:
+    return [
+        ClientIdentity("admin", "kubehop-admin", ("system:masters",)),
+        ClientIdentity("apiserver-kubelet-client", "kube-apiserver-kubelet-client",
+                       ("kubehop:apiserver-kubelet",)),
+        ClientIdentity("controller-manager", "system:kube-controller-manager"),
+        ClientIdentity("scheduler", "system:kube-scheduler"),
+        ClientIdentity("kubelet", f"system:node:{c.node_name}", ("system:nodes",)),
+        ClientIdentity("kube-proxy", "system:kube-proxy"),
+    ]
+
+
+def kubeconfig_path(c: ClusterLayout, stem: str) -> Path:
+    return c.dir / "kubeconfigs" / f"{stem}.kubeconfig"
+
+
+def write_pki(c: ClusterLayout) -> ClusterPKI:
+    """Certificates and one kubeconfig per client identity (local loopback for the control
+    plane, the node address for the node components as on a real separate node)."""
+    pki = ClusterPKI(c)
+    idents = client_identities(c)
+    pki.create_all(idents)
+    for ident in idents:
+        server = None if ident.stem in {"admin", "kubelet", "kube-proxy"} else (
+            f"https://127.0.0.1:{API_PORT}")
+        write_kubeconfig(kubeconfig_path(c, ident.stem),
+                         pki.kubeconfig(ident.stem, context=c.name, server=server))
+    return pki
+
+
+def etcd_argv(c: ClusterLayout) -> list[str]:
+    data = c.dir / "etcd"
+    return [
+        str(builds.etcd().binary("etcd")),
+        f"--name={c.name}",
+        f"--data-dir={data}",
+        "--listen-client-urls=http://127.0.0.1:2379",
+        "--advertise-client-urls=http://127.0.0.1:2379",
+        "--listen-peer-urls=http://127.0.0.1:2380",
+        "--initial-advertise-peer-urls=http://127.0.0.1:2380",
+        f"--initial-cluster={c.name}=http://127.0.0.1:2380",
+        "--listen-metrics-urls=http://127.0.0.1:2381",
+        "--log-level=warn",
+        # A disposable test cluster: trading durability for far less disk I/O is right here.
+        "--unsafe-no-fsync",
+        "--snapshot-count=10000",
+    ]
+
+
+def apiserver_argv(c: ClusterLayout) -> list[str]:
+    pki = c.pki_dir
+    return [
+        str(builds.kubernetes().binary("kube-apiserver")),
+        f"--advertise-address={c.node_ip}",
+        f"--secure-port={API_PORT}",
+        "--etcd-servers=http://127.0.0.1:2379",
+        f"--service-cluster-ip-range={c.service_cidr}",
+        f"--client-ca-file={pki / 'ca.crt'}",
+        f"--tls-cert-file={pki / 'apiserver.crt'}",
+        f"--tls-private-key-file={pki / 'apiserver.key'}",
+        f"--kubelet-client-certificate={pki / 'apiserver-kubelet-client.crt'}",
+        f"--kubelet-client-key={pki / 'apiserver-kubelet-client.key'}",
+        f"--kubelet-certificate-authority={pki / 'ca.crt'}",
+        "--kubelet-preferred-address-types=InternalIP",
+        f"--service-account-key-file={pki / 'service-account.pub'}",
+        f"--service-account-signing-key-file={pki / 'service-account.key'}",
+        f"--service-account-issuer=https://kubernetes.default.svc.{CLUSTER_DOMAIN}",
+        "--authorization-mode=Node,RBAC",
+        "--enable-admission-plugins=NodeRestriction",
+        "--allow-privileged=true",
+        "--profiling=false",
+        "--service-node-port-range=30000-32767",
+        "--v=1",
+    ]
+
+
+def controller_manager_argv(c: ClusterLayout) -> list[str]:
+    kc = kubeconfig_path(c, "controller-manager")
+    pki = c.pki_dir
+    return [
+        str(builds.kubernetes().binary("kube-controller-manager")),
+        f"--kubeconfig={kc}",
+        f"--authentication-kubeconfig={kc}",
+        f"--authorization-kubeconfig={kc}",
+        "--bind-address=127.0.0.1",
+        f"--cluster-name={c.name}",
+        f"--root-ca-file={pki / 'ca.crt'}",
+        f"--service-account-private-key-file={pki / 'service-account.key'}",
+        f"--cluster-signing-cert-file={pki / 'ca.crt'}",
+        f"--cluster-signing-key-file={pki / 'ca.key'}",
+        "--use-service-account-credentials=true",
+        "--leader-elect=false",
+        "--profiling=false",
+        "--v=1",
+    ]
+
+
+def scheduler_argv(c: ClusterLayout) -> list[str]:
+    kc = kubeconfig_path(c, "scheduler")
+    return [
+        str(builds.kubernetes().binary("kube-scheduler")),
+        f"--kubeconfig={kc}",
+        f"--authentication-kubeconfig={kc}",
+        f"--authorization-kubeconfig={kc}",
+        "--bind-address=127.0.0.1",
+        "--leader-elect=false",
+        "--profiling=false",
+        "--v=1",
+    ]
+
+
+def containerd_config(c: ClusterLayout, sandbox_image: str) -> Path:
+    """One containerd per cluster: its own root, state, socket, CNI and registry config.
+
+    A shared containerd would let each kubelet garbage-collect the other clusters' pods.
+    """
+    base = c.dir / "containerd"
+    certs = base / "certs.d" / layout.registry_address()
+    certs.mkdir(parents=True, exist_ok=True)
+    (certs / "hosts.toml").write_text(
+        f'server = "http://{layout.registry_address()}"\n\n'
+        f'[host."http://{layout.registry_address()}"]\n'
+        '  capabilities = ["pull", "resolve"]\n'
+    )
+    cni_conf = c.dir / "cni" / "net.d"
+    cni_conf.mkdir(parents=True, exist_ok=True)
+    (cni_conf / "10-kubehop.conflist").write_text(json.dumps({
+        "cniVersion": "0.4.0",
+        "name": "kubehop",
+        "plugins": [
+            {
+                "type": "bridge",
+                "bridge": "cni0",
+                "isGateway": True,
+                "ipMasq": True,
+                "hairpinMode": True,
+                "ipam": {
+                    "type": "host-local",
+                    "ranges": [[{"subnet": str(c.node_pod_cidr)}]],
+                    "routes": [{"dst": "0.0.0.0/0"}],
+                    "dataDir": str(c.dir / "cni" / "ipam"),
+                },
+            },
+            {"type": "portmap", "capabilities": {"portMappings": True}},
+        ],
+    }, indent=2))
+    config = base / "config.toml"
+    cri = 'plugins."io.containerd.grpc.v1.cri"'
+    config.write_text(f"""version = 2
+root = "{base / 'root'}"
+state = "{base / 'state'}"
+disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs",
+  "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.aufs",
+  "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing"]
+
+[grpc]
+  address = "{c.containerd_socket}"
+
+[plugins."io.containerd.internal.v1.opt"]
+  path = "{base / 'opt'}"
+
+[{cri}]
+  sandbox_image = "{sandbox_image}"
+  netns_mounts_under_state_dir = true
+  stream_server_address = "127.0.0.1"
+  [{cri}.containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+    [{cri}.containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [{cri}.containerd.runtimes.runc.options]
+        SystemdCgroup = false
+        Root = "{base / 'runc'}"
+  [{cri}.cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "{cni_conf}"
+  [{cri}.registry]
+    config_path = "{base / 'certs.d'}"
+""")
+    return config
+
+
+def containerd_argv(c: ClusterLayout, sandbox_image: str) -> list[str]:
+    return ["containerd", "--config", str(containerd_config(c, sandbox_image))]
+
+
+def kubelet_config(c: ClusterLayout) -> Path:
+    pki = c.pki_dir
+    config = {
+        "apiVersion": "kubelet.config.k8s.io/v1beta1",
+        "kind": "KubeletConfiguration",
+        "address": str(c.node_ip),
+        "port": 10250,
+        "readOnlyPort": 0,
+        "authentication": {
+            "anonymous": {"enabled": False},
+            "webhook": {"enabled": True},
+            "x509": {"clientCAFile": str(pki / "ca.crt")},
+        },
+        "authorization": {"mode": "Webhook"},
+        "tlsCertFile": str(pki / "kubelet-serving.crt"),
+        "tlsPrivateKeyFile": str(pki / "kubelet-serving.key"),
+        "cgroupDriver": "cgroupfs",
+        "cgroupRoot": c.cgroup_root,
+        "cgroupsPerQOS": True,
+        "failCgroupV1": False,
+        "failSwapOn": False,
+        "containerRuntimeEndpoint": f"unix://{c.containerd_socket}",
+        "clusterDNS": [str(c.dns_service_ip)],
+        "clusterDomain": CLUSTER_DOMAIN,
+        # No upstream resolvers: pods resolve cluster names only and call nothing outside.
+        "resolvConf": "",
+        "healthzBindAddress": "127.0.0.1",
+        "healthzPort": 10248,
+        # The testbed shares one disk with everything else on the machine: keep images (the
+        # sandbox image above all) and never evict for disk pressure caused by others.
+        "imageGCHighThresholdPercent": 100,
+        "imageGCLowThresholdPercent": 99,
+        "evictionHard": {
+            "memory.available": "100Mi",
+            "nodefs.available": "1%",
+            "nodefs.inodesFree": "1%",
+            "imagefs.available": "1%",
+        },
+        "serializeImagePulls": False,
+        "maxPods": 110,
+        "nodeStatusUpdateFrequency": "10s",
+        "volumeStatsAggPeriod": "1m",
+        "rotateCertificates": False,
+        "serverTLSBootstrap": False,
+    }
+    path = c.dir / "kubelet" / "config.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def kubelet_argv(c: ClusterLayout) -> list[str]:
+    return [
+        str(builds.kubernetes().binary("kubelet")),
+        f"--config={kubelet_config(c)}",
+        f"--kubeconfig={kubeconfig_path(c, 'kubelet')}",
+        f"--hostname-override={c.node_name}",
+        f"--node-ip={c.node_ip}",
+        f"--root-dir={c.dir / 'kubelet' / 'root'}",
+        f"--cert-dir={c.dir / 'kubelet' / 'pki'}",
+        f"--node-labels=topology.kubehop.io/tier={layout.tier_of(c.name)},"
+        f"topology.kubehop.io/cluster={c.name}",
+        "--v=1",
+    ]
+
+
+def kube_proxy_argv(c: ClusterLayout) -> list[str]:
+    config = {
+        "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
+        "kind": "KubeProxyConfiguration",
+        "clientConnection": {"kubeconfig": str(kubeconfig_path(c, "kube-proxy"))},
+        "mode": "iptables",
+        "clusterCIDR": str(c.pod_cidr),
+        "hostnameOverride": c.node_name,
+        "bindAddress": "0.0.0.0",
+        "metricsBindAddress": "127.0.0.1:10249",
+        "healthzBindAddress": "127.0.0.1:10256",
+        # conntrack sysctls are read-only outside the initial network namespace: leave them.
+        "conntrack": {"maxPerCore": 0, "min": 0, "tcpEstablishedTimeout": "0s",
+                      "tcpCloseWaitTimeout": "0s"},
+    }
+    path = c.dir / "kube-proxy" / "config.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return [str(builds.kubernetes().binary("kube-proxy")), f"--config={path}", "--v=1"]

@@ -1,0 +1,209 @@
+"""Container images without any outside registry.
+
+The testbed runs a local registry (distribution v3) on the host's bridge address; every cluster's
+containerd pulls from it, as real clusters pull from theirs. Images are built with buildah
+(storage kept in the cache) from:
+
+- ``scratch`` plus a static binary (the pod sandbox ``pause``, CoreDNS), or
+- a Debian rootfs with Python made by ``mmdebstrap`` (the base of the sample services).
+
+Each image's tag is a hash of everything that goes into it, so a warm ``up`` pushes nothing and a
+changed sample service gets a new tag, never a stale pull.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import httpx
+
+from kubehop.errors import BuildError, TestbedError
+from kubehop.testbed import builds, layout
+
+DEBIAN_MIRROR = "http://deb.debian.org/debian"
+BASE_PACKAGES = ("python3-minimal", "libpython3.11-stdlib", "ca-certificates")
+_EXCLUDES = ("/usr/share/doc/*", "/usr/share/man/*", "/usr/share/locale/*", "/usr/share/info/*")
+
+
+def asset(*parts: str) -> Path:
+    """Path of a file shipped in ``kubehop/testbed/assets``."""
+    return Path(str(resources.files("kubehop.testbed").joinpath("assets", *parts)))
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """An image: base (``scratch`` or ``python``), files to copy (dest -> source), command."""
+
+    name: str
+    base: str
+    files: dict[str, Path] = field(default_factory=dict)
+    entrypoint: tuple[str, ...] = ()
+    env: dict[str, str] = field(default_factory=dict)
+
+    def tag(self) -> str:
+        h = hashlib.sha256()
+        h.update(json.dumps([self.name, self.base, self.entrypoint, sorted(self.env.items()),
+                             BASE_PACKAGES if self.base == "python" else []]).encode())
+        for dest, src in sorted(self.files.items()):
+            h.update(dest.encode())
+            h.update(src.read_bytes())
+        return h.hexdigest()[:12]
+
+    def ref(self) -> str:
+        """Where clusters pull it from."""
+        return f"{layout.registry_address()}/{self.name}:{self.tag()}"
+
+
+def _cache() -> Path:
+    return layout.cache_dir()
+
+
+def _buildah(*args: str, log: Path) -> str:
+    argv = ["buildah", "--root", str(_cache() / "containers" / "storage"),
+            "--runroot", str(_cache() / "containers" / "run"), *args]
+    result = subprocess.run(argv, capture_output=True, text=True, check=False)
+    with log.open("a") as out:
+        out.write(f"$ {' '.join(argv)}\n{result.stdout}{result.stderr}")
+    if result.returncode != 0:
+        raise BuildError(f"image build step 'buildah {args[0]}' failed; see its log: {log}")
+    return result.stdout.strip()
+
+
+def pause_binary() -> Path:
+    """The sandbox binary, compiled from the shipped Go source (static, a few hundred KB)."""
+    src = asset("images", "pause")
+    digest = hashlib.sha256((src / "main.go").read_bytes()).hexdigest()[:12]
+    out = _cache() / "bin" / f"pause-{digest}" / "pause"
+    if not out.exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        log = _cache() / "logs" / f"pause-{digest}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        result = subprocess.run(
+            ["go", "build", "-trimpath", "-ldflags", "-s -w", "-o", str(out), "."],
+            cwd=src, env={**builds._go_env(), "GOFLAGS": ""}, capture_output=True, text=True,
+            check=False,
+        )
+        log.write_text(result.stdout + result.stderr)
+        if result.returncode != 0:
+            raise BuildError(f"building the pause binary failed; see its log: {log}")
+    return out
+
+
+def pause_image() -> ImageSpec:
+    return ImageSpec(name="kubehop/pause", base="scratch", files={"/pause": pause_binary()},
+                     entrypoint=("/pause",))
+
+
+def coredns_image() -> ImageSpec:
+    return ImageSpec(name="kubehop/coredns", base="scratch",
+                     files={"/coredns": builds.coredns().binary("coredns")},
+                     entrypoint=("/coredns",))
+
+
+def httpd_image() -> ImageSpec:
+    """The small HTTP server the tests deploy."""
+    return ImageSpec(name="kubehop/httpd", base="python",
+                     files={"/app/server.py": asset("images", "httpd", "server.py")},
+                     entrypoint=("python3", "-u", "/app/server.py"))
+
+
+def base_rootfs(*, log: Path) -> Path:
+    """A trimmed Debian bookworm rootfs with Python, made once by mmdebstrap and cached."""
+    key = hashlib.sha256(json.dumps([BASE_PACKAGES, _EXCLUDES]).encode()).hexdigest()[:12]
+    tar = _cache() / "rootfs" / f"python-bookworm-{key}.tar"
+    if tar.exists():
+        return tar
+    if shutil.which("mmdebstrap") is None:
+        raise BuildError("mmdebstrap is missing; install it with 'apt-get install mmdebstrap'")
+    tar.parent.mkdir(parents=True, exist_ok=True)
+    tmp = tar.with_suffix(".tmp")
+    argv = ["mmdebstrap", "--quiet", "--variant=essential", f"--include={','.join(BASE_PACKAGES)}",
+            *(f"--dpkgopt=path-exclude={e}" for e in _EXCLUDES), "--format=tar", "bookworm",
+            str(tmp), DEBIAN_MIRROR]
+    with log.open("a") as out:
+        result = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, check=False)
+    if result.returncode != 0:
+        tmp.unlink(missing_ok=True)
+        raise BuildError(f"building the Debian base rootfs failed; see its log: {log}")
+    tmp.rename(tar)
+    return tar
+
+
+def _local_name(spec: ImageSpec) -> str:
+    return f"localhost/{spec.name}:{spec.tag()}"
+
+
+def _has_local(name: str, log: Path) -> bool:
+    try:
+        _buildah("inspect", "--type", "image", name, log=log)
+    except BuildError:
+        return False
+    return True
+
+
+def _base_image(log: Path) -> str:
+    rootfs = base_rootfs(log=log)
+    name = f"localhost/kubehop/python-base:{rootfs.stem.rsplit('-', 1)[1]}"
+    if not _has_local(name, log):
+        ctr = _buildah("from", "scratch", log=log)
+        _buildah("add", ctr, str(rootfs), "/", log=log)
+        _buildah("commit", "--rm", ctr, name, log=log)
+    return name
+
+
+def in_registry(spec: ImageSpec) -> bool:
+    url = f"http://{layout.registry_address()}/v2/{spec.name}/manifests/{spec.tag()}"
+    accept = ", ".join([
+        "application/vnd.oci.image.manifest.v1+json",
+        "application/vnd.docker.distribution.manifest.v2+json",
+    ])
+    try:
+        return httpx.head(url, headers={"Accept": accept}, timeout=5).status_code == 200
+    except httpx.HTTPError as exc:
+        raise TestbedError(f"the local registry at {layout.registry_address()} does not answer: "
+                           f"{exc}; is the testbed up?") from exc
+
+
+def build_and_push(spec: ImageSpec) -> str:
+    """Make sure the registry holds ``spec``; return the reference clusters pull."""
+    if in_registry(spec):
+        return spec.ref()
+    log = _cache() / "logs" / f"image-{spec.name.replace('/', '-')}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    local = _local_name(spec)
+    if not _has_local(local, log):
+        base = "scratch" if spec.base == "scratch" else _base_image(log)
+        ctr = _buildah("from", base, log=log)
+        try:
+            for dest, src in spec.files.items():
+                _buildah("copy", "--chmod", "0755", ctr, str(src), dest, log=log)
+            _buildah("config", "--entrypoint", json.dumps(list(spec.entrypoint)), "--cmd", "",
+                     *(a for k, v in spec.env.items() for a in ("--env", f"{k}={v}")), ctr, log=log)
+            _buildah("commit", ctr, local, log=log)
+        finally:
+            subprocess.run(["buildah", "--root", str(_cache() / "containers" / "storage"),
+                            "--runroot", str(_cache() / "containers" / "run"), "rm", ctr],
+                           capture_output=True, check=False)
+    _buildah("push", "--tls-verify=false", local, f"docker://{spec.ref()}", log=log)
+    return spec.ref()
+
+
+def registry_config() -> Path:
+    """Config for the local registry: our bridge address only, storage in the cache."""
+    path = layout.state_dir() / "registry" / "config.yml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    storage = _cache() / "registry"
+    storage.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        "version: 0.1\n"
+        "log:\n  level: warn\n  accesslog:\n    disabled: true\n"
+        f"storage:\n  filesystem:\n    rootdirectory: {storage}\n  delete:\n    enabled: true\n"
+        f"http:\n  addr: {layout.registry_address()}\n"
+    )
+    return path

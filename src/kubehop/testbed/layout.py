@@ -1,0 +1,150 @@
+"""Where everything of the testbed lives: versions, directories, addresses, names.
+
+Pure computation from the cluster names, so ``up``, ``down`` and ``status`` agree on every
+path and address without storing them, and tests can check the plan without root.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+KUBERNETES_VERSION = "1.34.4"
+ETCD_VERSION = "3.6.16"
+COREDNS_VERSION = "1.14.7"
+REGISTRY_VERSION = "3.1.2"
+PAUSE_VERSION = "3.10"
+
+DEFAULT_CLUSTERS = ("edge", "cloud")
+MAX_CLUSTERS = 8
+TIERS = ("edge", "fog", "cloud")
+
+BRIDGE = "kh0"
+WAN_NETWORK = ipaddress.IPv4Network("10.250.0.0/24")
+HOST_ADDRESS = ipaddress.IPv4Address("10.250.0.1")
+REGISTRY_PORT = 5000
+API_PORT = 6443
+CLUSTER_DOMAIN = "cluster.local"
+IPTABLES_COMMENT = "kubehop-testbed"
+
+_NAME = re.compile(r"^[a-z][a-z0-9]{0,9}$")
+
+
+def cache_dir() -> Path:
+    """Build cache: survives ``testbed down``; keyed by component version inside."""
+    return Path(os.environ.get("KUBEHOP_CACHE", "~/.cache/kubehop")).expanduser()
+
+
+def state_dir() -> Path:
+    """Everything ``up`` creates and ``down`` removes (certificates, data, logs, sockets)."""
+    return Path(os.environ.get("KUBEHOP_STATE", "/var/lib/kubehop/testbed"))
+
+
+def registry_address() -> str:
+    """host:port of the local image registry every cluster pulls from."""
+    return f"{HOST_ADDRESS}:{REGISTRY_PORT}"
+
+
+def parse_cluster_names(text: str) -> tuple[str, ...]:
+    """Parse ``--clusters edge,fog,cloud``; raise ValueError with a one-line reason."""
+    names = tuple(part.strip() for part in text.split(",") if part.strip())
+    if not names:
+        raise ValueError("no cluster names given; use e.g. --clusters edge,cloud")
+    if len(set(names)) != len(names):
+        raise ValueError(f"cluster names repeat in {text!r}; give each name once")
+    if len(names) > MAX_CLUSTERS:
+        raise ValueError(f"at most {MAX_CLUSTERS} clusters fit on one machine, got {len(names)}")
+    for name in names:
+        if not _NAME.match(name):
+            raise ValueError(
+                f"cluster name {name!r} is not valid; use 1-10 lowercase letters or digits, "
+                "starting with a letter"
+            )
+    return names
+
+
+def tier_of(name: str) -> str:
+    """The tier a cluster stands for: its name when that is a tier, else ``edge``."""
+    return name if name in TIERS else "edge"
+
+
+@dataclass(frozen=True)
+class ClusterLayout:
+    """Addresses, names and paths of one testbed cluster (index = position in ``--clusters``)."""
+
+    name: str
+    index: int
+
+    @property
+    def netns(self) -> str:
+        return f"kh-{self.name}"
+
+    @property
+    def veth_host(self) -> str:
+        return f"khv-{self.name}"
+
+    @property
+    def veth_peer(self) -> str:
+        return f"khp-{self.name}"
+
+    @property
+    def node_ip(self) -> ipaddress.IPv4Address:
+        """The cluster's one address on the WAN bridge: API server, node and load balancer."""
+        return WAN_NETWORK.network_address + 11 + self.index
+
+    @property
+    def node_name(self) -> str:
+        return f"{self.name}-node"
+
+    @property
+    def pod_cidr(self) -> ipaddress.IPv4Network:
+        return ipaddress.IPv4Network(f"10.{200 + self.index}.0.0/16")
+
+    @property
+    def node_pod_cidr(self) -> ipaddress.IPv4Network:
+        return ipaddress.IPv4Network(f"10.{200 + self.index}.0.0/24")
+
+    @property
+    def service_cidr(self) -> ipaddress.IPv4Network:
+        return ipaddress.IPv4Network(f"10.{100 + self.index}.0.0/16")
+
+    @property
+    def api_service_ip(self) -> ipaddress.IPv4Address:
+        return self.service_cidr.network_address + 1
+
+    @property
+    def dns_service_ip(self) -> ipaddress.IPv4Address:
+        return self.service_cidr.network_address + 10
+
+    @property
+    def api_url(self) -> str:
+        return f"https://{self.node_ip}:{API_PORT}"
+
+    @property
+    def cgroup_root(self) -> str:
+        """The kubelet's own cgroup subtree, so clusters never see each other's pods."""
+        return f"/kubehop-{self.name}"
+
+    @property
+    def dir(self) -> Path:
+        return state_dir() / "clusters" / self.name
+
+    @property
+    def pki_dir(self) -> Path:
+        return self.dir / "pki"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.dir / "logs"
+
+    @property
+    def containerd_socket(self) -> Path:
+        return self.dir / "containerd" / "containerd.sock"
+
+
+def layouts(names: tuple[str, ...]) -> list[ClusterLayout]:
+    """Layouts for the given clusters, in order."""
+    return [ClusterLayout(name=name, index=i) for i, name in enumerate(names)]

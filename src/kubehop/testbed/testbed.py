@@ -1,0 +1,461 @@
+"""``kubehop testbed up|down|status``: the lifecycle of the whole multi-cluster testbed.
+
+``up`` is idempotent: on a healthy testbed with the same clusters it changes nothing; on a broken
+or half-made one it first cleans up, then builds anew. ``down`` removes everything ``up`` made
+(processes, mounts, cgroups, namespaces, interfaces, iptables rules, state) and keeps the caches.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import shutil
+import ssl
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from kubehop.errors import PreconditionError, TestbedError
+from kubehop.testbed import builds, cgroups, components, hostnet, images, layout, procs
+from kubehop.testbed.layout import ClusterLayout
+from kubehop.testbed.pki import KubeconfigEntry, kubeconfig_dict, write_kubeconfig
+
+Say = Callable[[str], None]
+
+NODE_PROCESSES = ("containerd", "kubelet", "kube-proxy")
+CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+def state_file() -> Path:
+    return layout.state_dir() / "testbed.json"
+
+
+def kubeconfig_file() -> Path:
+    return layout.state_dir() / "kubeconfig"
+
+
+def kubectl_binary() -> Path:
+    return builds.kubernetes().binary("kubectl")
+
+
+def recorded_clusters() -> tuple[str, ...]:
+    """Clusters of the testbed as ``up`` recorded them; empty when there is none."""
+    try:
+        return tuple(json.loads(state_file().read_text())["clusters"])
+    except (OSError, ValueError, KeyError):
+        return ()
+
+
+def run_dir(c: ClusterLayout) -> Path:
+    return c.dir / "run"
+
+
+# --- checks -------------------------------------------------------------------------------------
+
+REQUIRED_COMMANDS = {
+    "ip": "iproute2", "iptables": "iptables", "nsenter": "util-linux", "containerd": "containerd",
+    "runc": "runc", "mmdebstrap": "mmdebstrap", "buildah": "buildah", "conntrack": "conntrack",
+    "go": "golang (Go 1.25 or newer)",
+}
+
+
+def preflight() -> None:
+    """Root, commands and kernel features, each failure a one-line reason and what to do."""
+    if os.geteuid() != 0:
+        raise PreconditionError("kubehop testbed needs root (it creates network namespaces and "
+                                "runs kubelets); run it as root or with sudo")
+    for cmd, package in REQUIRED_COMMANDS.items():
+        if shutil.which(cmd) is None:
+            raise PreconditionError(f"the '{cmd}' command is missing; install {package} "
+                                    "(make deps does it on Debian)")
+    if not Path("/usr/lib/cni/bridge").exists():
+        raise PreconditionError("CNI plugins are missing in /usr/lib/cni; install "
+                                "containernetworking-plugins")
+    if not Path("/proc/sys/net/bridge/bridge-nf-call-iptables").exists():
+        raise PreconditionError("kernel feature br_netfilter is missing (no "
+                                "/proc/sys/net/bridge/bridge-nf-call-iptables); "
+                                "load it with 'modprobe br_netfilter'")
+    if "overlay" not in Path("/proc/filesystems").read_text():
+        raise PreconditionError("kernel feature overlayfs is missing; load it with "
+                                "'modprobe overlay'")
+    if not cgroups.hierarchies():
+        raise PreconditionError("no cgroup hierarchy is mounted under /sys/fs/cgroup")
+
+
+def _check_port_free(port: int) -> None:
+    """The registry binds the bridge address; fail clearly if that port is taken already."""
+    import socket
+
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((str(layout.HOST_ADDRESS), port))
+        except OSError as exc:
+            raise PreconditionError(
+                f"port {port} on {layout.HOST_ADDRESS} is in use ({exc.strerror}); stop what "
+                "listens there, then run 'kubehop testbed up' again"
+            ) from exc
+
+
+# --- waiting ------------------------------------------------------------------------------------
+
+
+def _wait(what: str, check: Callable[[], bool], *, timeout: float, log: Path | None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(Exception):
+            if check():
+                return
+        time.sleep(0.5)
+    where = f"; see its log: {log}" if log else ""
+    raise TestbedError(f"{what} did not become ready within {timeout:.0f}s{where}")
+
+
+def api_client(c: ClusterLayout) -> httpx.Client:
+    ctx = ssl.create_default_context(cafile=str(c.pki_dir / "ca.crt"))
+    ctx.load_cert_chain(str(c.pki_dir / "admin.crt"), str(c.pki_dir / "admin.key"))
+    return httpx.Client(base_url=c.api_url, verify=ctx, timeout=5)
+
+
+def _api_ready(c: ClusterLayout) -> bool:
+    with api_client(c) as client:
+        return client.get("/readyz").status_code == 200
+
+
+def _node_ready(c: ClusterLayout) -> bool:
+    with api_client(c) as client:
+        node = client.get(f"/api/v1/nodes/{c.node_name}").json()
+    conditions = node.get("status", {}).get("conditions", [])
+    return any(x["type"] == "Ready" and x["status"] == "True" for x in conditions)
+
+
+def _deployment_available(c: ClusterLayout, namespace: str, name: str) -> bool:
+    with api_client(c) as client:
+        dep = client.get(f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}").json()
+    want = dep.get("spec", {}).get("replicas", 1)
+    return int(dep.get("status", {}).get("availableReplicas", 0)) >= want
+
+
+def kubectl(c: ClusterLayout, *args: str, stdin: str | None = None) -> str:
+    """kubectl 1.34 (built with the cluster) against one testbed cluster as admin."""
+    argv = [str(kubectl_binary()), "--kubeconfig", str(components.kubeconfig_path(c, "admin")),
+            *args]
+    result = subprocess.run(argv, input=stdin, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise TestbedError(f"kubectl {' '.join(args[:2])} on cluster {c.name} failed: "
+                           f"{result.stderr.strip().splitlines()[-1:]}")
+    return result.stdout
+
+
+# --- up -----------------------------------------------------------------------------------------
+
+
+def _spawn(c: ClusterLayout, name: str, argv: list[str]) -> None:
+    procs.spawn(name, argv, run_dir=run_dir(c), log_dir=c.log_dir, netns=c.netns)
+
+
+def registry_pidfile() -> Path:
+    return layout.state_dir() / "registry" / "registry.pid"
+
+
+def start_registry(say: Say) -> None:
+    if procs.read_pid(registry_pidfile()) is None:
+        _check_port_free(layout.REGISTRY_PORT)
+    config = images.registry_config()
+    procs.spawn("registry", [str(builds.registry().binary("registry")), "serve", str(config)],
+                run_dir=registry_pidfile().parent, log_dir=layout.state_dir() / "registry",
+                env={"OTEL_TRACES_EXPORTER": "none"})
+    url = f"http://{layout.registry_address()}/v2/"
+    _wait("the local image registry", lambda: httpx.get(url, timeout=2).status_code == 200,
+          timeout=30, log=layout.state_dir() / "registry" / "registry.log")
+    say(f"registry: listening on {layout.registry_address()}")
+
+
+def build_all(progress: builds.Progress | None) -> None:
+    for comp in builds.all_components():
+        builds.build(comp, progress=progress)
+
+
+def _bootstrap_manifests(c: ClusterLayout, coredns_ref: str) -> str:
+    text = images.asset("manifests", "bootstrap.yaml").read_text()
+    return text.format(dns_ip=c.dns_service_ip, coredns_image=coredns_ref,
+                       cluster_domain=layout.CLUSTER_DOMAIN)
+
+
+@dataclass
+class UpResult:
+    clusters: list[str]
+    already_up: bool
+    seconds: float
+    kubeconfig: str
+
+
+def up(names: tuple[str, ...], *, say: Say = _quiet,
+       progress: builds.Progress | None = None) -> UpResult:
+    """Bring the testbed up (or leave a healthy one as it is)."""
+    start = time.monotonic()
+    preflight()
+    existing = recorded_clusters()
+    if existing:
+        if set(existing) != set(names):
+            raise TestbedError(
+                f"a testbed with clusters {','.join(existing)} is up; run 'kubehop testbed down' "
+                f"before asking for {','.join(names)}"
+            )
+        report = status()
+        if report.healthy:
+            say("testbed already up and healthy: nothing to do")
+            return UpResult(list(existing), True, time.monotonic() - start, str(kubeconfig_file()))
+        say("testbed is partly up: cleaning it before starting again")
+        down(say=say)
+    hostnet.check_addresses_free()
+
+    build_all(progress)
+    clusters = layout.layouts(names)
+    layout.state_dir().mkdir(parents=True, exist_ok=True)
+    os.chmod(layout.state_dir(), 0o700)
+    state_file().write_text(json.dumps({"clusters": list(names),
+                                        "created": dt.datetime.now(dt.UTC).isoformat()}))
+    try:
+        _up(clusters, say)
+    except BaseException:
+        say("bring-up failed: logs stay under " + str(layout.state_dir()) +
+            " until 'kubehop testbed down'")
+        raise
+    return UpResult(list(names), False, time.monotonic() - start, str(kubeconfig_file()))
+
+
+def _up(clusters: list[ClusterLayout], say: Say) -> None:
+    # The kubelet's volume mounts must propagate to containerd and runc.
+    subprocess.run(["mount", "--make-rshared", "/"], check=True)
+    hostnet.ensure_bridge()
+    for c in clusters:
+        hostnet.ensure_cluster_netns(c)
+    say(f"network: bridge {layout.BRIDGE} {layout.HOST_ADDRESS}, " +
+        ", ".join(f"{c.name} {c.node_ip}" for c in clusters))
+
+    start_registry(say)
+    pause_ref = images.build_and_push(images.pause_image())
+    coredns_ref = images.build_and_push(images.coredns_image())
+    say("images: pause, coredns in the registry")
+
+    for c in clusters:
+        components.write_pki(c)
+        _spawn(c, "etcd", components.etcd_argv(c))
+        _spawn(c, "kube-apiserver", components.apiserver_argv(c))
+    for c in clusters:
+        _wait(f"kube-apiserver of {c.name}", lambda c=c: _api_ready(c), timeout=120,
+              log=c.log_dir / "kube-apiserver.log")
+        say(f"{c.name}: control plane answering at {c.api_url}")
+    write_combined_kubeconfig(clusters)
+
+    for c in clusters:
+        _spawn(c, "kube-controller-manager", components.controller_manager_argv(c))
+        _spawn(c, "kube-scheduler", components.scheduler_argv(c))
+        cgroups.create_root(c.cgroup_root)
+        _spawn(c, "containerd", components.containerd_argv(c, pause_ref))
+    for c in clusters:
+        _wait(f"containerd of {c.name}", c.containerd_socket.exists, timeout=30,
+              log=c.log_dir / "containerd.log")
+        _spawn(c, "kubelet", components.kubelet_argv(c))
+        _spawn(c, "kube-proxy", components.kube_proxy_argv(c))
+        kubectl(c, "apply", "--server-side", "--force-conflicts", "-f", "-",
+                stdin=_bootstrap_manifests(c, coredns_ref))
+    for c in clusters:
+        _wait(f"node {c.node_name}", lambda c=c: _node_ready(c), timeout=120,
+              log=c.log_dir / "kubelet.log")
+        say(f"{c.name}: node {c.node_name} Ready")
+    # The sample HTTP server image is built while the nodes settle (first time only).
+    images.build_and_push(images.httpd_image())
+    for c in clusters:
+        _wait(f"CoreDNS of {c.name}", lambda c=c: _deployment_available(c, "kube-system", "coredns"),
+              timeout=120, log=c.log_dir / "kubelet.log")
+        say(f"{c.name}: cluster DNS ready at {c.dns_service_ip}")
+
+
+def write_combined_kubeconfig(clusters: list[ClusterLayout]) -> None:
+    """One kubeconfig, one context per cluster named after it, admin credentials (mode 0600)."""
+    entries = [
+        KubeconfigEntry(
+            context=c.name, server=c.api_url,
+            ca_pem=(c.pki_dir / "ca.crt").read_bytes(),
+            cert_pem=(c.pki_dir / "admin.crt").read_bytes(),
+            key_pem=(c.pki_dir / "admin.key").read_bytes(),
+        )
+        for c in clusters
+    ]
+    write_kubeconfig(kubeconfig_file(), kubeconfig_dict(entries))
+
+
+# --- status -------------------------------------------------------------------------------------
+
+
+@dataclass
+class ClusterStatus:
+    name: str
+    tier: str
+    netns: str
+    address: str
+    api_server: str
+    load_balancer: str
+    processes: dict[str, bool] = field(default_factory=dict)
+    api_ready: bool = False
+    node_ready: bool = False
+
+    @property
+    def healthy(self) -> bool:
+        return self.api_ready and self.node_ready and all(self.processes.values())
+
+
+@dataclass
+class Status:
+    up: bool
+    clusters: list[ClusterStatus]
+    registry: str
+    registry_running: bool
+    kubeconfig: str
+    versions: dict[str, str]
+
+    @property
+    def healthy(self) -> bool:
+        return self.up and self.registry_running and all(c.healthy for c in self.clusters)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["healthy"] = self.healthy
+        for c, d in zip(self.clusters, data["clusters"], strict=True):
+            d["healthy"] = c.healthy
+        return data
+
+
+def _check(fn: Callable[[], bool]) -> bool:
+    try:
+        return fn()
+    except Exception:  # noqa: BLE001 - any failure to answer means "not ready"
+        return False
+
+
+def status() -> Status:
+    names = recorded_clusters()
+    clusters = []
+    for c in layout.layouts(names):
+        st = ClusterStatus(
+            name=c.name, tier=layout.tier_of(c.name), netns=c.netns, address=str(c.node_ip),
+            api_server=c.api_url, load_balancer=str(c.node_ip),
+        )
+        for name in (*CONTROL_PLANE, *NODE_PROCESSES):
+            st.processes[name] = procs.read_pid(run_dir(c) / f"{name}.pid") is not None
+        st.api_ready = _check(lambda c=c: _api_ready(c))
+        st.node_ready = st.api_ready and _check(lambda c=c: _node_ready(c))
+        clusters.append(st)
+    return Status(
+        up=bool(names), clusters=clusters, registry=layout.registry_address(),
+        registry_running=procs.read_pid(registry_pidfile()) is not None,
+        kubeconfig=str(kubeconfig_file()) if names else "",
+        versions={"kubernetes": layout.KUBERNETES_VERSION, "etcd": layout.ETCD_VERSION,
+                  "coredns": layout.COREDNS_VERSION, "registry": layout.REGISTRY_VERSION},
+    )
+
+
+# --- down ---------------------------------------------------------------------------------------
+
+
+def _mounts_under(base: Path) -> list[str]:
+    found = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        mount_point = line.split()[4].replace("\\040", " ")
+        if mount_point == str(base) or mount_point.startswith(str(base) + "/"):
+            found.append(mount_point)
+    return found
+
+
+def _unmount_all(base: Path) -> None:
+    for _ in range(5):
+        mounts = _mounts_under(base)
+        if not mounts:
+            return
+        for m in sorted(mounts, key=len, reverse=True):
+            subprocess.run(["umount", "-l", m], capture_output=True, check=False)
+
+
+def _down_cluster(c: ClusterLayout, say: Say) -> None:
+    for name in ("kubelet", "kube-proxy"):
+        procs.stop(run_dir(c) / f"{name}.pid")
+    # Containers (in the kubelet's cgroup subtree), then their shims, then containerd.
+    procs.stop_pids(cgroups.pids_under(c.cgroup_root), timeout=5)
+    procs.stop_pids(list(procs.pids_matching(str(c.dir / "containerd"))), timeout=5)
+    for name in ("containerd", "kube-scheduler", "kube-controller-manager", "kube-apiserver",
+                 "etcd"):
+        procs.stop(run_dir(c) / f"{name}.pid")
+    procs.stop_pids(procs.pids_in_netns(c.netns), timeout=5)
+    _unmount_all(c.dir)
+    stuck = cgroups.remove_root(c.cgroup_root)
+    if stuck:
+        say(f"{c.name}: cgroups still busy: {', '.join(stuck[:3])}")
+    hostnet.delete_cluster_netns(c)
+    say(f"{c.name}: stopped and removed")
+
+
+def down(*, say: Say = _quiet) -> list[str]:
+    """Remove everything ``up`` made; return what could not be removed (empty when clean)."""
+    if os.geteuid() != 0:
+        raise PreconditionError("kubehop testbed down needs root; run it as root or with sudo")
+    names = list(recorded_clusters())
+    # Also sweep namespaces and cgroups of clusters a crashed run did not record.
+    for ns in hostnet.leftover_netns():
+        if ns.removeprefix("kh-") not in names:
+            names.append(ns.removeprefix("kh-"))
+    for root in cgroups.leftover_roots():
+        if root.removeprefix("kubehop-") not in names:
+            names.append(root.removeprefix("kubehop-"))
+    for c in layout.layouts(tuple(names)):
+        _down_cluster(c, say)
+    procs.stop(registry_pidfile())
+    hostnet.delete_bridge()
+    base = layout.state_dir()
+    _unmount_all(base)
+    if base.exists() and not _mounts_under(base):
+        shutil.rmtree(base)
+    left = leftovers()
+    if not left:
+        say("testbed down: nothing left behind (caches kept in " + str(layout.cache_dir()) + ")")
+    return left
+
+
+def leftovers() -> list[str]:
+    """Anything of a testbed still on the machine: the check behind ``down``'s promise."""
+    found: list[str] = []
+    found += [f"netns {n}" for n in hostnet.leftover_netns()]
+    found += [f"interface {n}" for n in hostnet.leftover_links()]
+    found += [f"iptables rule {r}" for r in hostnet.iptables_rules()]
+    found += [f"cgroup {r}" for r in cgroups.leftover_roots()]
+    found += [f"mount {m}" for m in _mounts_under(layout.state_dir())]
+    found += [f"process {p}" for p in procs.pids_matching(str(layout.state_dir()))]
+    if layout.state_dir().exists():
+        found.append(f"directory {layout.state_dir()}")
+    return found
+
+
+def inventory_yaml() -> str:
+    """The clusters as kubehop's inventory will read them (contexts, tiers, addresses)."""
+    data = {
+        "kubeconfig": str(kubeconfig_file()),
+        "clusters": [
+            {"name": c.name, "context": c.name, "tier": layout.tier_of(c.name),
+             "loadBalancer": str(c.node_ip)}
+            for c in layout.layouts(recorded_clusters())
+        ],
+    }
+    return yaml.safe_dump(data, sort_keys=False)

@@ -19,7 +19,7 @@ app = typer.Typer(
 )
 app.add_typer(testbed.app, name="testbed")
 
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 @app.command()

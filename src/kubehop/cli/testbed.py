@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -17,13 +17,14 @@ from kubehop.errors import UsageError
 from kubehop.testbed import layout
 from kubehop.testbed import testbed as tb
 
-app = typer.Typer(help="Real multi-cluster Kubernetes testbed on this machine.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Real multi-cluster Kubernetes testbed on this machine.", no_args_is_help=True
+)
 out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
-class Output(str, Enum):
+class Output(StrEnum):
     table = "table"
     json = "json"
 
@@ -48,8 +49,10 @@ class _Reporter:
             return
         self.last_build[component] = now
         pct = 100 * done // max(total, 1)
-        self.say(f"building {component}: {done}/{total} packages ({pct}%), {elapsed:.0f}s "
-                 f"elapsed, log: {log}")
+        self.say(
+            f"building {component}: {done}/{total} packages ({pct}%), {elapsed:.0f}s "
+            f"elapsed, log: {log}"
+        )
 
 
 def _names(clusters: str) -> tuple[str, ...]:
@@ -61,8 +64,9 @@ def _names(clusters: str) -> tuple[str, ...]:
 
 @app.command()
 def up(
-    clusters: Annotated[str, typer.Option(help="Comma-separated cluster names, e.g. "
-                                          "edge,fog,cloud.")] = ",".join(layout.DEFAULT_CLUSTERS),
+    clusters: Annotated[
+        str, typer.Option(help="Comma-separated cluster names, e.g. edge,fog,cloud.")
+    ] = ",".join(layout.DEFAULT_CLUSTERS),
 ) -> None:
     """Build (first time) and start the clusters; a healthy testbed is left as it is."""
     names = _names(clusters)
@@ -71,6 +75,21 @@ def up(
     verb = "already up" if result.already_up else f"up in {result.seconds:.1f}s"
     rep.say(f"testbed {verb}: clusters {', '.join(result.clusters)}")
     out.print(f"kubeconfig: {result.kubeconfig}", markup=False)
+
+
+@app.command()
+def build(
+    print_kubectl: Annotated[
+        bool, typer.Option("--print-kubectl", help="Only print the built kubectl's path.")
+    ] = False,
+) -> None:
+    """Build the upstream components now (up does it too); cached by version."""
+    if print_kubectl:
+        out.print(str(tb.kubectl_binary()), markup=False, soft_wrap=True)
+        return
+    rep = _Reporter()
+    tb.build_all(rep.build)
+    rep.say(f"components built and cached under {layout.cache_dir()}")
 
 
 @app.command()
@@ -99,11 +118,19 @@ def status(
             table.add_column(col)
         for c in st.clusters:
             missing = [name for name, ok in c.processes.items() if not ok]
-            table.add_row(c.name, c.tier, c.address, "ready" if c.api_ready else "DOWN",
-                          "Ready" if c.node_ready else "NOT READY", ", ".join(missing) or "-")
+            table.add_row(
+                c.name,
+                c.tier,
+                c.address,
+                "ready" if c.api_ready else "DOWN",
+                "Ready" if c.node_ready else "NOT READY",
+                ", ".join(missing) or "-",
+            )
         out.print(table)
-        out.print(f"registry: {st.registry} ({'running' if st.registry_running else 'DOWN'})",
-                  markup=False)
+        out.print(
+            f"registry: {st.registry} ({'running' if st.registry_running else 'DOWN'})",
+            markup=False,
+        )
         out.print(f"kubeconfig: {st.kubeconfig}", markup=False)
     if st.up and not st.healthy:
         raise typer.Exit(1)

@@ -22,14 +22,39 @@ from pathlib import Path
 from kubehop.errors import BuildError, PreconditionError
 from kubehop.testbed import layout
 
-K8S_STAGING = (
-    "api apiextensions-apiserver apimachinery apiserver cli-runtime client-go cloud-provider "
-    "cluster-bootstrap code-generator component-base component-helpers controller-manager "
-    "cri-api cri-client csi-translation-lib dynamic-resource-allocation endpointslice externaljwt "
-    "kms kube-aggregator kube-controller-manager kube-proxy kube-scheduler kubectl kubelet "
-    "metrics mount-utils pod-security-admission sample-apiserver sample-cli-plugin "
-    "sample-controller"
-).split()
+K8S_STAGING = [
+    "api",
+    "apiextensions-apiserver",
+    "apimachinery",
+    "apiserver",
+    "cli-runtime",
+    "client-go",
+    "cloud-provider",
+    "cluster-bootstrap",
+    "code-generator",
+    "component-base",
+    "component-helpers",
+    "controller-manager",
+    "cri-api",
+    "cri-client",
+    "csi-translation-lib",
+    "dynamic-resource-allocation",
+    "endpointslice",
+    "externaljwt",
+    "kms",
+    "kube-aggregator",
+    "kube-controller-manager",
+    "kube-proxy",
+    "kube-scheduler",
+    "kubectl",
+    "kubelet",
+    "metrics",
+    "mount-utils",
+    "pod-security-admission",
+    "sample-apiserver",
+    "sample-cli-plugin",
+    "sample-controller",
+]
 
 Progress = Callable[[str, int, int, float, Path], None]
 """Called as ``progress(component, done, total, elapsed_seconds, log_path)``."""
@@ -79,19 +104,30 @@ def kubernetes() -> GoComponent:
     """kube-apiserver, controller-manager, scheduler, kubelet, kube-proxy and kubectl."""
     v = layout.KUBERNETES_VERSION
     minor = v.split(".")[1]
-    replaces = "\n".join(f"\tk8s.io/{s} => k8s.io/{s} v0.{minor}.{v.split('.')[2]}" for s in K8S_STAGING)
+    replaces = "\n".join(
+        f"\tk8s.io/{s} => k8s.io/{s} v0.{minor}.{v.split('.')[2]}" for s in K8S_STAGING
+    )
     go_mod = (
         "module kubehop.local/build/kubernetes\n\ngo 1.24.0\n\ngodebug default=go1.24\n\n"
         f"require k8s.io/kubernetes v{v}\n\nreplace (\n{replaces}\n)\n"
     )
-    cmds = ("kube-apiserver", "kube-controller-manager", "kube-proxy", "kube-scheduler", "kubelet",
-            "kubectl")
+    cmds = (
+        "kube-apiserver",
+        "kube-controller-manager",
+        "kube-proxy",
+        "kube-scheduler",
+        "kubelet",
+        "kubectl",
+    )
     stamp = (
         f"-gitVersion=v{v} -gitMajor=1 -gitMinor={minor} -gitTreeState=clean -gitCommit=v{v} "
         "-buildDate=1970-01-01T00:00:00Z"
     ).split()
-    xs = [f"-X {pkg}.{kv[1:]}" for pkg in ("k8s.io/component-base/version",
-                                             "k8s.io/client-go/pkg/version") for kv in stamp]
+    xs = [
+        f"-X {pkg}.{kv[1:]}"
+        for pkg in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version")
+        for kv in stamp
+    ]
     return GoComponent(
         name="kubernetes",
         version=v,
@@ -105,13 +141,16 @@ def etcd() -> GoComponent:
     """etcd's server, from a wrapper ``main`` (its own replace lines do not apply to us)."""
     v = layout.ETCD_VERSION
     main = (
-        "package main\n\nimport (\n\t\"os\"\n\n\t\"go.etcd.io/etcd/server/v3/etcdmain\"\n)\n\n"
+        'package main\n\nimport (\n\t"os"\n\n\t"go.etcd.io/etcd/server/v3/etcdmain"\n)\n\n'
         "func main() { etcdmain.Main(os.Args) }\n"
     )
     return GoComponent(
         name="etcd",
         version=v,
-        go_mod=f"module kubehop.local/build/etcd\n\ngo 1.26.0\n\nrequire go.etcd.io/etcd/server/v3 v{v}\n",
+        go_mod=(
+            "module kubehop.local/build/etcd\n\ngo 1.26.0\n\n"
+            f"require go.etcd.io/etcd/server/v3 v{v}\n"
+        ),
         packages=("kubehop.local/build/etcd",),
         extra_files={"main.go": main},
     )
@@ -122,7 +161,10 @@ def coredns() -> GoComponent:
     return GoComponent(
         name="coredns",
         version=v,
-        go_mod=f"module kubehop.local/build/coredns\n\ngo 1.25.0\n\nrequire github.com/coredns/coredns v{v}\n",
+        go_mod=(
+            "module kubehop.local/build/coredns\n\ngo 1.25.0\n\n"
+            f"require github.com/coredns/coredns v{v}\n"
+        ),
         packages=("github.com/coredns/coredns",),
     )
 
@@ -155,8 +197,9 @@ def _run_logged(args: list[str], *, cwd: Path, log: Path, component: GoComponent
     with log.open("a") as out:
         out.write(f"\n$ {' '.join(args)}\n")
         out.flush()
-        result = subprocess.run(args, cwd=cwd, env=_go_env(), stdout=out, stderr=subprocess.STDOUT,
-                                check=False)
+        result = subprocess.run(
+            args, cwd=cwd, env=_go_env(), stdout=out, stderr=subprocess.STDOUT, check=False
+        )
     if result.returncode != 0:
         raise BuildError(
             f"building {component.key} failed at '{args[0]} {args[1]}' (exit {result.returncode}); "
@@ -184,8 +227,17 @@ def build(component: GoComponent, *, progress: Progress | None = None) -> Path:
     tmp = component.bin_dir.with_name(component.key + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    args = ["go", "build", "-v", "-trimpath", "-ldflags", component.ldflags, "-o", f"{tmp}/",
-            *component.packages]
+    args = [
+        "go",
+        "build",
+        "-v",
+        "-trimpath",
+        "-ldflags",
+        component.ldflags,
+        "-o",
+        f"{tmp}/",
+        *component.packages,
+    ]
     start = time.monotonic()
     with log.open("a") as out:
         out.write(f"\n$ {' '.join(args)}\n")
@@ -198,7 +250,9 @@ def build(component: GoComponent, *, progress: Progress | None = None) -> Path:
                 done = _count_lines_after(log, offset)
                 progress(component.key, min(done, total), total, time.monotonic() - start, log)
     if proc.returncode != 0:
-        raise BuildError(f"building {component.key} failed (exit {proc.returncode}); see its log: {log}")
+        raise BuildError(
+            f"building {component.key} failed (exit {proc.returncode}); see its log: {log}"
+        )
     if progress is not None:
         progress(component.key, total, total, time.monotonic() - start, log)
     shutil.rmtree(component.bin_dir, ignore_errors=True)
@@ -210,9 +264,19 @@ def build(component: GoComponent, *, progress: Progress | None = None) -> Path:
 def _count_packages(component: GoComponent, src: Path) -> int:
     """How many packages ``go build -v`` may print: the deps outside the standard library."""
     result = subprocess.run(
-        ["go", "list", "-deps", "-f", "{{if not .Standard}}{{.ImportPath}}{{end}}",
-         *component.packages],
-        cwd=src, env=_go_env(), capture_output=True, text=True, check=False,
+        [
+            "go",
+            "list",
+            "-deps",
+            "-f",
+            "{{if not .Standard}}{{.ImportPath}}{{end}}",
+            *component.packages,
+        ],
+        cwd=src,
+        env=_go_env(),
+        capture_output=True,
+        text=True,
+        check=False,
     )
     lines = [line for line in result.stdout.splitlines() if line.strip()]
     return max(len(lines), 1)

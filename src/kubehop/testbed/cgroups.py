@@ -61,8 +61,9 @@ def remove_root(root: str) -> list[str]:
         base = mount / root.lstrip("/")
         if not base.is_dir():
             continue
-        dirs = sorted((p for p in base.rglob("*") if p.is_dir()), key=lambda p: len(p.parts),
-                      reverse=True)
+        dirs = sorted(
+            (p for p in base.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True
+        )
         for d in [*dirs, base]:
             try:
                 d.rmdir()
@@ -73,7 +74,7 @@ def remove_root(root: str) -> list[str]:
 
 def leftover_roots() -> list[str]:
     """Testbed cgroup roots still present in any hierarchy."""
-    found = set()
+    found: set[str] = set()
     for mount in hierarchies():
         if mount.is_dir():
             found.update(p.name for p in mount.iterdir() if p.name.startswith("kubehop-"))

@@ -16,11 +16,15 @@ from kubehop.testbed import builds, layout
 from kubehop.testbed.layout import API_PORT, CLUSTER_DOMAIN, ClusterLayout
 from kubehop.testbed.pki import ClientIdentity, ClusterPKI, write_kubeconfig
 
+
 def client_identities(c: ClusterLayout) -> list[ClientIdentity]:
     return [
         ClientIdentity("admin", "kubehop-admin", ("system:masters",)),
-        ClientIdentity("apiserver-kubelet-client", "kube-apiserver-kubelet-client",
-                       ("kubehop:apiserver-kubelet",)),
+        ClientIdentity(
+            "apiserver-kubelet-client",
+            "kube-apiserver-kubelet-client",
+            ("kubehop:apiserver-kubelet",),
+        ),
         ClientIdentity("controller-manager", "system:kube-controller-manager"),
         ClientIdentity("scheduler", "system:kube-scheduler"),
         ClientIdentity("kubelet", f"system:node:{c.node_name}", ("system:nodes",)),
@@ -39,10 +43,15 @@ def write_pki(c: ClusterLayout) -> ClusterPKI:
     idents = client_identities(c)
     pki.create_all(idents)
     for ident in idents:
-        server = None if ident.stem in {"admin", "kubelet", "kube-proxy"} else (
-            f"https://127.0.0.1:{API_PORT}")
-        write_kubeconfig(kubeconfig_path(c, ident.stem),
-                         pki.kubeconfig(ident.stem, context=c.name, server=server))
+        server = (
+            None
+            if ident.stem in {"admin", "kubelet", "kube-proxy"}
+            else (f"https://127.0.0.1:{API_PORT}")
+        )
+        write_kubeconfig(
+            kubeconfig_path(c, ident.stem),
+            pki.kubeconfig(ident.stem, context=c.name, server=server),
+        )
     return pki
 
 
@@ -142,31 +151,36 @@ def containerd_config(c: ClusterLayout, sandbox_image: str) -> Path:
     )
     cni_conf = c.dir / "cni" / "net.d"
     cni_conf.mkdir(parents=True, exist_ok=True)
-    (cni_conf / "10-kubehop.conflist").write_text(json.dumps({
-        "cniVersion": "0.4.0",
-        "name": "kubehop",
-        "plugins": [
+    (cni_conf / "10-kubehop.conflist").write_text(
+        json.dumps(
             {
-                "type": "bridge",
-                "bridge": "cni0",
-                "isGateway": True,
-                "ipMasq": True,
-                "hairpinMode": True,
-                "ipam": {
-                    "type": "host-local",
-                    "ranges": [[{"subnet": str(c.node_pod_cidr)}]],
-                    "routes": [{"dst": "0.0.0.0/0"}],
-                    "dataDir": str(c.dir / "cni" / "ipam"),
-                },
+                "cniVersion": "0.4.0",
+                "name": "kubehop",
+                "plugins": [
+                    {
+                        "type": "bridge",
+                        "bridge": "cni0",
+                        "isGateway": True,
+                        "ipMasq": True,
+                        "hairpinMode": True,
+                        "ipam": {
+                            "type": "host-local",
+                            "ranges": [[{"subnet": str(c.node_pod_cidr)}]],
+                            "routes": [{"dst": "0.0.0.0/0"}],
+                            "dataDir": str(c.dir / "cni" / "ipam"),
+                        },
+                    },
+                    {"type": "portmap", "capabilities": {"portMappings": True}},
+                ],
             },
-            {"type": "portmap", "capabilities": {"portMappings": True}},
-        ],
-    }, indent=2))
+            indent=2,
+        )
+    )
     config = base / "config.toml"
     cri = 'plugins."io.containerd.grpc.v1.cri"'
     config.write_text(f"""version = 2
-root = "{base / 'root'}"
-state = "{base / 'state'}"
+root = "{base / "root"}"
+state = "{base / "state"}"
 disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs",
   "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.aufs",
   "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing"]
@@ -175,11 +189,14 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
   address = "{c.containerd_socket}"
 
 [plugins."io.containerd.internal.v1.opt"]
-  path = "{base / 'opt'}"
+  path = "{base / "opt"}"
 
 [{cri}]
   sandbox_image = "{sandbox_image}"
   netns_mounts_under_state_dir = true
+  # These machines withhold CAP_SYS_RESOURCE, so no process may lower its OOM score; the
+  # kubelet asks for -998 on every pod sandbox. Clamp to containerd's own score instead.
+  restrict_oom_score_adj = true
   stream_server_address = "127.0.0.1"
   [{cri}.containerd]
     snapshotter = "overlayfs"
@@ -188,12 +205,12 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
       runtime_type = "io.containerd.runc.v2"
       [{cri}.containerd.runtimes.runc.options]
         SystemdCgroup = false
-        Root = "{base / 'runc'}"
+        Root = "{base / "runc"}"
   [{cri}.cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "{cni_conf}"
   [{cri}.registry]
-    config_path = "{base / 'certs.d'}"
+    config_path = "{base / "certs.d"}"
 """)
     return config
 
@@ -264,6 +281,8 @@ def kubelet_argv(c: ClusterLayout) -> list[str]:
         f"--cert-dir={c.dir / 'kubelet' / 'pki'}",
         f"--node-labels=topology.kubehop.io/tier={layout.tier_of(c.name)},"
         f"topology.kubehop.io/cluster={c.name}",
+        # Lowering OOM scores needs CAP_SYS_RESOURCE, which these machines withhold.
+        "--oom-score-adj=0",
         "--v=1",
     ]
 
@@ -279,9 +298,14 @@ def kube_proxy_argv(c: ClusterLayout) -> list[str]:
         "bindAddress": "0.0.0.0",
         "metricsBindAddress": "127.0.0.1:10249",
         "healthzBindAddress": "127.0.0.1:10256",
+        "oomScoreAdj": 0,
         # conntrack sysctls are read-only outside the initial network namespace: leave them.
-        "conntrack": {"maxPerCore": 0, "min": 0, "tcpEstablishedTimeout": "0s",
-                      "tcpCloseWaitTimeout": "0s"},
+        "conntrack": {
+            "maxPerCore": 0,
+            "min": 0,
+            "tcpEstablishedTimeout": "0s",
+            "tcpCloseWaitTimeout": "0s",
+        },
     }
     path = c.dir / "kube-proxy" / "config.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)

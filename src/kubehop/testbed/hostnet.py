@@ -11,16 +11,26 @@ import subprocess
 from pathlib import Path
 
 from kubehop.errors import PreconditionError, TestbedError
-from kubehop.testbed.layout import BRIDGE, HOST_ADDRESS, IPTABLES_COMMENT, WAN_NETWORK, ClusterLayout
+from kubehop.testbed.layout import (
+    BRIDGE,
+    HOST_ADDRESS,
+    IPTABLES_COMMENT,
+    WAN_NETWORK,
+    ClusterLayout,
+)
 
 
-def run(*args: str, netns: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+def run(
+    *args: str, netns: str | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
     """Run a command (inside ``netns`` if given); raise TestbedError with its stderr on failure."""
     argv = ["ip", "netns", "exec", netns, *args] if netns else list(args)
     result = subprocess.run(argv, capture_output=True, text=True, check=False)
     if check and result.returncode != 0:
         detail = (result.stderr or result.stdout).strip().splitlines()
-        raise TestbedError(f"'{' '.join(argv)}' failed: {detail[-1] if detail else result.returncode}")
+        raise TestbedError(
+            f"'{' '.join(argv)}' failed: {detail[-1] if detail else result.returncode}"
+        )
     return result
 
 
@@ -59,8 +69,17 @@ def ensure_bridge() -> None:
     # Bridged frames pass the host's FORWARD chain when br_netfilter is on; accept ours even if
     # the policy is DROP (as Docker sets it), and tag the rule so `down` removes exactly it.
     for direction in ("-i", "-o"):
-        rule = ["FORWARD", direction, BRIDGE, "-m", "comment", "--comment", IPTABLES_COMMENT,
-                "-j", "ACCEPT"]
+        rule = [
+            "FORWARD",
+            direction,
+            BRIDGE,
+            "-m",
+            "comment",
+            "--comment",
+            IPTABLES_COMMENT,
+            "-j",
+            "ACCEPT",
+        ]
         if run("iptables", "-C", *rule, check=False).returncode != 0:
             run("iptables", "-I", *rule)
 
@@ -71,21 +90,41 @@ def ensure_cluster_netns(cluster: ClusterLayout) -> None:
     if not netns_exists(ns):
         run("ip", "netns", "add", ns)
     if not _link_exists(cluster.veth_host):
-        run("ip", "link", "add", cluster.veth_host, "type", "veth", "peer", "name", cluster.veth_peer)
+        run(
+            "ip",
+            "link",
+            "add",
+            cluster.veth_host,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            cluster.veth_peer,
+        )
         run("ip", "link", "set", cluster.veth_peer, "netns", ns)
         run("ip", "link", "set", cluster.veth_peer, "name", "eth0", netns=ns)
     run("ip", "link", "set", cluster.veth_host, "master", BRIDGE, "up")
     run("ip", "link", "set", "lo", "up", netns=ns)
     addrs = run("ip", "-o", "-4", "addr", "show", "dev", "eth0", netns=ns).stdout
     if f" {cluster.node_ip}/" not in addrs:
-        run("ip", "addr", "add", f"{cluster.node_ip}/{WAN_NETWORK.prefixlen}", "dev", "eth0", netns=ns)
+        run(
+            "ip",
+            "addr",
+            "add",
+            f"{cluster.node_ip}/{WAN_NETWORK.prefixlen}",
+            "dev",
+            "eth0",
+            netns=ns,
+        )
     run("ip", "link", "set", "eth0", "up", netns=ns)
     # Node processes talking to a ClusterIP need a route to the service range; kube-proxy DNATs
     # the packet in OUTPUT before it leaves. There is deliberately no default route.
     run("ip", "route", "replace", str(cluster.service_cidr), "dev", "eth0", netns=ns)
-    for key, value in (("net.ipv4.ip_forward", "1"),
-                       ("net.bridge.bridge-nf-call-iptables", "1"),
-                       ("net.ipv4.conf.all.route_localnet", "1")):
+    for key, value in (
+        ("net.ipv4.ip_forward", "1"),
+        ("net.bridge.bridge-nf-call-iptables", "1"),
+        ("net.ipv4.conf.all.route_localnet", "1"),
+    ):
         run("sysctl", "-qw", f"{key}={value}", netns=ns)
 
 
@@ -98,8 +137,17 @@ def delete_cluster_netns(cluster: ClusterLayout) -> None:
 
 def delete_bridge() -> None:
     for direction in ("-i", "-o"):
-        rule = ["FORWARD", direction, BRIDGE, "-m", "comment", "--comment", IPTABLES_COMMENT,
-                "-j", "ACCEPT"]
+        rule = [
+            "FORWARD",
+            direction,
+            BRIDGE,
+            "-m",
+            "comment",
+            "--comment",
+            IPTABLES_COMMENT,
+            "-j",
+            "ACCEPT",
+        ]
         while run("iptables", "-C", *rule, check=False).returncode == 0:
             run("iptables", "-D", *rule, check=False)
     if _link_exists(BRIDGE):
@@ -109,12 +157,15 @@ def delete_bridge() -> None:
 def leftover_netns() -> list[str]:
     """Namespaces named like the testbed's, whatever clusters created them."""
     base = Path("/run/netns")
-    return sorted(p.name for p in base.iterdir() if p.name.startswith("kh-")) if base.exists() else []
+    return (
+        sorted(p.name for p in base.iterdir() if p.name.startswith("kh-")) if base.exists() else []
+    )
 
 
 def leftover_links() -> list[str]:
     return sorted(
-        p.name for p in Path("/sys/class/net").iterdir()
+        p.name
+        for p in Path("/sys/class/net").iterdir()
         if p.name == BRIDGE or p.name.startswith(("khv-", "khp-"))
     )
 
@@ -122,4 +173,3 @@ def leftover_links() -> list[str]:
 def iptables_rules() -> list[str]:
     out = run("iptables", "-S", check=False).stdout
     return [line for line in out.splitlines() if IPTABLES_COMMENT in line]
-

@@ -48,8 +48,17 @@ class ImageSpec:
 
     def tag(self) -> str:
         h = hashlib.sha256()
-        h.update(json.dumps([self.name, self.base, self.entrypoint, sorted(self.env.items()),
-                             BASE_PACKAGES if self.base == "python" else []]).encode())
+        h.update(
+            json.dumps(
+                [
+                    self.name,
+                    self.base,
+                    self.entrypoint,
+                    sorted(self.env.items()),
+                    BASE_PACKAGES if self.base == "python" else [],
+                ]
+            ).encode()
+        )
         for dest, src in sorted(self.files.items()):
             h.update(dest.encode())
             h.update(src.read_bytes())
@@ -65,8 +74,14 @@ def _cache() -> Path:
 
 
 def _buildah(*args: str, log: Path) -> str:
-    argv = ["buildah", "--root", str(_cache() / "containers" / "storage"),
-            "--runroot", str(_cache() / "containers" / "run"), *args]
+    argv = [
+        "buildah",
+        "--root",
+        str(_cache() / "containers" / "storage"),
+        "--runroot",
+        str(_cache() / "containers" / "run"),
+        *args,
+    ]
     result = subprocess.run(argv, capture_output=True, text=True, check=False)
     with log.open("a") as out:
         out.write(f"$ {' '.join(argv)}\n{result.stdout}{result.stderr}")
@@ -86,7 +101,10 @@ def pause_binary() -> Path:
         log.parent.mkdir(parents=True, exist_ok=True)
         result = subprocess.run(
             ["go", "build", "-trimpath", "-ldflags", "-s -w", "-o", str(out), "."],
-            cwd=src, env={**builds._go_env(), "GOFLAGS": ""}, capture_output=True, text=True,
+            cwd=src,
+            env={**builds._go_env(), "GOFLAGS": ""},
+            capture_output=True,
+            text=True,
             check=False,
         )
         log.write_text(result.stdout + result.stderr)
@@ -96,21 +114,31 @@ def pause_binary() -> Path:
 
 
 def pause_image() -> ImageSpec:
-    return ImageSpec(name="kubehop/pause", base="scratch", files={"/pause": pause_binary()},
-                     entrypoint=("/pause",))
+    return ImageSpec(
+        name="kubehop/pause",
+        base="scratch",
+        files={"/pause": pause_binary()},
+        entrypoint=("/pause",),
+    )
 
 
 def coredns_image() -> ImageSpec:
-    return ImageSpec(name="kubehop/coredns", base="scratch",
-                     files={"/coredns": builds.coredns().binary("coredns")},
-                     entrypoint=("/coredns",))
+    return ImageSpec(
+        name="kubehop/coredns",
+        base="scratch",
+        files={"/coredns": builds.coredns().binary("coredns")},
+        entrypoint=("/coredns",),
+    )
 
 
 def httpd_image() -> ImageSpec:
     """The small HTTP server the tests deploy."""
-    return ImageSpec(name="kubehop/httpd", base="python",
-                     files={"/app/server.py": asset("images", "httpd", "server.py")},
-                     entrypoint=("python3", "-u", "/app/server.py"))
+    return ImageSpec(
+        name="kubehop/httpd",
+        base="python",
+        files={"/app/server.py": asset("images", "httpd", "server.py")},
+        entrypoint=("python3", "-u", "/app/server.py"),
+    )
 
 
 def base_rootfs(*, log: Path) -> Path:
@@ -123,9 +151,17 @@ def base_rootfs(*, log: Path) -> Path:
         raise BuildError("mmdebstrap is missing; install it with 'apt-get install mmdebstrap'")
     tar.parent.mkdir(parents=True, exist_ok=True)
     tmp = tar.with_suffix(".tmp")
-    argv = ["mmdebstrap", "--quiet", "--variant=essential", f"--include={','.join(BASE_PACKAGES)}",
-            *(f"--dpkgopt=path-exclude={e}" for e in _EXCLUDES), "--format=tar", "bookworm",
-            str(tmp), DEBIAN_MIRROR]
+    argv = [
+        "mmdebstrap",
+        "--quiet",
+        "--variant=essential",
+        f"--include={','.join(BASE_PACKAGES)}",
+        *(f"--dpkgopt=path-exclude={e}" for e in _EXCLUDES),
+        "--format=tar",
+        "bookworm",
+        str(tmp),
+        DEBIAN_MIRROR,
+    ]
     with log.open("a") as out:
         result = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, check=False)
     if result.returncode != 0:
@@ -159,15 +195,19 @@ def _base_image(log: Path) -> str:
 
 def in_registry(spec: ImageSpec) -> bool:
     url = f"http://{layout.registry_address()}/v2/{spec.name}/manifests/{spec.tag()}"
-    accept = ", ".join([
-        "application/vnd.oci.image.manifest.v1+json",
-        "application/vnd.docker.distribution.manifest.v2+json",
-    ])
+    accept = ", ".join(
+        [
+            "application/vnd.oci.image.manifest.v1+json",
+            "application/vnd.docker.distribution.manifest.v2+json",
+        ]
+    )
     try:
         return httpx.head(url, headers={"Accept": accept}, timeout=5).status_code == 200
     except httpx.HTTPError as exc:
-        raise TestbedError(f"the local registry at {layout.registry_address()} does not answer: "
-                           f"{exc}; is the testbed up?") from exc
+        raise TestbedError(
+            f"the local registry at {layout.registry_address()} does not answer: "
+            f"{exc}; is the testbed up?"
+        ) from exc
 
 
 def build_and_push(spec: ImageSpec) -> str:
@@ -183,13 +223,31 @@ def build_and_push(spec: ImageSpec) -> str:
         try:
             for dest, src in spec.files.items():
                 _buildah("copy", "--chmod", "0755", ctr, str(src), dest, log=log)
-            _buildah("config", "--entrypoint", json.dumps(list(spec.entrypoint)), "--cmd", "",
-                     *(a for k, v in spec.env.items() for a in ("--env", f"{k}={v}")), ctr, log=log)
+            _buildah(
+                "config",
+                "--entrypoint",
+                json.dumps(list(spec.entrypoint)),
+                "--cmd",
+                "",
+                *(a for k, v in spec.env.items() for a in ("--env", f"{k}={v}")),
+                ctr,
+                log=log,
+            )
             _buildah("commit", ctr, local, log=log)
         finally:
-            subprocess.run(["buildah", "--root", str(_cache() / "containers" / "storage"),
-                            "--runroot", str(_cache() / "containers" / "run"), "rm", ctr],
-                           capture_output=True, check=False)
+            subprocess.run(
+                [
+                    "buildah",
+                    "--root",
+                    str(_cache() / "containers" / "storage"),
+                    "--runroot",
+                    str(_cache() / "containers" / "run"),
+                    "rm",
+                    ctr,
+                ],
+                capture_output=True,
+                check=False,
+            )
     _buildah("push", "--tls-verify=false", local, f"docker://{spec.ref()}", log=log)
     return spec.ref()
 

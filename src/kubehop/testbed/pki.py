@@ -94,9 +94,15 @@ class ClusterPKI:
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
             .add_extension(
                 x509.KeyUsage(
-                    digital_signature=True, key_cert_sign=True, crl_sign=True,
-                    content_commitment=False, key_encipherment=False, data_encipherment=False,
-                    key_agreement=False, encipher_only=False, decipher_only=False,
+                    digital_signature=True,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    encipher_only=False,
+                    decipher_only=False,
                 ),
                 critical=True,
             )
@@ -118,7 +124,8 @@ class ClusterPKI:
         client: bool = False,
     ) -> None:
         """Issue a leaf certificate signed by this cluster's CA."""
-        assert self._ca_key is not None and self._ca_cert is not None, "create_ca() first"
+        if self._ca_key is None or self._ca_cert is None:
+            raise RuntimeError("ClusterPKI.create_ca() must run before issue()")
         now = dt.datetime.now(dt.UTC)
         key = ec.generate_private_key(ec.SECP256R1())
         usages = []
@@ -164,20 +171,31 @@ class ClusterPKI:
             "apiserver",
             "kube-apiserver",
             dns_names=(
-                "kubernetes", "kubernetes.default", "kubernetes.default.svc",
-                f"kubernetes.default.svc.{CLUSTER_DOMAIN}", "localhost",
+                "kubernetes",
+                "kubernetes.default",
+                "kubernetes.default.svc",
+                f"kubernetes.default.svc.{CLUSTER_DOMAIN}",
+                "localhost",
             ),
             ips=(c.api_service_ip, c.node_ip, ipaddress.IPv4Address("127.0.0.1")),
             server=True,
         )
-        self.issue("kubelet-serving", f"system:node:{c.node_name}",
-                   organizations=("system:nodes",), dns_names=(c.node_name,), ips=(c.node_ip,),
-                   server=True)
+        self.issue(
+            "kubelet-serving",
+            f"system:node:{c.node_name}",
+            organizations=("system:nodes",),
+            dns_names=(c.node_name,),
+            ips=(c.node_ip,),
+            server=True,
+        )
         for ident in clients:
-            self.issue(ident.stem, ident.common_name, organizations=ident.organizations,
-                       client=True)
+            self.issue(
+                ident.stem, ident.common_name, organizations=ident.organizations, client=True
+            )
 
-    def kubeconfig(self, stem: str, *, context: str, server: str | None = None) -> dict[str, object]:
+    def kubeconfig(
+        self, stem: str, *, context: str, server: str | None = None
+    ) -> dict[str, object]:
         """A kubeconfig (as a dict) for client certificate ``stem`` with one context."""
         return kubeconfig_dict(
             [
@@ -212,14 +230,20 @@ def kubeconfig_dict(entries: list[KubeconfigEntry]) -> dict[str, object]:
         "kind": "Config",
         "current-context": entries[0].context,
         "clusters": [
-            {"name": e.context,
-             "cluster": {"server": e.server, "certificate-authority-data": _b64(e.ca_pem)}}
+            {
+                "name": e.context,
+                "cluster": {"server": e.server, "certificate-authority-data": _b64(e.ca_pem)},
+            }
             for e in entries
         ],
         "users": [
-            {"name": e.context,
-             "user": {"client-certificate-data": _b64(e.cert_pem),
-                      "client-key-data": _b64(e.key_pem)}}
+            {
+                "name": e.context,
+                "user": {
+                    "client-certificate-data": _b64(e.cert_pem),
+                    "client-key-data": _b64(e.key_pem),
+                },
+            }
             for e in entries
         ],
         "contexts": [

@@ -9,6 +9,7 @@ its pid in a pid file.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -35,7 +36,7 @@ def spawn(
         return existing
     run_dir.mkdir(parents=True, exist_ok=True)
     log_dir.mkdir(parents=True, exist_ok=True)
-    full = (["nsenter", f"--net=/run/netns/{netns}", "--", *argv] if netns else list(argv))
+    full = ["nsenter", f"--net=/run/netns/{netns}", "--", *argv] if netns else list(argv)
     log = (log_dir / f"{name}.log").open("ab")
     try:
         proc = subprocess.Popen(
@@ -76,10 +77,8 @@ def stop_pids(pids: list[int], *, timeout: float = 10.0) -> None:
     """SIGTERM, wait up to ``timeout`` seconds, then SIGKILL whatever is left."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
         for pid in pids:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
         deadline = time.monotonic() + (timeout if sig == signal.SIGTERM else 5.0)
         while time.monotonic() < deadline:
             pids = [p for p in pids if pid_alive(p)]
@@ -112,7 +111,7 @@ def pids_matching(fragment: str) -> Iterator[int]:
 def pids_in_netns(netns: str) -> list[int]:
     """Every process whose network namespace is the named one (pods' own namespaces excluded)."""
     try:
-        target = os.stat(f"/run/netns/{netns}")
+        target = Path("/run/netns", netns).stat()
     except OSError:
         return []
     found = []
@@ -120,7 +119,7 @@ def pids_in_netns(netns: str) -> list[int]:
         if not entry.name.isdigit():
             continue
         try:
-            st = os.stat(entry / "ns" / "net")
+            st = (entry / "ns" / "net").stat()
         except OSError:
             continue
         if (st.st_dev, st.st_ino) == (target.st_dev, target.st_ino):

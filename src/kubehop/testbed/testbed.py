@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import ipaddress
 import json
 import os
 import shutil
@@ -17,6 +18,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -65,8 +67,14 @@ def run_dir(c: ClusterLayout) -> Path:
 # --- checks -------------------------------------------------------------------------------------
 
 REQUIRED_COMMANDS = {
-    "ip": "iproute2", "iptables": "iptables", "nsenter": "util-linux", "containerd": "containerd",
-    "runc": "runc", "mmdebstrap": "mmdebstrap", "buildah": "buildah", "conntrack": "conntrack",
+    "ip": "iproute2",
+    "iptables": "iptables",
+    "nsenter": "util-linux",
+    "containerd": "containerd",
+    "runc": "runc",
+    "mmdebstrap": "mmdebstrap",
+    "buildah": "buildah",
+    "conntrack": "conntrack",
     "go": "golang (Go 1.25 or newer)",
 }
 
@@ -74,39 +82,60 @@ REQUIRED_COMMANDS = {
 def preflight() -> None:
     """Root, commands and kernel features, each failure a one-line reason and what to do."""
     if os.geteuid() != 0:
-        raise PreconditionError("kubehop testbed needs root (it creates network namespaces and "
-                                "runs kubelets); run it as root or with sudo")
+        raise PreconditionError(
+            "kubehop testbed needs root (it creates network namespaces and "
+            "runs kubelets); run it as root or with sudo"
+        )
     for cmd, package in REQUIRED_COMMANDS.items():
         if shutil.which(cmd) is None:
-            raise PreconditionError(f"the '{cmd}' command is missing; install {package} "
-                                    "(make deps does it on Debian)")
+            raise PreconditionError(
+                f"the '{cmd}' command is missing; install {package} (make deps does it on Debian)"
+            )
     if not Path("/usr/lib/cni/bridge").exists():
-        raise PreconditionError("CNI plugins are missing in /usr/lib/cni; install "
-                                "containernetworking-plugins")
+        raise PreconditionError(
+            "CNI plugins are missing in /usr/lib/cni; install containernetworking-plugins"
+        )
     if not Path("/proc/sys/net/bridge/bridge-nf-call-iptables").exists():
-        raise PreconditionError("kernel feature br_netfilter is missing (no "
-                                "/proc/sys/net/bridge/bridge-nf-call-iptables); "
-                                "load it with 'modprobe br_netfilter'")
+        raise PreconditionError(
+            "kernel feature br_netfilter is missing (no "
+            "/proc/sys/net/bridge/bridge-nf-call-iptables); "
+            "load it with 'modprobe br_netfilter'"
+        )
     if "overlay" not in Path("/proc/filesystems").read_text():
-        raise PreconditionError("kernel feature overlayfs is missing; load it with "
-                                "'modprobe overlay'")
+        raise PreconditionError(
+            "kernel feature overlayfs is missing; load it with 'modprobe overlay'"
+        )
     if not cgroups.hierarchies():
         raise PreconditionError("no cgroup hierarchy is mounted under /sys/fs/cgroup")
 
 
-def _check_port_free(port: int) -> None:
-    """The registry binds the bridge address; fail clearly if that port is taken already."""
-    import socket
+def _listening(port: int) -> list[str]:
+    """Local addresses with a TCP socket listening on ``port`` (host network namespace)."""
+    found = []
+    for table, family in (("/proc/net/tcp", 4), ("/proc/net/tcp6", 6)):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                local, state = fields[1], fields[3]
+                addr_hex, port_hex = local.rsplit(":", 1)
+                if state == "0A" and int(port_hex, 16) == port:
+                    packed = bytes.fromhex(addr_hex)
+                    if family == 4:
+                        found.append(str(ipaddress.IPv4Address(packed[::-1])))
+                    elif not any(packed):
+                        found.append("::")
+    return found
 
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((str(layout.HOST_ADDRESS), port))
-        except OSError as exc:
-            raise PreconditionError(
-                f"port {port} on {layout.HOST_ADDRESS} is in use ({exc.strerror}); stop what "
-                "listens there, then run 'kubehop testbed up' again"
-            ) from exc
+
+def check_port_free(port: int) -> None:
+    """The registry binds the bridge address; fail before changing anything if that is taken."""
+    wanted = {"0.0.0.0", str(layout.HOST_ADDRESS), "::"}
+    taken = [a for a in _listening(port) if a in wanted]
+    if taken:
+        raise PreconditionError(
+            f"port {port} on {layout.HOST_ADDRESS} is in use (a listener on {taken[0]}); stop "
+            "what listens there, then run 'kubehop testbed up' again"
+        )
 
 
 # --- waiting ------------------------------------------------------------------------------------
@@ -131,7 +160,7 @@ def api_client(c: ClusterLayout) -> httpx.Client:
 
 def _api_ready(c: ClusterLayout) -> bool:
     with api_client(c) as client:
-        return client.get("/readyz").status_code == 200
+        return bool(client.get("/readyz").status_code == 200)
 
 
 def _node_ready(c: ClusterLayout) -> bool:
@@ -144,18 +173,24 @@ def _node_ready(c: ClusterLayout) -> bool:
 def _deployment_available(c: ClusterLayout, namespace: str, name: str) -> bool:
     with api_client(c) as client:
         dep = client.get(f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}").json()
-    want = dep.get("spec", {}).get("replicas", 1)
+    want = int(dep.get("spec", {}).get("replicas", 1))
     return int(dep.get("status", {}).get("availableReplicas", 0)) >= want
 
 
 def kubectl(c: ClusterLayout, *args: str, stdin: str | None = None) -> str:
     """kubectl 1.34 (built with the cluster) against one testbed cluster as admin."""
-    argv = [str(kubectl_binary()), "--kubeconfig", str(components.kubeconfig_path(c, "admin")),
-            *args]
+    argv = [
+        str(kubectl_binary()),
+        "--kubeconfig",
+        str(components.kubeconfig_path(c, "admin")),
+        *args,
+    ]
     result = subprocess.run(argv, input=stdin, capture_output=True, text=True, check=False)
     if result.returncode != 0:
-        raise TestbedError(f"kubectl {' '.join(args[:2])} on cluster {c.name} failed: "
-                           f"{result.stderr.strip().splitlines()[-1:]}")
+        raise TestbedError(
+            f"kubectl {' '.join(args[:2])} on cluster {c.name} failed: "
+            f"{result.stderr.strip().splitlines()[-1:]}"
+        )
     return result.stdout
 
 
@@ -171,15 +206,21 @@ def registry_pidfile() -> Path:
 
 
 def start_registry(say: Say) -> None:
-    if procs.read_pid(registry_pidfile()) is None:
-        _check_port_free(layout.REGISTRY_PORT)
     config = images.registry_config()
-    procs.spawn("registry", [str(builds.registry().binary("registry")), "serve", str(config)],
-                run_dir=registry_pidfile().parent, log_dir=layout.state_dir() / "registry",
-                env={"OTEL_TRACES_EXPORTER": "none"})
+    procs.spawn(
+        "registry",
+        [str(builds.registry().binary("registry")), "serve", str(config)],
+        run_dir=registry_pidfile().parent,
+        log_dir=layout.state_dir() / "registry",
+        env={"OTEL_TRACES_EXPORTER": "none"},
+    )
     url = f"http://{layout.registry_address()}/v2/"
-    _wait("the local image registry", lambda: httpx.get(url, timeout=2).status_code == 200,
-          timeout=30, log=layout.state_dir() / "registry" / "registry.log")
+    _wait(
+        "the local image registry",
+        lambda: httpx.get(url, timeout=2).status_code == 200,
+        timeout=30,
+        log=layout.state_dir() / "registry" / "registry.log",
+    )
     say(f"registry: listening on {layout.registry_address()}")
 
 
@@ -190,8 +231,9 @@ def build_all(progress: builds.Progress | None) -> None:
 
 def _bootstrap_manifests(c: ClusterLayout, coredns_ref: str) -> str:
     text = images.asset("manifests", "bootstrap.yaml").read_text()
-    return text.format(dns_ip=c.dns_service_ip, coredns_image=coredns_ref,
-                       cluster_domain=layout.CLUSTER_DOMAIN)
+    return text.format(
+        dns_ip=c.dns_service_ip, coredns_image=coredns_ref, cluster_domain=layout.CLUSTER_DOMAIN
+    )
 
 
 @dataclass
@@ -202,8 +244,9 @@ class UpResult:
     kubeconfig: str
 
 
-def up(names: tuple[str, ...], *, say: Say = _quiet,
-       progress: builds.Progress | None = None) -> UpResult:
+def up(
+    names: tuple[str, ...], *, say: Say = _quiet, progress: builds.Progress | None = None
+) -> UpResult:
     """Bring the testbed up (or leave a healthy one as it is)."""
     start = time.monotonic()
     preflight()
@@ -221,18 +264,23 @@ def up(names: tuple[str, ...], *, say: Say = _quiet,
         say("testbed is partly up: cleaning it before starting again")
         down(say=say)
     hostnet.check_addresses_free()
+    check_port_free(layout.REGISTRY_PORT)
 
     build_all(progress)
     clusters = layout.layouts(names)
     layout.state_dir().mkdir(parents=True, exist_ok=True)
-    os.chmod(layout.state_dir(), 0o700)
-    state_file().write_text(json.dumps({"clusters": list(names),
-                                        "created": dt.datetime.now(dt.UTC).isoformat()}))
+    layout.state_dir().chmod(0o700)
+    state_file().write_text(
+        json.dumps({"clusters": list(names), "created": dt.datetime.now(dt.UTC).isoformat()})
+    )
     try:
         _up(clusters, say)
     except BaseException:
-        say("bring-up failed: logs stay under " + str(layout.state_dir()) +
-            " until 'kubehop testbed down'")
+        say(
+            "bring-up failed: logs stay under "
+            + str(layout.state_dir())
+            + " until 'kubehop testbed down'"
+        )
         raise
     return UpResult(list(names), False, time.monotonic() - start, str(kubeconfig_file()))
 
@@ -243,8 +291,10 @@ def _up(clusters: list[ClusterLayout], say: Say) -> None:
     hostnet.ensure_bridge()
     for c in clusters:
         hostnet.ensure_cluster_netns(c)
-    say(f"network: bridge {layout.BRIDGE} {layout.HOST_ADDRESS}, " +
-        ", ".join(f"{c.name} {c.node_ip}" for c in clusters))
+    say(
+        f"network: bridge {layout.BRIDGE} {layout.HOST_ADDRESS}, "
+        + ", ".join(f"{c.name} {c.node_ip}" for c in clusters)
+    )
 
     start_registry(say)
     pause_ref = images.build_and_push(images.pause_image())
@@ -256,8 +306,12 @@ def _up(clusters: list[ClusterLayout], say: Say) -> None:
         _spawn(c, "etcd", components.etcd_argv(c))
         _spawn(c, "kube-apiserver", components.apiserver_argv(c))
     for c in clusters:
-        _wait(f"kube-apiserver of {c.name}", lambda c=c: _api_ready(c), timeout=120,
-              log=c.log_dir / "kube-apiserver.log")
+        _wait(
+            f"kube-apiserver of {c.name}",
+            partial(_api_ready, c),
+            timeout=120,
+            log=c.log_dir / "kube-apiserver.log",
+        )
         say(f"{c.name}: control plane answering at {c.api_url}")
     write_combined_kubeconfig(clusters)
 
@@ -267,21 +321,40 @@ def _up(clusters: list[ClusterLayout], say: Say) -> None:
         cgroups.create_root(c.cgroup_root)
         _spawn(c, "containerd", components.containerd_argv(c, pause_ref))
     for c in clusters:
-        _wait(f"containerd of {c.name}", c.containerd_socket.exists, timeout=30,
-              log=c.log_dir / "containerd.log")
+        _wait(
+            f"containerd of {c.name}",
+            c.containerd_socket.exists,
+            timeout=30,
+            log=c.log_dir / "containerd.log",
+        )
         _spawn(c, "kubelet", components.kubelet_argv(c))
         _spawn(c, "kube-proxy", components.kube_proxy_argv(c))
-        kubectl(c, "apply", "--server-side", "--force-conflicts", "-f", "-",
-                stdin=_bootstrap_manifests(c, coredns_ref))
+        kubectl(
+            c,
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "-f",
+            "-",
+            stdin=_bootstrap_manifests(c, coredns_ref),
+        )
     for c in clusters:
-        _wait(f"node {c.node_name}", lambda c=c: _node_ready(c), timeout=120,
-              log=c.log_dir / "kubelet.log")
+        _wait(
+            f"node {c.node_name}",
+            partial(_node_ready, c),
+            timeout=120,
+            log=c.log_dir / "kubelet.log",
+        )
         say(f"{c.name}: node {c.node_name} Ready")
     # The sample HTTP server image is built while the nodes settle (first time only).
     images.build_and_push(images.httpd_image())
     for c in clusters:
-        _wait(f"CoreDNS of {c.name}", lambda c=c: _deployment_available(c, "kube-system", "coredns"),
-              timeout=120, log=c.log_dir / "kubelet.log")
+        _wait(
+            f"CoreDNS of {c.name}",
+            partial(_deployment_available, c, "kube-system", "coredns"),
+            timeout=120,
+            log=c.log_dir / "kubelet.log",
+        )
         say(f"{c.name}: cluster DNS ready at {c.dns_service_ip}")
 
 
@@ -289,7 +362,8 @@ def write_combined_kubeconfig(clusters: list[ClusterLayout]) -> None:
     """One kubeconfig, one context per cluster named after it, admin credentials (mode 0600)."""
     entries = [
         KubeconfigEntry(
-            context=c.name, server=c.api_url,
+            context=c.name,
+            server=c.api_url,
             ca_pem=(c.pki_dir / "ca.crt").read_bytes(),
             cert_pem=(c.pki_dir / "admin.crt").read_bytes(),
             key_pem=(c.pki_dir / "admin.key").read_bytes(),
@@ -343,7 +417,7 @@ class Status:
 def _check(fn: Callable[[], bool]) -> bool:
     try:
         return fn()
-    except Exception:  # noqa: BLE001 - any failure to answer means "not ready"
+    except Exception:
         return False
 
 
@@ -352,20 +426,30 @@ def status() -> Status:
     clusters = []
     for c in layout.layouts(names):
         st = ClusterStatus(
-            name=c.name, tier=layout.tier_of(c.name), netns=c.netns, address=str(c.node_ip),
-            api_server=c.api_url, load_balancer=str(c.node_ip),
+            name=c.name,
+            tier=layout.tier_of(c.name),
+            netns=c.netns,
+            address=str(c.node_ip),
+            api_server=c.api_url,
+            load_balancer=str(c.node_ip),
         )
         for name in (*CONTROL_PLANE, *NODE_PROCESSES):
             st.processes[name] = procs.read_pid(run_dir(c) / f"{name}.pid") is not None
-        st.api_ready = _check(lambda c=c: _api_ready(c))
-        st.node_ready = st.api_ready and _check(lambda c=c: _node_ready(c))
+        st.api_ready = _check(partial(_api_ready, c))
+        st.node_ready = st.api_ready and _check(partial(_node_ready, c))
         clusters.append(st)
     return Status(
-        up=bool(names), clusters=clusters, registry=layout.registry_address(),
+        up=bool(names),
+        clusters=clusters,
+        registry=layout.registry_address(),
         registry_running=procs.read_pid(registry_pidfile()) is not None,
         kubeconfig=str(kubeconfig_file()) if names else "",
-        versions={"kubernetes": layout.KUBERNETES_VERSION, "etcd": layout.ETCD_VERSION,
-                  "coredns": layout.COREDNS_VERSION, "registry": layout.REGISTRY_VERSION},
+        versions={
+            "kubernetes": layout.KUBERNETES_VERSION,
+            "etcd": layout.ETCD_VERSION,
+            "coredns": layout.COREDNS_VERSION,
+            "registry": layout.REGISTRY_VERSION,
+        },
     )
 
 
@@ -396,8 +480,13 @@ def _down_cluster(c: ClusterLayout, say: Say) -> None:
     # Containers (in the kubelet's cgroup subtree), then their shims, then containerd.
     procs.stop_pids(cgroups.pids_under(c.cgroup_root), timeout=5)
     procs.stop_pids(list(procs.pids_matching(str(c.dir / "containerd"))), timeout=5)
-    for name in ("containerd", "kube-scheduler", "kube-controller-manager", "kube-apiserver",
-                 "etcd"):
+    for name in (
+        "containerd",
+        "kube-scheduler",
+        "kube-controller-manager",
+        "kube-apiserver",
+        "etcd",
+    ):
         procs.stop(run_dir(c) / f"{name}.pid")
     procs.stop_pids(procs.pids_in_netns(c.netns), timeout=5)
     _unmount_all(c.dir)
@@ -453,8 +542,12 @@ def inventory_yaml() -> str:
     data = {
         "kubeconfig": str(kubeconfig_file()),
         "clusters": [
-            {"name": c.name, "context": c.name, "tier": layout.tier_of(c.name),
-             "loadBalancer": str(c.node_ip)}
+            {
+                "name": c.name,
+                "context": c.name,
+                "tier": layout.tier_of(c.name),
+                "loadBalancer": str(c.node_ip),
+            }
             for c in layout.layouts(recorded_clusters())
         ],
     }

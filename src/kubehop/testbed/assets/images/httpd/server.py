@@ -13,12 +13,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-        body = json.dumps({
-            "pod": socket.gethostname(),
-            "cluster": os.environ.get("KUBEHOP_CLUSTER", ""),
-            "path": self.path,
-        }).encode()
+    def do_GET(self) -> None:
+        body = json.dumps(
+            {
+                "pod": socket.gethostname(),
+                "cluster": os.environ.get("KUBEHOP_CLUSTER", ""),
+                "path": self.path,
+            }
+        ).encode()
         if self.path == "/healthz":
             body = b'{"ok": true}'
         self.send_response(200)
@@ -27,7 +29,7 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
 

@@ -1,0 +1,55 @@
+# kubehop — the two commands a user needs are `make demo` and `make test`.
+# Both do every set-up step on a fresh Debian 12 machine (as root): Debian packages, the
+# virtual environment, and the upstream builds (cached in ~/.cache/kubehop, keyed by version).
+
+SHELL := /bin/bash
+export PATH := $(CURDIR)/.venv/bin:/usr/local/go/bin:$(PATH)
+VENV := .venv
+PY := $(VENV)/bin/python
+KUBEHOP := $(VENV)/bin/kubehop
+DEBS := containerd runc containernetworking-plugins mmdebstrap buildah conntrack iptables \
+        iproute2 util-linux ca-certificates
+PYTEST_ARGS ?=
+
+.PHONY: all deps venv build lint test unit demo bench clean testbed-down
+
+all: test
+
+deps: ## Debian packages the testbed needs (only the missing ones are installed)
+	@missing=$$(for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages: $$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+$(VENV)/.stamp: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.stamp
+
+build: deps venv ## build the upstream components once (cached by version)
+	$(KUBEHOP) testbed build
+	ln -sf $$($(KUBEHOP) testbed build --print-kubectl) $(VENV)/bin/kubectl
+
+lint: venv
+	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+unit: venv
+	$(VENV)/bin/pytest -q tests/unit $(PYTEST_ARGS)
+
+test: deps build lint ## everything: lint, unit tests, real-cluster tests on the testbed
+	$(VENV)/bin/pytest tests $(PYTEST_ARGS)
+
+demo: deps build ## bring up the testbed and run the demo on it
+	bash scripts/demo.sh
+
+testbed-down:
+	$(KUBEHOP) testbed down
+
+clean: testbed-down
+	rm -rf $(VENV)

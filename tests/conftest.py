@@ -1,0 +1,30 @@
+"""Shared test helpers: run the real ``kubehop`` command as a user would."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+KUBEHOP = str(Path(sys.executable).with_name("kubehop"))
+
+
+def kubehop(
+    *args: str, user: str | None = None, timeout: float = 1800
+) -> subprocess.CompletedProcess[str]:
+    """Run ``kubehop ARGS`` (optionally as another user through setpriv); never raises."""
+    argv = [KUBEHOP, *args]
+    if user is not None:
+        argv = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *argv]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
+    """A bad-input failure: non-zero exit, one 'error:' line naming the problem, no traceback."""
+    assert result.returncode != 0, result
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: "), lines
+    assert "Traceback" not in result.stderr + result.stdout
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])

@@ -1,0 +1,32 @@
+"""The real testbed for integration tests: brought up once per session, torn down at the end if
+this session started it (a testbed that was already up is reused and left running)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from kubehop.testbed import testbed as tb
+
+CLUSTERS = ("edge", "cloud")
+
+
+@pytest.fixture(scope="session")
+def testbed() -> Iterator[tb.Status]:
+    was_up = tb.recorded_clusters() == CLUSTERS and tb.status().healthy
+    if not was_up:
+        if tb.recorded_clusters():
+            tb.down()
+        tb.up(CLUSTERS, say=print)
+    st = tb.status()
+    assert st.healthy, st.to_dict()
+    yield st
+    if not was_up:
+        tb.down()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/testbed/" in str(item.fspath):
+            item.add_marker(pytest.mark.testbed)

@@ -1,0 +1,183 @@
+"""Each testbed cluster is a complete, real Kubernetes cluster, reachable as users reach theirs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from kubehop.testbed import layout
+from kubehop.testbed import testbed as tb
+from tests.conftest import kubehop
+
+from .conftest import CLUSTERS
+
+pytestmark = pytest.mark.usefixtures("testbed")
+
+
+def kubectl(context: str, *args: str, stdin: str | None = None) -> str:
+    kubeconfig = kubehop("testbed", "kubeconfig").stdout.strip()
+    result = subprocess.run(
+        [str(tb.kubectl_binary()), "--kubeconfig", kubeconfig, "--context", context, *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+@pytest.mark.parametrize("context", CLUSTERS)
+def test_each_context_shows_one_ready_node(context: str) -> None:
+    nodes = json.loads(kubectl(context, "get", "nodes", "-o", "json"))["items"]
+    assert [n["metadata"]["name"] for n in nodes] == [f"{context}-node"]
+    ready = {c["type"]: c["status"] for c in nodes[0]["status"]["conditions"]}["Ready"]
+    assert ready == "True"
+    assert nodes[0]["status"]["nodeInfo"]["kubeletVersion"] == f"v{layout.KUBERNETES_VERSION}"
+
+
+def test_server_version_is_the_pinned_upstream() -> None:
+    version = json.loads(kubectl("edge", "version", "-o", "json"))
+    assert version["serverVersion"]["gitVersion"] == f"v{layout.KUBERNETES_VERSION}"
+
+
+def test_status_json_reports_every_cluster_healthy() -> None:
+    result = kubehop("testbed", "status", "-o", "json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["healthy"] is True
+    assert [c["name"] for c in data["clusters"]] == list(CLUSTERS)
+    addresses = {c["address"] for c in data["clusters"]}
+    assert len(addresses) == len(CLUSTERS)
+    for c in data["clusters"]:
+        assert c["load_balancer"] == c["address"]
+        assert all(c["processes"].values()), c
+
+
+def _manifest(cluster: str, image: str) -> str:
+    return f"""
+apiVersion: v1
+kind: Namespace
+metadata: {{name: kh-test}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: httpd, namespace: kh-test}}
+spec:
+  replicas: 2
+  selector: {{matchLabels: {{app: httpd}}}}
+  template:
+    metadata: {{labels: {{app: httpd}}}}
+    spec:
+      containers:
+      - name: httpd
+        image: {image}
+        env: [{{name: KUBEHOP_CLUSTER, value: {cluster}}}]
+        ports: [{{containerPort: 8080}}]
+        readinessProbe:
+          httpGet: {{path: /healthz, port: 8080}}
+          periodSeconds: 1
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: httpd, namespace: kh-test}}
+spec:
+  type: NodePort
+  selector: {{app: httpd}}
+  ports: [{{port: 8080, targetPort: 8080}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: client, namespace: kh-test}}
+spec:
+  terminationGracePeriodSeconds: 0
+  containers:
+  - name: client
+    image: {image}
+    command: ["python3", "-c", "import time; time.sleep(10**9)"]
+"""
+
+
+FETCH = (
+    "import json, sys, urllib.request; "
+    "print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())"
+)
+
+
+@pytest.fixture(scope="module")
+def deployed() -> dict[str, int]:
+    """httpd (2 replicas, NodePort) plus a client pod in every cluster; returns node ports."""
+    from kubehop.testbed import images
+
+    image = images.httpd_image().ref()
+    ports = {}
+    for cluster in CLUSTERS:
+        kubectl(cluster, "apply", "-f", "-", stdin=_manifest(cluster, image))
+    for cluster in CLUSTERS:
+        kubectl(cluster, "-n", "kh-test", "rollout", "status", "deployment/httpd", "--timeout=180s")
+        kubectl(
+            cluster,
+            "-n",
+            "kh-test",
+            "wait",
+            "pod/client",
+            "--for=condition=Ready",
+            "--timeout=180s",
+        )
+        svc = json.loads(kubectl(cluster, "-n", "kh-test", "get", "svc", "httpd", "-o", "json"))
+        ports[cluster] = svc["spec"]["ports"][0]["nodePort"]
+    yield ports
+    for cluster in CLUSTERS:
+        kubectl(cluster, "delete", "namespace", "kh-test", "--wait=false")
+
+
+@pytest.mark.parametrize("cluster", CLUSTERS)
+def test_deployment_of_two_replicas_becomes_ready(cluster: str, deployed: dict[str, int]) -> None:
+    dep = json.loads(kubectl(cluster, "-n", "kh-test", "get", "deployment", "httpd", "-o", "json"))
+    assert dep["status"]["readyReplicas"] == 2
+    pods = json.loads(
+        kubectl(cluster, "-n", "kh-test", "get", "pods", "-l", "app=httpd", "-o", "json")
+    )["items"]
+    assert all(
+        p["spec"]["containers"][0]["image"].startswith(layout.registry_address()) for p in pods
+    )
+
+
+@pytest.mark.parametrize("cluster", CLUSTERS)
+@pytest.mark.parametrize("name", ["httpd", "httpd.kh-test", "httpd.kh-test.svc.cluster.local"])
+def test_pod_reaches_service_by_name(cluster: str, name: str, deployed: dict[str, int]) -> None:
+    out = kubectl(
+        cluster,
+        "-n",
+        "kh-test",
+        "exec",
+        "client",
+        "--",
+        "python3",
+        "-c",
+        FETCH,
+        f"http://{name}:8080/",
+    )
+    reply = json.loads(out)
+    assert reply["cluster"] == cluster
+    assert reply["pod"].startswith("httpd-")
+
+
+@pytest.mark.parametrize(("server", "client"), [("edge", "cloud"), ("cloud", "edge")])
+def test_other_cluster_reaches_nodeport_across_the_wan(
+    server: str, client: str, deployed: dict[str, int]
+) -> None:
+    server_ip = next(c.node_ip for c in layout.layouts(CLUSTERS) if c.name == server)
+    url = f"http://{server_ip}:{deployed[server]}/"
+    result = subprocess.run(
+        ["ip", "netns", "exec", f"kh-{client}", "python3", "-c", FETCH, url],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["cluster"] == server

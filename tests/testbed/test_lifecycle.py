@@ -1,0 +1,90 @@
+"""``up`` twice is a no-op; ``down`` leaves nothing behind; ``up`` after ``down`` works.
+
+Runs last among the testbed tests (it takes the testbed down and brings it back).
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from kubehop.testbed import layout
+from kubehop.testbed import testbed as tb
+from tests.conftest import assert_one_line_error, kubehop
+
+pytestmark = pytest.mark.usefixtures("testbed")
+
+
+def _pids() -> dict[str, int | None]:
+    from kubehop.testbed import procs
+
+    return {
+        f"{c.name}/{p.stem}": procs.read_pid(p)
+        for c in layout.layouts(tb.recorded_clusters())
+        for p in sorted(tb.run_dir(c).glob("*.pid"))
+    }
+
+
+def test_up_twice_is_a_noop() -> None:
+    before = _pids()
+    result = kubehop("testbed", "up")
+    assert result.returncode == 0, result.stderr
+    assert "already up" in result.stderr
+    assert _pids() == before
+    assert all(before.values())
+
+
+def _machine_leftovers() -> list[str]:
+    """Look with the system's own tools, not through kubehop's bookkeeping."""
+    found = []
+    netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    found += [line for line in netns.splitlines() if line.startswith("kh-")]
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    found += [
+        line.split(":")[1].strip()
+        for line in links.splitlines()
+        if line.split(":")[1].strip().split("@")[0] in {"kh0"}
+        or line.split(":")[1].strip().startswith(("khv-", "khp-"))
+    ]
+    state = str(layout.state_dir())
+    mounts = Path("/proc/self/mountinfo").read_text().splitlines()
+    found += [m for m in mounts if state in m or "/run/netns/kh-" in m]
+    ps = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
+    found += [
+        line
+        for line in ps.splitlines()
+        if state in line or "kube-apiserver" in line or "kubelet " in line
+    ]
+    rules = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
+    found += [line for line in rules.splitlines() if "kubehop" in line]
+    found += [str(p) for p in Path("/sys/fs/cgroup").glob("*/kubehop-*")]
+    if layout.state_dir().exists():
+        found.append(state)
+    return found
+
+
+def test_down_leaves_nothing_and_up_comes_back() -> None:
+    result = kubehop("testbed", "down")
+    assert result.returncode == 0, result.stderr
+    assert _machine_leftovers() == []
+    assert tb.leftovers() == []
+    assert layout.cache_dir().joinpath("bin").is_dir(), "caches must stay"
+
+    assert_one_line_error(kubehop("testbed", "kubeconfig"), "not up")
+    status = kubehop("testbed", "status")
+    assert status.returncode == 0 and "down" in status.stdout
+
+    # A port the testbed needs, taken by someone else: refused before anything is created.
+    with socket.socket() as squatter:
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        squatter.bind(("0.0.0.0", layout.REGISTRY_PORT))
+        squatter.listen()
+        assert_one_line_error(kubehop("testbed", "up"), f"port {layout.REGISTRY_PORT}", "in use")
+    assert _machine_leftovers() == []
+
+    result = kubehop("testbed", "up")
+    assert result.returncode == 0, result.stderr
+    assert tb.status().healthy

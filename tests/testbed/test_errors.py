@@ -30,7 +30,7 @@ def test_other_cluster_set_while_up_is_refused_and_changes_nothing() -> None:
 
 
 def test_not_root_is_refused() -> None:
-    result = kubehop("testbed", "up", user="nobody")
+    result = kubehop("testbed", "up", user="65534")
     assert_one_line_error(result, "needs root")
     assert tb.status().healthy
 

@@ -114,26 +114,37 @@ def status(
         out.print("testbed is down; start it with 'kubehop testbed up'", markup=False)
     else:
         table = Table(title="kubehop testbed")
-        for col in ("cluster", "tier", "address / load balancer", "api", "node", "down parts"):
+        for col in ("cluster", "tier", "address / load balancer", "api", "node", "ingress",
+                    "down parts"):
             table.add_column(col)
         for c in st.clusters:
             missing = [name for name, ok in c.processes.items() if not ok]
-            table.add_row(
-                c.name,
-                c.tier,
-                c.address,
-                "ready" if c.api_ready else "DOWN",
-                "Ready" if c.node_ready else "NOT READY",
-                ", ".join(missing) or "-",
-            )
+            table.add_row(c.name, c.tier, c.address, "ready" if c.api_ready else "DOWN",
+                          "Ready" if c.node_ready else "NOT READY",
+                          "ready" if c.ingress_ready else "DOWN", ", ".join(missing) or "-")
         out.print(table)
-        out.print(
-            f"registry: {st.registry} ({'running' if st.registry_running else 'DOWN'})",
-            markup=False,
-        )
+        for name, running in st.services.items():
+            out.print(f"{name}: {'running' if running else 'DOWN'}", markup=False)
+        out.print(f"registry: {st.registry}", markup=False)
+        out.print(f"cloud DNS: zone {st.dns_zone} at {st.dns_server}, TSIG key file "
+                  f"{st.tsig_key_file}", markup=False)
+        out.print(f"prometheus: {st.prometheus}", markup=False)
         out.print(f"kubeconfig: {st.kubeconfig}", markup=False)
     if st.up and not st.healthy:
         raise typer.Exit(1)
+
+
+@app.command("deploy-sample")
+def deploy_sample(
+    cluster: Annotated[str, typer.Option(help="Testbed cluster to deploy into.")] = "edge",
+    interval_ms: Annotated[float, typer.Option(help="agw's check-in interval (ms).")] = 10,
+) -> None:
+    """Deploy the sample orc8r (orc8r-ns) and agw (agw-ns), as in the paper's edge cluster."""
+    from kubehop.testbed import sample
+
+    record = sample.deploy(cluster, interval_ms=interval_ms)
+    out.print(f"orc8r and agw running in {cluster}; agw check-ins: {record['ok']} ok, "
+              f"{record['failed']} failed in the last seconds", markup=False)
 
 
 @app.command()

@@ -70,6 +70,8 @@ class GoComponent:
     packages: tuple[str, ...]
     ldflags: str = "-s -w"
     extra_files: dict[str, str] = field(default_factory=dict)
+    module_files: tuple[tuple[str, str], ...] = ()
+    """(module, path in it) copied next to the binaries, e.g. CRD manifests of that version."""
 
     @property
     def key(self) -> str:
@@ -182,9 +184,39 @@ def registry() -> GoComponent:
     )
 
 
+def traefik() -> GoComponent:
+    """Traefik v3.6 (3.7 adds a nested local module); its replace/exclude lines copied, since a
+    dependency's own do not apply. Its CRDs and RBAC of the same version come along."""
+    v = layout.TRAEFIK_VERSION
+    docs = "docs/content/reference/dynamic-configuration"
+    return GoComponent(
+        name="traefik",
+        version=v,
+        go_mod=(
+            "module kubehop.local/build/traefik\n\ngo 1.25.0\n\n"
+            f"require github.com/traefik/traefik/v3 v{v}\n\n"
+            "replace (\n"
+            "\tgithub.com/abbot/go-http-auth => github.com/containous/go-http-auth "
+            "v0.4.1-0.20200324110947-a37a7636d23e\n"
+            "\tgithub.com/gorilla/mux => github.com/containous/mux "
+            "v0.0.0-20250523120546-41b6ec3aed59\n"
+            "\tgithub.com/mailgun/minheap => github.com/containous/minheap "
+            "v0.0.0-20190809180810-6e71eb837595\n"
+            ")\n\n"
+            "exclude github.com/tencentcloud/tencentcloud-sdk-go v3.0.83+incompatible\n"
+        ),
+        packages=("github.com/traefik/traefik/v3/cmd/traefik",),
+        ldflags=f"-s -w -X github.com/traefik/traefik/v3/pkg/version.Version={v}",
+        module_files=(
+            ("github.com/traefik/traefik/v3", f"{docs}/kubernetes-crd-definition-v1.yml"),
+            ("github.com/traefik/traefik/v3", f"{docs}/kubernetes-crd-rbac.yml"),
+        ),
+    )
+
+
 def all_components() -> list[GoComponent]:
     """Smallest first, so a broken toolchain shows up before the long Kubernetes build."""
-    return [registry(), coredns(), etcd(), kubernetes()]
+    return [registry(), coredns(), etcd(), kubernetes(), traefik()]
 
 
 def _go_env() -> dict[str, str]:
@@ -253,6 +285,13 @@ def build(component: GoComponent, *, progress: Progress | None = None) -> Path:
         raise BuildError(
             f"building {component.key} failed (exit {proc.returncode}); see its log: {log}"
         )
+    for module, rel in component.module_files:
+        found = subprocess.run(["go", "list", "-m", "-f", "{{.Dir}}", module], cwd=src,
+                               env=_go_env(), capture_output=True, text=True, check=False)
+        source = Path(found.stdout.strip()) / rel
+        if found.returncode != 0 or not source.is_file():
+            raise BuildError(f"{component.key}: {module} has no file {rel}; see its log: {log}")
+        shutil.copyfile(source, tmp / Path(rel).name)
     if progress is not None:
         progress(component.key, total, total, time.monotonic() - start, log)
     shutil.rmtree(component.bin_dir, ignore_errors=True)

@@ -29,6 +29,7 @@ def client_identities(c: ClusterLayout) -> list[ClientIdentity]:
         ClientIdentity("scheduler", "system:kube-scheduler"),
         ClientIdentity("kubelet", f"system:node:{c.node_name}", ("system:nodes",)),
         ClientIdentity("kube-proxy", "system:kube-proxy"),
+        ClientIdentity("prometheus", "kubehop-prometheus"),
     ]
 
 

@@ -61,7 +61,12 @@ class ImageSpec:
         )
         for dest, src in sorted(self.files.items()):
             h.update(dest.encode())
-            h.update(src.read_bytes())
+            sources = sorted(p for p in src.rglob("*") if p.is_file()) if src.is_dir() else [src]
+            for path in sources:
+                if path.suffix == ".pyc":
+                    continue
+                h.update(str(path.relative_to(src) if src.is_dir() else "").encode())
+                h.update(path.read_bytes())
         return h.hexdigest()[:12]
 
     def ref(self) -> str:
@@ -139,6 +144,35 @@ def httpd_image() -> ImageSpec:
         files={"/app/server.py": asset("images", "httpd", "server.py")},
         entrypoint=("python3", "-u", "/app/server.py"),
     )
+
+
+def _prometheus_client_dir() -> Path:
+    """The pure-Python prometheus_client package, copied into the sample images as is."""
+    import prometheus_client
+
+    return Path(prometheus_client.__file__).parent
+
+
+def orc8r_image() -> ImageSpec:
+    """The sample orchestrator (Magma orc8r stand-in)."""
+    return ImageSpec(name="kubehop/orc8r", base="python",
+                     files={"/app/orc8r.py": asset("images", "orc8r", "orc8r.py"),
+                            "/app/prometheus_client": _prometheus_client_dir()},
+                     entrypoint=("python3", "-u", "/app/orc8r.py"))
+
+
+def agw_image() -> ImageSpec:
+    """The sample access gateway: orc8r's client and kubehop's downtime probe."""
+    return ImageSpec(name="kubehop/agw", base="python",
+                     files={"/app/agw.py": asset("images", "agw", "agw.py"),
+                            "/app/prometheus_client": _prometheus_client_dir()},
+                     entrypoint=("python3", "-u", "/app/agw.py"))
+
+
+def traefik_image() -> ImageSpec:
+    return ImageSpec(name="kubehop/traefik", base="scratch",
+                     files={"/traefik": builds.traefik().binary("traefik")},
+                     entrypoint=("/traefik",))
 
 
 def base_rootfs(*, log: Path) -> Path:
@@ -222,7 +256,7 @@ def build_and_push(spec: ImageSpec) -> str:
         ctr = _buildah("from", base, log=log)
         try:
             for dest, src in spec.files.items():
-                _buildah("copy", "--chmod", "0755", ctr, str(src), dest, log=log)
+                _buildah("copy", ctr, str(src), dest, log=log)
             _buildah(
                 "config",
                 "--entrypoint",

@@ -15,6 +15,7 @@ import os
 import shutil
 import ssl
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -26,7 +27,17 @@ import httpx
 import yaml
 
 from kubehop.errors import PreconditionError, TestbedError
-from kubehop.testbed import builds, cgroups, components, hostnet, images, layout, procs
+from kubehop.testbed import (
+    builds,
+    cgroups,
+    clouddns,
+    components,
+    hostnet,
+    images,
+    layout,
+    monitoring,
+    procs,
+)
 from kubehop.testbed.layout import ClusterLayout
 from kubehop.testbed.pki import KubeconfigEntry, kubeconfig_dict, write_kubeconfig
 
@@ -232,7 +243,8 @@ def build_all(progress: builds.Progress | None) -> None:
 def _bootstrap_manifests(c: ClusterLayout, coredns_ref: str) -> str:
     text = images.asset("manifests", "bootstrap.yaml").read_text()
     return text.format(
-        dns_ip=c.dns_service_ip, coredns_image=coredns_ref, cluster_domain=layout.CLUSTER_DOMAIN
+        dns_ip=c.dns_service_ip, coredns_image=coredns_ref, cluster_domain=layout.CLUSTER_DOMAIN,
+        dns_zone=clouddns.DEFAULT_ZONE, dns_server=layout.HOST_ADDRESS,
     )
 
 
@@ -299,19 +311,17 @@ def _up(clusters: list[ClusterLayout], say: Say) -> None:
     start_registry(say)
     pause_ref = images.build_and_push(images.pause_image())
     coredns_ref = images.build_and_push(images.coredns_image())
-    say("images: pause, coredns in the registry")
+    traefik_ref = images.build_and_push(images.traefik_image())
+    say("images: pause, coredns, traefik in the registry")
+    start_clouddns(say)
 
     for c in clusters:
         components.write_pki(c)
         _spawn(c, "etcd", components.etcd_argv(c))
         _spawn(c, "kube-apiserver", components.apiserver_argv(c))
     for c in clusters:
-        _wait(
-            f"kube-apiserver of {c.name}",
-            partial(_api_ready, c),
-            timeout=120,
-            log=c.log_dir / "kube-apiserver.log",
-        )
+        _wait(f"kube-apiserver of {c.name}", partial(_api_ready, c), timeout=120,
+              log=c.log_dir / "kube-apiserver.log")
         say(f"{c.name}: control plane answering at {c.api_url}")
     write_combined_kubeconfig(clusters)
 
@@ -321,41 +331,86 @@ def _up(clusters: list[ClusterLayout], say: Say) -> None:
         cgroups.create_root(c.cgroup_root)
         _spawn(c, "containerd", components.containerd_argv(c, pause_ref))
     for c in clusters:
-        _wait(
-            f"containerd of {c.name}",
-            c.containerd_socket.exists,
-            timeout=30,
-            log=c.log_dir / "containerd.log",
-        )
+        _wait(f"containerd of {c.name}", c.containerd_socket.exists, timeout=30,
+              log=c.log_dir / "containerd.log")
         _spawn(c, "kubelet", components.kubelet_argv(c))
         _spawn(c, "kube-proxy", components.kube_proxy_argv(c))
-        kubectl(
-            c,
-            "apply",
-            "--server-side",
-            "--force-conflicts",
-            "-f",
-            "-",
-            stdin=_bootstrap_manifests(c, coredns_ref),
-        )
+        _apply(c, _bootstrap_manifests(c, coredns_ref))
+        _apply(c, _traefik_manifests(c, traefik_ref))
+        # The host (Prometheus, tests) reaches pods the way a controller VM on the WAN would.
+        hostnet.run("ip", "route", "replace", str(c.pod_cidr), "via", str(c.node_ip))
+    start_monitoring(clusters, say)
     for c in clusters:
-        _wait(
-            f"node {c.node_name}",
-            partial(_node_ready, c),
-            timeout=120,
-            log=c.log_dir / "kubelet.log",
-        )
+        _wait(f"node {c.node_name}", partial(_node_ready, c), timeout=120,
+              log=c.log_dir / "kubelet.log")
         say(f"{c.name}: node {c.node_name} Ready")
-    # The sample HTTP server image is built while the nodes settle (first time only).
-    images.build_and_push(images.httpd_image())
+    # The sample images are built while the nodes settle (the first time only).
+    for spec in (images.httpd_image(), images.orc8r_image(), images.agw_image()):
+        images.build_and_push(spec)
     for c in clusters:
-        _wait(
-            f"CoreDNS of {c.name}",
-            partial(_deployment_available, c, "kube-system", "coredns"),
-            timeout=120,
-            log=c.log_dir / "kubelet.log",
-        )
-        say(f"{c.name}: cluster DNS ready at {c.dns_service_ip}")
+        _wait(f"CoreDNS of {c.name}", partial(_deployment_available, c, "kube-system", "coredns"),
+              timeout=120, log=c.log_dir / "kubelet.log")
+        _wait(f"Traefik of {c.name}", partial(_deployment_available, c, "traefik", "traefik"),
+              timeout=120, log=c.log_dir / "kubelet.log")
+        say(f"{c.name}: cluster DNS at {c.dns_service_ip}, ingress at {c.node_ip}:80")
+
+
+def _apply(c: ClusterLayout, manifests: str) -> None:
+    kubectl(c, "apply", "--server-side", "--force-conflicts", "-f", "-", stdin=manifests)
+
+
+def _traefik_manifests(c: ClusterLayout, image: str) -> str:
+    """Traefik's CRDs and ClusterRole of the built version, then our Deployment."""
+    bin_dir = builds.traefik().bin_dir
+    crds = (bin_dir / "kubernetes-crd-definition-v1.yml").read_text()
+    rbac = [d for d in yaml.safe_load_all((bin_dir / "kubernetes-crd-rbac.yml").read_text())
+            if d and d.get("kind") == "ClusterRole"]
+    ours = images.asset("manifests", "traefik.yaml").read_text().format(
+        traefik_image=image, node_ip=c.node_ip)
+    return "\n---\n".join([crds, yaml.safe_dump_all(rbac), ours])
+
+
+def clouddns_pidfile() -> Path:
+    return clouddns.run_dir() / "named.pid"
+
+
+def start_clouddns(say: Say) -> None:
+    conf = clouddns.write_config()
+    procs.spawn("named", clouddns.argv(conf), run_dir=clouddns.run_dir(),
+                log_dir=clouddns.dns_dir() / "logs")
+    _wait("Cloud DNS (BIND)", partial(_dns_answers, clouddns.DEFAULT_ZONE), timeout=30,
+          log=clouddns.dns_dir() / "logs" / "named.log")
+    say(f"cloud DNS: zone {clouddns.DEFAULT_ZONE} on {layout.HOST_ADDRESS}:53 (TSIG updates)")
+
+
+def _dns_answers(zone: str) -> bool:
+    import dns.message
+    import dns.query
+    import dns.rdatatype
+
+    query = dns.message.make_query(zone, dns.rdatatype.SOA)
+    reply = dns.query.udp(query, str(layout.HOST_ADDRESS), timeout=1)
+    return len(reply.answer) > 0
+
+
+def monitoring_pidfiles() -> tuple[Path, Path]:
+    run = monitoring.monitoring_dir() / "run"
+    return run / "prometheus.pid", run / "nodeexporter.pid"
+
+
+def start_monitoring(clusters: list[ClusterLayout], say: Say) -> None:
+    config = monitoring.write_prometheus_config(clusters)
+    run = monitoring_pidfiles()[0].parent
+    logs = monitoring.monitoring_dir() / "logs"
+    procs.spawn("prometheus", monitoring.prometheus_argv(config), run_dir=run, log_dir=logs)
+    procs.spawn("nodeexporter",
+                [sys.executable, "-m", "kubehop.testbed.nodeexporter",
+                 ",".join(c.name for c in clusters), str(layout.state_dir())],
+                run_dir=run, log_dir=logs)
+    url = monitoring.prometheus_url()
+    _wait("Prometheus", lambda: httpx.get(f"{url}/-/ready", timeout=2).status_code == 200,
+          timeout=60, log=logs / "prometheus.log")
+    say(f"monitoring: Prometheus at {url}")
 
 
 def write_combined_kubeconfig(clusters: list[ClusterLayout]) -> None:
@@ -387,10 +442,12 @@ class ClusterStatus:
     processes: dict[str, bool] = field(default_factory=dict)
     api_ready: bool = False
     node_ready: bool = False
+    ingress_ready: bool = False
 
     @property
     def healthy(self) -> bool:
-        return self.api_ready and self.node_ready and all(self.processes.values())
+        return (self.api_ready and self.node_ready and self.ingress_ready
+                and all(self.processes.values()))
 
 
 @dataclass
@@ -398,13 +455,17 @@ class Status:
     up: bool
     clusters: list[ClusterStatus]
     registry: str
-    registry_running: bool
     kubeconfig: str
     versions: dict[str, str]
+    services: dict[str, bool] = field(default_factory=dict)
+    dns_zone: str = clouddns.DEFAULT_ZONE
+    dns_server: str = f"{layout.HOST_ADDRESS}:{clouddns.DNS_PORT}"
+    tsig_key_file: str = ""
+    prometheus: str = monitoring.prometheus_url()
 
     @property
     def healthy(self) -> bool:
-        return self.up and self.registry_running and all(c.healthy for c in self.clusters)
+        return self.up and all(self.services.values()) and all(c.healthy for c in self.clusters)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -437,12 +498,20 @@ def status() -> Status:
             st.processes[name] = procs.read_pid(run_dir(c) / f"{name}.pid") is not None
         st.api_ready = _check(partial(_api_ready, c))
         st.node_ready = st.api_ready and _check(partial(_node_ready, c))
+        st.ingress_ready = st.api_ready and _check(
+            partial(_deployment_available, c, "traefik", "traefik"))
         clusters.append(st)
     return Status(
         up=bool(names),
         clusters=clusters,
         registry=layout.registry_address(),
-        registry_running=procs.read_pid(registry_pidfile()) is not None,
+        services={
+            "registry": procs.read_pid(registry_pidfile()) is not None,
+            "clouddns": procs.read_pid(clouddns_pidfile()) is not None,
+            "prometheus": procs.read_pid(monitoring_pidfiles()[0]) is not None,
+            "nodeexporter": procs.read_pid(monitoring_pidfiles()[1]) is not None,
+        } if names else {},
+        tsig_key_file=str(clouddns.key_file()) if names else "",
         kubeconfig=str(kubeconfig_file()) if names else "",
         versions={
             "kubernetes": layout.KUBERNETES_VERSION,
@@ -511,7 +580,8 @@ def down(*, say: Say = _quiet) -> list[str]:
             names.append(root.removeprefix("kubehop-"))
     for c in layout.layouts(tuple(names)):
         _down_cluster(c, say)
-    procs.stop(registry_pidfile())
+    for pidfile in (registry_pidfile(), clouddns_pidfile(), *monitoring_pidfiles()):
+        procs.stop(pidfile)
     hostnet.delete_bridge()
     base = layout.state_dir()
     _unmount_all(base)

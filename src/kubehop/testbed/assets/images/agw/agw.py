@@ -1,0 +1,229 @@
+"""agw: a stand-in for Magma's access gateway, and kubehop's downtime probe.
+
+It checks in with orc8r at a fixed open-loop rate (default every 10 ms): each request is sent at
+its scheduled time whether or not earlier ones have answered, on a new connection, after
+resolving orc8r's name as an ordinary client does (the C library resolver, through the pod's
+/etc/resolv.conf). Latency is measured from the scheduled time, so a stalled service shows up as
+latency and failures instead of silently thinning the load.
+
+It keeps every request's record (scheduled time, outcome, latency, who answered) and serves:
+
+- ``GET /record[?since=T&until=T]``: count, failed, longest gap between successful responses,
+  latency percentiles, errors, who served, and a per-second timeline;
+- ``GET /record/raw[?since=T&until=T]``: the requests themselves;
+- ``POST /reset``: start a new record;
+- ``GET /metrics``: the same as Prometheus metrics.
+"""
+
+from __future__ import annotations
+
+import collections
+import http.client
+import itertools
+import json
+import os
+import threading
+import time
+import urllib.parse
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+
+TARGET = os.environ.get("AGW_TARGET", "http://orc8r.orc8r-ns")
+INTERVAL = float(os.environ.get("AGW_INTERVAL_MS", "10")) / 1000
+TIMEOUT = float(os.environ.get("AGW_TIMEOUT_S", "2"))
+NETWORK = os.environ.get("AGW_NETWORK", "testnet")
+GATEWAY = os.environ.get("AGW_GATEWAY_ID", os.environ.get("HOSTNAME", "agw-1"))
+KEEP = int(os.environ.get("AGW_KEEP", "720000"))
+
+SENT = Counter("agw_requests_total", "Check-ins sent, by outcome.", ["outcome"])
+LAT = Histogram("agw_request_latency_seconds", "Check-in latency from its scheduled time.",
+                buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
+GAP = Gauge("agw_longest_gap_seconds", "Longest gap between successful check-ins since reset.")
+
+
+@dataclass(frozen=True)
+class Sample:
+    t: float  # scheduled send time (unix seconds)
+    latency: float  # seconds from scheduled time to answer or failure
+    ok: bool
+    error: str  # "" when ok; else status code or exception name
+    cluster: str  # cluster that answered ("" when failed)
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.samples: collections.deque[Sample] = collections.deque(maxlen=KEEP)
+        self.last_ok_done = 0.0
+        self.longest_gap = 0.0
+
+    def add(self, s: Sample) -> None:
+        with self.lock:
+            self.samples.append(s)
+            if s.ok:
+                done = s.t + s.latency
+                if self.last_ok_done and done > self.last_ok_done:
+                    self.longest_gap = max(self.longest_gap, done - self.last_ok_done)
+                self.last_ok_done = max(self.last_ok_done, done)
+        SENT.labels("ok" if s.ok else "failed").inc()
+        if s.ok:
+            LAT.observe(s.latency)
+        GAP.set(self.longest_gap)
+
+    def reset(self) -> None:
+        with self.lock:
+            self.samples.clear()
+            self.last_ok_done = 0.0
+            self.longest_gap = 0.0
+
+    def window(self, since: float, until: float) -> list[Sample]:
+        with self.lock:
+            return [s for s in self.samples if since <= s.t <= until]
+
+
+def percentile(sorted_values: list[float], q: float) -> float | None:
+    if not sorted_values:
+        return None
+    index = min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))
+    return sorted_values[index]
+
+
+def summarize(samples: list[Sample]) -> dict[str, Any]:
+    """The record over a window: what the migration tests and benchmarks read."""
+    ok = [s for s in samples if s.ok]
+    lat = sorted(s.latency for s in ok)
+    done = sorted(s.t + s.latency for s in ok)
+    gaps = [b - a for a, b in itertools.pairwise(done)]
+    errors: dict[str, int] = collections.Counter(s.error for s in samples if not s.ok)
+    served: dict[str, int] = collections.Counter(s.cluster for s in ok)
+    timeline: dict[int, dict[str, Any]] = {}
+    for s in samples:
+        sec = timeline.setdefault(int(s.t), {"t": int(s.t), "ok": 0, "failed": 0, "lat": [],
+                                             "served_by": collections.Counter()})
+        if s.ok:
+            sec["ok"] += 1
+            sec["lat"].append(s.latency)
+            sec["served_by"][s.cluster] += 1
+        else:
+            sec["failed"] += 1
+    rows = []
+    for sec in sorted(timeline.values(), key=lambda r: r["t"]):
+        values = sorted(sec.pop("lat"))
+        sec["p50_ms"] = _ms(percentile(values, 0.5))
+        sec["p99_ms"] = _ms(percentile(values, 0.99))
+        sec["served_by"] = dict(sec["served_by"])
+        rows.append(sec)
+    return {
+        "target": TARGET,
+        "interval_ms": INTERVAL * 1000,
+        "count": len(samples),
+        "ok": len(ok),
+        "failed": len(samples) - len(ok),
+        "longest_gap_ms": _ms(max(gaps)) if gaps else None,
+        "latency_ms": {"p50": _ms(percentile(lat, 0.5)), "p90": _ms(percentile(lat, 0.9)),
+                       "p99": _ms(percentile(lat, 0.99)), "max": _ms(lat[-1] if lat else None)},
+        "errors": dict(errors),
+        "served_by": dict(served),
+        "first": samples[0].t if samples else None,
+        "last": samples[-1].t if samples else None,
+        "timeline": rows,
+    }
+
+
+def _ms(value: float | None) -> float | None:
+    return None if value is None else round(value * 1000, 3)
+
+
+RECORDER = Recorder()
+
+
+def check_in(scheduled: float) -> None:
+    url = urllib.parse.urlsplit(TARGET)
+    path = f"/networks/{NETWORK}/gateways/{GATEWAY}/checkin"
+    conn = http.client.HTTPConnection(url.hostname or "", url.port or 80, timeout=TIMEOUT)
+    try:
+        conn.request("POST", path, body=b"{}", headers={"Content-Type": "application/json",
+                                                          "Connection": "close"})
+        resp = conn.getresponse()
+        body = resp.read()
+        latency = time.time() - scheduled
+        if resp.status == 200:
+            cluster = str(json.loads(body).get("cluster", ""))
+            RECORDER.add(Sample(scheduled, latency, True, "", cluster))
+        else:
+            RECORDER.add(Sample(scheduled, latency, False, f"http {resp.status}", ""))
+    except (OSError, http.client.HTTPException, ValueError) as exc:
+        RECORDER.add(Sample(scheduled, time.time() - scheduled, False, type(exc).__name__, ""))
+    finally:
+        conn.close()
+
+
+def load_loop() -> None:
+    """Open loop: send at t0 + k*interval, never waiting for answers."""
+    pool = ThreadPoolExecutor(max_workers=max(16, int(4 * TIMEOUT / INTERVAL) + 1))
+    start = time.time()
+    k = 0
+    while True:
+        scheduled = start + k * INTERVAL
+        delay = scheduled - time.time()
+        if delay > 0:
+            time.sleep(delay)
+        pool.submit(check_in, scheduled)
+        k += 1
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def _send(self, code: int, data: bytes, ctype: str = "application/json") -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _window(self) -> list[Sample]:
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+        since = float(query.get("since", ["0"])[0])
+        until = float(query.get("until", [str(time.time() + 3600)])[0])
+        return RECORDER.window(since, until)
+
+    def do_GET(self) -> None:
+        path = urllib.parse.urlsplit(self.path).path
+        if path == "/record":
+            self._send(200, json.dumps(summarize(self._window())).encode())
+        elif path == "/record/raw":
+            rows = [[s.t, round(s.latency, 6), s.ok, s.error, s.cluster] for s in self._window()]
+            self._send(200, json.dumps({"columns": ["t", "latency", "ok", "error", "cluster"],
+                                        "rows": rows}).encode())
+        elif path == "/metrics":
+            self._send(200, generate_latest(), CONTENT_TYPE_LATEST)
+        elif path == "/healthz":
+            self._send(200, b'{"ok": true}')
+        else:
+            self._send(404, b'{"error": "not found"}')
+
+    def do_POST(self) -> None:
+        if urllib.parse.urlsplit(self.path).path == "/reset":
+            RECORDER.reset()
+            self._send(200, b'{"reset": true}')
+        else:
+            self._send(404, b'{"error": "not found"}')
+
+
+def main() -> None:
+    threading.Thread(target=load_loop, daemon=True, name="load").start()
+    server = ThreadingHTTPServer(("", int(os.environ.get("PORT", "8081"))), Handler)
+    server.daemon_threads = True
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

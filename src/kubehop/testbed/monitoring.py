@@ -1,0 +1,122 @@
+"""Monitoring of every testbed cluster: Prometheus (Debian's) on the host side.
+
+It scrapes, per cluster and labelled ``cluster=<name>``:
+
+- the kubelet's cAdvisor and resource metrics (per-pod CPU, memory, I/O; node usage),
+- node capacity and allocatable, from :mod:`kubehop.testbed.nodeexporter` (kube-state-metrics,
+  which would normally give them, is not served by the Go module proxy here),
+- Traefik's metrics, and every pod annotated ``prometheus.io/scrape: "true"`` (the sample
+  services), discovered through the cluster's API server and scraped on the pod address
+  (the host routes each cluster's pod range to that cluster's node).
+
+Prometheus and the exporter listen on the host's bridge address only.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kubehop.testbed import layout
+from kubehop.testbed.layout import ClusterLayout
+
+PROMETHEUS_PORT = 9090
+EXPORTER_PORT = 9101
+SCRAPE_INTERVAL = "5s"
+
+
+def monitoring_dir() -> Path:
+    return layout.state_dir() / "monitoring"
+
+
+def prometheus_url() -> str:
+    return f"http://{layout.HOST_ADDRESS}:{PROMETHEUS_PORT}"
+
+
+def _tls(c: ClusterLayout) -> dict[str, str]:
+    return {
+        "ca_file": str(c.pki_dir / "ca.crt"),
+        "cert_file": str(c.pki_dir / "prometheus.crt"),
+        "key_file": str(c.pki_dir / "prometheus.key"),
+    }
+
+
+def _cluster_jobs(c: ClusterLayout) -> list[dict[str, Any]]:
+    labels = {"cluster": c.name, "tier": layout.tier_of(c.name)}
+    kubelet = f"{c.node_ip}:10250"
+    node_relabel = [{"target_label": "node", "replacement": c.node_name}]
+    return [
+        {
+            "job_name": f"{c.name}/cadvisor",
+            "scheme": "https",
+            "metrics_path": "/metrics/cadvisor",
+            "tls_config": _tls(c),
+            "static_configs": [{"targets": [kubelet], "labels": labels}],
+            "relabel_configs": node_relabel,
+        },
+        {
+            "job_name": f"{c.name}/kubelet-resource",
+            "scheme": "https",
+            "metrics_path": "/metrics/resource",
+            "tls_config": _tls(c),
+            "static_configs": [{"targets": [kubelet], "labels": labels}],
+            "relabel_configs": node_relabel,
+        },
+        {
+            "job_name": f"{c.name}/traefik",
+            "static_configs": [{"targets": [f"{c.node_ip}:9000"], "labels": labels}],
+        },
+        {
+            "job_name": f"{c.name}/pods",
+            "kubernetes_sd_configs": [
+                {"role": "pod", "api_server": c.api_url, "tls_config": _tls(c)}
+            ],
+            "relabel_configs": [
+                {"source_labels": ["__meta_kubernetes_pod_annotation_prometheus_io_scrape"],
+                 "regex": "true", "action": "keep"},
+                {"source_labels": ["__meta_kubernetes_pod_phase"], "regex": "Running",
+                 "action": "keep"},
+                {"source_labels": ["__meta_kubernetes_pod_ip",
+                                   "__meta_kubernetes_pod_annotation_prometheus_io_port"],
+                 "regex": "(.+);(.+)", "replacement": "$1:$2", "target_label": "__address__"},
+                {"source_labels": ["__meta_kubernetes_pod_annotation_prometheus_io_path"],
+                 "regex": "(.+)", "target_label": "__metrics_path__"},
+                {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"},
+                {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},
+                {"source_labels": ["__meta_kubernetes_pod_label_app"], "target_label": "app"},
+                {"target_label": "cluster", "replacement": c.name},
+                {"target_label": "tier", "replacement": layout.tier_of(c.name)},
+            ],
+        },
+    ]
+
+
+def write_prometheus_config(clusters: list[ClusterLayout]) -> Path:
+    jobs: list[dict[str, Any]] = []
+    for c in clusters:
+        jobs += _cluster_jobs(c)
+    jobs.append({
+        "job_name": "kubehop-nodes",
+        "static_configs": [{"targets": [f"{layout.HOST_ADDRESS}:{EXPORTER_PORT}"]}],
+    })
+    config = {
+        "global": {"scrape_interval": SCRAPE_INTERVAL, "evaluation_interval": SCRAPE_INTERVAL},
+        "scrape_configs": jobs,
+    }
+    path = monitoring_dir() / "prometheus.yml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def prometheus_argv(config: Path) -> list[str]:
+    return [
+        "prometheus",
+        f"--config.file={config}",
+        f"--storage.tsdb.path={monitoring_dir() / 'data'}",
+        "--storage.tsdb.retention.time=1d",
+        f"--web.listen-address={layout.HOST_ADDRESS}:{PROMETHEUS_PORT}",
+        "--log.level=warn",
+    ]

@@ -1,0 +1,80 @@
+"""The paper's sample network functions on the testbed: orc8r (served) and agw (its client).
+
+``deploy`` puts both in one cluster (edge by default) and waits until agw's check-ins succeed;
+``agw_record`` reads agw's request record through the API server's service proxy, so no port
+has to be exposed for it.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from kubehop.errors import TestbedError, UsageError
+from kubehop.testbed import images, layout
+from kubehop.testbed import testbed as tb
+from kubehop.testbed.layout import ClusterLayout
+
+ORC8R_NAMESPACE = "orc8r-ns"
+AGW_NAMESPACE = "agw-ns"
+
+
+def cluster_layout(name: str) -> ClusterLayout:
+    names = tb.recorded_clusters()
+    if not names:
+        raise UsageError("the testbed is not up; start it with 'kubehop testbed up'")
+    for c in layout.layouts(names):
+        if c.name == name:
+            return c
+    raise UsageError(f"no testbed cluster named {name!r}; the testbed has {', '.join(names)}")
+
+
+def manifests(c: ClusterLayout, *, interval_ms: float) -> str:
+    text = images.asset("manifests", "sample.yaml").read_text()
+    return text.format(
+        orc8r_image=images.orc8r_image().ref(),
+        agw_image=images.agw_image().ref(),
+        cluster=c.name,
+        interval_ms=interval_ms,
+    )
+
+
+def agw_record(c: ClusterLayout, *, since: float | None = None,
+               until: float | None = None, raw: bool = False) -> dict[str, Any]:
+    """agw's record (summary, or every request with ``raw``) over an optional time window."""
+    path = f"/api/v1/namespaces/{AGW_NAMESPACE}/services/agw:http/proxy/record"
+    if raw:
+        path += "/raw"
+    params = {k: str(v) for k, v in (("since", since), ("until", until)) if v is not None}
+    with tb.api_client(c) as client:
+        reply = client.get(path, params=params, timeout=30)
+    if reply.status_code != 200:
+        raise TestbedError(f"agw's record is not available in {c.name} (HTTP "
+                           f"{reply.status_code}); is the sample deployed there?")
+    data: dict[str, Any] = reply.json()
+    return data
+
+
+def deploy(cluster: str, *, interval_ms: float = 10, timeout: float = 180) -> dict[str, Any]:
+    """Deploy orc8r and agw into ``cluster``; return agw's first record once it succeeds."""
+    if not 1 <= interval_ms <= 10_000:
+        raise UsageError(f"--interval-ms {interval_ms} is out of range; use 1 to 10000")
+    c = cluster_layout(cluster)
+    for spec in (images.orc8r_image(), images.agw_image()):
+        images.build_and_push(spec)
+    tb.kubectl(c, "apply", "--server-side", "-f", "-", stdin=manifests(c, interval_ms=interval_ms))
+    for ns, name in ((ORC8R_NAMESPACE, "orc8r"), (AGW_NAMESPACE, "agw")):
+        tb.kubectl(c, "-n", ns, "rollout", "status", f"deployment/{name}",
+                   f"--timeout={int(timeout)}s")
+    deadline = time.monotonic() + 60
+    record: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        try:
+            record = agw_record(c, since=time.time() - 2)
+        except TestbedError:
+            record = {}
+        if record.get("ok", 0) > 0:
+            return record
+        time.sleep(1)
+    raise TestbedError(f"agw in {cluster} is running but none of its check-ins to orc8r "
+                       f"succeeded within 60s (last record: {record.get('errors')})")

@@ -290,6 +290,6 @@ def test_prometheus_has_the_sample_services_own_metrics(sample_deployed: None) -
 def test_status_reports_the_services() -> None:
     data = json.loads(kubehop("testbed", "status", "-o", "json").stdout)
     assert data["services"] == {"registry": True, "clouddns": True, "prometheus": True,
-                                "nodeexporter": True}
+                                "clusterexporter": True}
     assert data["prometheus"] == monitoring.prometheus_url()
     assert all(c["ingress_ready"] for c in data["clusters"])

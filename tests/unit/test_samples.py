@@ -9,7 +9,7 @@ from types import ModuleType
 import pytest
 
 from kubehop.testbed import images
-from kubehop.testbed.nodeexporter import parse_quantity
+from kubehop.testbed.clusterexporter import parse_quantity
 
 
 def _load(name: str) -> ModuleType:

@@ -3,11 +3,11 @@
 It scrapes, per cluster and labelled ``cluster=<name>``:
 
 - the kubelet's cAdvisor and resource metrics (per-pod CPU, memory, I/O; node usage),
-- node capacity and allocatable, from :mod:`kubehop.testbed.nodeexporter` (kube-state-metrics,
+- node capacity and allocatable, from :mod:`kubehop.testbed.clusterexporter` (kube-state-metrics,
   which would normally give them, is not served by the Go module proxy here),
 - Traefik's metrics, and every pod annotated ``prometheus.io/scrape: "true"`` (the sample
-  services), discovered through the cluster's API server and scraped on the pod address
-  (the host routes each cluster's pod range to that cluster's node).
+  services), listed by the same exporter (Debian's Prometheus lacks Kubernetes discovery) and
+  scraped on the pod address (the host routes each cluster's pod range to that cluster's node).
 
 Prometheus and the exporter listen on the host's bridge address only.
 """
@@ -68,28 +68,6 @@ def _cluster_jobs(c: ClusterLayout) -> list[dict[str, Any]]:
             "job_name": f"{c.name}/traefik",
             "static_configs": [{"targets": [f"{c.node_ip}:9000"], "labels": labels}],
         },
-        {
-            "job_name": f"{c.name}/pods",
-            "kubernetes_sd_configs": [
-                {"role": "pod", "api_server": c.api_url, "tls_config": _tls(c)}
-            ],
-            "relabel_configs": [
-                {"source_labels": ["__meta_kubernetes_pod_annotation_prometheus_io_scrape"],
-                 "regex": "true", "action": "keep"},
-                {"source_labels": ["__meta_kubernetes_pod_phase"], "regex": "Running",
-                 "action": "keep"},
-                {"source_labels": ["__meta_kubernetes_pod_ip",
-                                   "__meta_kubernetes_pod_annotation_prometheus_io_port"],
-                 "regex": "(.+);(.+)", "replacement": "$1:$2", "target_label": "__address__"},
-                {"source_labels": ["__meta_kubernetes_pod_annotation_prometheus_io_path"],
-                 "regex": "(.+)", "target_label": "__metrics_path__"},
-                {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"},
-                {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},
-                {"source_labels": ["__meta_kubernetes_pod_label_app"], "target_label": "app"},
-                {"target_label": "cluster", "replacement": c.name},
-                {"target_label": "tier", "replacement": layout.tier_of(c.name)},
-            ],
-        },
     ]
 
 
@@ -97,9 +75,11 @@ def write_prometheus_config(clusters: list[ClusterLayout]) -> Path:
     jobs: list[dict[str, Any]] = []
     for c in clusters:
         jobs += _cluster_jobs(c)
+    exporter = f"{layout.HOST_ADDRESS}:{EXPORTER_PORT}"
+    jobs.append({"job_name": "kubehop-nodes", "static_configs": [{"targets": [exporter]}]})
     jobs.append({
-        "job_name": "kubehop-nodes",
-        "static_configs": [{"targets": [f"{layout.HOST_ADDRESS}:{EXPORTER_PORT}"]}],
+        "job_name": "pods",
+        "http_sd_configs": [{"url": f"http://{exporter}/sd/pods", "refresh_interval": "5s"}],
     })
     config = {
         "global": {"scrape_interval": SCRAPE_INTERVAL, "evaluation_interval": SCRAPE_INTERVAL},

@@ -152,15 +152,29 @@ def check_port_free(port: int) -> None:
 # --- waiting ------------------------------------------------------------------------------------
 
 
-def _wait(what: str, check: Callable[[], bool], *, timeout: float, log: Path | None) -> None:
+def _wait(what: str, check: Callable[[], bool], *, timeout: float, log: Path | None,
+          pidfile: Path | None = None) -> None:
+    """Poll ``check`` until it is true; fail at once if the process behind it has exited."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with contextlib.suppress(Exception):
             if check():
                 return
+        if pidfile is not None and procs.read_pid(pidfile) is None:
+            last = _last_line(log) if log else ""
+            raise TestbedError(f"{what} exited while starting ({last}); see its log: {log}")
         time.sleep(0.5)
     where = f"; see its log: {log}" if log else ""
     raise TestbedError(f"{what} did not become ready within {timeout:.0f}s{where}")
+
+
+def _last_line(log: Path) -> str:
+    try:
+        lines = [line.strip() for line in log.read_text(errors="replace").splitlines()]
+    except OSError:
+        return "no log"
+    lines = [line for line in lines if line]
+    return lines[-1][-200:] if lines else "empty log"
 
 
 def api_client(c: ClusterLayout) -> httpx.Client:
@@ -231,6 +245,7 @@ def start_registry(say: Say) -> None:
         lambda: httpx.get(url, timeout=2).status_code == 200,
         timeout=30,
         log=layout.state_dir() / "registry" / "registry.log",
+        pidfile=registry_pidfile(),
     )
     say(f"registry: listening on {layout.registry_address()}")
 
@@ -281,7 +296,9 @@ def up(
     build_all(progress)
     clusters = layout.layouts(names)
     layout.state_dir().mkdir(parents=True, exist_ok=True)
-    layout.state_dir().chmod(0o700)
+    # Traversable (not listable) so BIND, which drops root, reaches its own directory;
+    # every secret inside is a 0600 file.
+    layout.state_dir().chmod(0o711)
     state_file().write_text(
         json.dumps({"clusters": list(names), "created": dt.datetime.now(dt.UTC).isoformat()})
     )
@@ -379,7 +396,7 @@ def start_clouddns(say: Say) -> None:
     procs.spawn("named", clouddns.argv(conf), run_dir=clouddns.run_dir(),
                 log_dir=clouddns.dns_dir() / "logs")
     _wait("Cloud DNS (BIND)", partial(_dns_answers, clouddns.DEFAULT_ZONE), timeout=30,
-          log=clouddns.dns_dir() / "logs" / "named.log")
+          log=clouddns.dns_dir() / "logs" / "named.log", pidfile=clouddns_pidfile())
     say(f"cloud DNS: zone {clouddns.DEFAULT_ZONE} on {layout.HOST_ADDRESS}:53 (TSIG updates)")
 
 
@@ -395,7 +412,7 @@ def _dns_answers(zone: str) -> bool:
 
 def monitoring_pidfiles() -> tuple[Path, Path]:
     run = monitoring.monitoring_dir() / "run"
-    return run / "prometheus.pid", run / "nodeexporter.pid"
+    return run / "prometheus.pid", run / "clusterexporter.pid"
 
 
 def start_monitoring(clusters: list[ClusterLayout], say: Say) -> None:
@@ -403,13 +420,13 @@ def start_monitoring(clusters: list[ClusterLayout], say: Say) -> None:
     run = monitoring_pidfiles()[0].parent
     logs = monitoring.monitoring_dir() / "logs"
     procs.spawn("prometheus", monitoring.prometheus_argv(config), run_dir=run, log_dir=logs)
-    procs.spawn("nodeexporter",
-                [sys.executable, "-m", "kubehop.testbed.nodeexporter",
+    procs.spawn("clusterexporter",
+                [sys.executable, "-m", "kubehop.testbed.clusterexporter",
                  ",".join(c.name for c in clusters), str(layout.state_dir())],
                 run_dir=run, log_dir=logs)
     url = monitoring.prometheus_url()
     _wait("Prometheus", lambda: httpx.get(f"{url}/-/ready", timeout=2).status_code == 200,
-          timeout=60, log=logs / "prometheus.log")
+          timeout=60, log=logs / "prometheus.log", pidfile=monitoring_pidfiles()[0])
     say(f"monitoring: Prometheus at {url}")
 
 
@@ -509,7 +526,7 @@ def status() -> Status:
             "registry": procs.read_pid(registry_pidfile()) is not None,
             "clouddns": procs.read_pid(clouddns_pidfile()) is not None,
             "prometheus": procs.read_pid(monitoring_pidfiles()[0]) is not None,
-            "nodeexporter": procs.read_pid(monitoring_pidfiles()[1]) is not None,
+            "clusterexporter": procs.read_pid(monitoring_pidfiles()[1]) is not None,
         } if names else {},
         tsig_key_file=str(clouddns.key_file()) if names else "",
         kubeconfig=str(kubeconfig_file()) if names else "",
@@ -582,6 +599,8 @@ def down(*, say: Say = _quiet) -> list[str]:
         _down_cluster(c, say)
     for pidfile in (registry_pidfile(), clouddns_pidfile(), *monitoring_pidfiles()):
         procs.stop(pidfile)
+    # Whatever else still runs from the state directory (a crashed run, a renamed component).
+    procs.stop_pids(list(procs.pids_matching(str(layout.state_dir()))), timeout=5)
     hostnet.delete_bridge()
     base = layout.state_dir()
     _unmount_all(base)

@@ -123,8 +123,8 @@ def status(
                           "Ready" if c.node_ready else "NOT READY",
                           "ready" if c.ingress_ready else "DOWN", ", ".join(missing) or "-")
         out.print(table)
-        for name, running in st.services.items():
-            out.print(f"{name}: {'running' if running else 'DOWN'}", markup=False)
+        states = ", ".join(f"{k} {'running' if v else 'DOWN'}" for k, v in st.services.items())
+        out.print(f"host services: {states}", markup=False)
         out.print(f"registry: {st.registry}", markup=False)
         out.print(f"cloud DNS: zone {st.dns_zone} at {st.dns_server}, TSIG key file "
                   f"{st.tsig_key_file}", markup=False)

@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 
 from kubehop import __version__
-from kubehop.cli import testbed
+from kubehop.cli import migrate, testbed
 from kubehop.errors import KubehopError
 
 app = typer.Typer(
@@ -18,6 +18,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(testbed.app, name="testbed")
+app.command("migrate")(migrate.migrate)
+app.add_typer(migrate.migrations, name="migrations")
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 

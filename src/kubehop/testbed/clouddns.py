@@ -14,6 +14,7 @@ import secrets
 import shutil
 from pathlib import Path
 
+from kubehop.adapters.dns import read_tsig_key
 from kubehop.errors import PreconditionError
 from kubehop.testbed import layout
 
@@ -48,17 +49,8 @@ def write_key() -> None:
 
 
 def read_key() -> tuple[str, str, str]:
-    """(name, algorithm, base64 secret) of the testbed key, for kubehop's DNS adapter."""
-    name = algorithm = secret = ""
-    for raw in key_file().read_text().splitlines():
-        line = raw.strip().rstrip(";")
-        if line.startswith("key "):
-            name = line.split('"')[1]
-        elif line.startswith("algorithm "):
-            algorithm = line.split()[1]
-        elif line.startswith("secret "):
-            secret = line.split('"')[1]
-    return name, algorithm, secret
+    """(name, algorithm, base64 secret) of the testbed key."""
+    return read_tsig_key(str(key_file()))
 
 
 def write_config(zone: str = DEFAULT_ZONE) -> Path:

@@ -26,6 +26,8 @@ from typing import Any
 import httpx
 import yaml
 
+from kubehop.adapters import inventory as inv_file
+from kubehop.domain.model import ClusterInfo, DnsZoneInfo, Inventory
 from kubehop.errors import PreconditionError, TestbedError
 from kubehop.testbed import (
     builds,
@@ -341,6 +343,7 @@ def _up(clusters: list[ClusterLayout], say: Say) -> None:
               log=c.log_dir / "kube-apiserver.log")
         say(f"{c.name}: control plane answering at {c.api_url}")
     write_combined_kubeconfig(clusters)
+    inventory_file().write_text(inventory_yaml())
 
     for c in clusters:
         _spawn(c, "kube-controller-manager", components.controller_manager_argv(c))
@@ -626,18 +629,25 @@ def leftovers() -> list[str]:
     return found
 
 
-def inventory_yaml() -> str:
-    """The clusters as kubehop's inventory will read them (contexts, tiers, addresses)."""
-    data = {
-        "kubeconfig": str(kubeconfig_file()),
-        "clusters": [
-            {
-                "name": c.name,
-                "context": c.name,
-                "tier": layout.tier_of(c.name),
-                "loadBalancer": str(c.node_ip),
-            }
+def inventory() -> Inventory:
+    """The testbed's clusters as kubehop's inventory: contexts, tiers, load balancers, the
+    private zone with its TSIG key file."""
+    return Inventory(
+        kubeconfig=str(kubeconfig_file()),
+        clusters={
+            c.name: ClusterInfo(name=c.name, context=c.name, tier=layout.tier_of(c.name),
+                                load_balancer=str(c.node_ip), entrypoints={80: "web"},
+                                cluster_domain=layout.CLUSTER_DOMAIN)
             for c in layout.layouts(recorded_clusters())
-        ],
-    }
-    return yaml.safe_dump(data, sort_keys=False)
+        },
+        dns=DnsZoneInfo(zone=clouddns.DEFAULT_ZONE, server=str(layout.HOST_ADDRESS),
+                        port=clouddns.DNS_PORT, key_file=str(clouddns.key_file())),
+    )
+
+
+def inventory_file() -> Path:
+    return layout.state_dir() / "inventory.yaml"
+
+
+def inventory_yaml() -> str:
+    return inv_file.dump(inventory())

@@ -1,0 +1,1 @@
+"""The migration executor: joins the pure domain to the adapters."""

@@ -14,6 +14,7 @@ from lightkube.generic_resource import create_namespaced_resource
 from lightkube.resources.apps_v1 import Deployment, StatefulSet
 from lightkube.resources.core_v1 import (
     ConfigMap,
+    Endpoints,
     Namespace,
     PersistentVolumeClaim,
     Pod,
@@ -36,7 +37,7 @@ KINDS: dict[str, Any] = {
     "ConfigMap": ConfigMap, "Secret": Secret, "ServiceAccount": ServiceAccount,
     "PersistentVolumeClaim": PersistentVolumeClaim, "Service": Service, "Pod": Pod,
     "Deployment": Deployment, "StatefulSet": StatefulSet, "EndpointSlice": EndpointSlice,
-    "IngressRoute": IngressRoute, "Namespace": Namespace,
+    "IngressRoute": IngressRoute, "Namespace": Namespace, "Endpoints": Endpoints,
 }
 
 

@@ -122,6 +122,14 @@ def alias_key(service: str, namespace: str) -> str:
     return f"{namespace}.{service}"
 
 
+def alias_slice_name(service: str) -> str:
+    return f"{service}-kubehop"[:63]
+
+
+def drain_service_name(service: str) -> str:
+    return f"{service}-kubehop-drain"[:63]
+
+
 def backend_service_name(service: str) -> str:
     """The Service Traefik routes to in the target: kubehop's own, so the user-facing Service
     there can stay an alias until the switch."""
@@ -179,7 +187,7 @@ def alias_endpoint_slice(*, service: str, namespace: str, address: str,
         "apiVersion": "discovery.k8s.io/v1",
         "kind": "EndpointSlice",
         "metadata": {
-            "name": f"{service}-kubehop"[:63],
+            "name": alias_slice_name(service),
             "namespace": namespace,
             "labels": {"kubernetes.io/service-name": service,
                        "endpointslice.kubernetes.io/managed-by": MANAGED_BY,
@@ -200,7 +208,7 @@ def drain_service(*, service: str, namespace: str, cluster_ip: str, ports: list[
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": {
-            "name": f"{service}-kubehop-drain"[:63],
+            "name": drain_service_name(service),
             "namespace": namespace,
             "labels": {LABEL_ALIAS_OF: alias, LABEL_MIGRATION: migration_id,
                        LABEL_ROLE: "drain"},

@@ -213,7 +213,7 @@ class Migration:
                           "hosts " + ", ".join(self._hosts())),
             PlannedChange("dns", "dns", "set-record", "A", self.fqdn, "",
                           f"{self.dst_info.load_balancer} ttl 5"),
-            PlannedChange("switch", src, "apply", "EndpointSlice", f"{r.service}-kubehop",
+            PlannedChange("switch", src, "apply", "EndpointSlice", mf.alias_slice_name(r.service),
                           r.namespace, f"-> {self.dst_info.load_balancer}:{c['port']}"),
             PlannedChange("switch", src, "update", "Service", r.service, r.namespace,
                           "selector removed" if r.strategy is Strategy.ENDPOINTS
@@ -221,12 +221,12 @@ class Migration:
         ]
         if r.strategy is Strategy.EXTERNALNAME:
             changes.append(PlannedChange("switch", src, "create", "Service",
-                                         f"{r.service}-kubehop-drain", r.namespace,
+                                         mf.drain_service_name(r.service), r.namespace,
                                          "holds the old ClusterIP during the drain"))
         for name in self.inv.clusters:
             if name not in {src, dst}:
                 changes.append(PlannedChange("switch", name, "update", "EndpointSlice",
-                                             f"{r.service}-kubehop", r.namespace,
+                                             mf.alias_slice_name(r.service), r.namespace,
                                              "older aliases, if any, repointed"))
         changes += [
             PlannedChange("cleanup", src, "delete", c["workload_kind"], wl, r.namespace),
@@ -358,14 +358,26 @@ class Migration:
                                                migration_id=self.id))
         time.sleep(1.0)  # kube-proxy applies the merged endpoints
         self.src.merge_patch("Service", r.service, r.namespace, {"spec": {"selector": None}})
+        self._drop_pod_endpoints(self.src, r.service, r.namespace)
         if r.strategy is Strategy.EXTERNALNAME:
             self._switch_to_externalname(ports)
+
+    @staticmethod
+    def _drop_pod_endpoints(cluster: KubeCluster, service: str, namespace: str) -> None:
+        """Kubernetes leaves a Service's pod endpoints behind when its selector goes (the
+        controllers skip selector-less Services, and the mirroring controller even copies the
+        stale Endpoints into a new slice), so remove them: only kubehop's alias slice stays."""
+        cluster.delete("Endpoints", service, namespace)
+        for sl in cluster.find("EndpointSlice", namespace, {"kubernetes.io/service-name": service}):
+            labels = sl["metadata"].get("labels", {})
+            if labels.get("endpointslice.kubernetes.io/managed-by") != mf.MANAGED_BY:
+                cluster.delete("EndpointSlice", sl["metadata"]["name"], namespace)
 
     def _switch_to_externalname(self, ports: list[Manifest]) -> None:
         r, c = self.req, self.ctx
         lb = self.dst_info.load_balancer
         old_ip = c["service"]["spec"]["clusterIP"]
-        drain = f"{r.service}-kubehop-drain"[:63]
+        drain = mf.drain_service_name(r.service)
         self.src.apply(mf.alias_endpoint_slice(service=drain, namespace=r.namespace, address=lb,
                                                ports=ports, alias=self.alias,
                                                migration_id=self.id))
@@ -381,7 +393,6 @@ class Migration:
         self.src.replace(svc)
         holder = mf.drain_service(service=r.service, namespace=r.namespace, cluster_ip=old_ip,
                                   ports=ports, alias=self.alias, migration_id=self.id)
-        holder["metadata"]["name"] = drain
         deadline = time.monotonic() + 10
         while True:
             try:
@@ -391,7 +402,7 @@ class Migration:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.05)  # the old ClusterIP is being released
-        self.src.delete("EndpointSlice", f"{r.service}-kubehop"[:63], r.namespace)
+        self.src.delete("EndpointSlice", mf.alias_slice_name(r.service), r.namespace)
 
     def _restore_serving_in_target(self) -> None:
         """The target's own Service may be an alias from an earlier migration: make it serve
@@ -408,8 +419,9 @@ class Migration:
             if current is not None and current["spec"].get("type") == "ExternalName":
                 svc["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
                 self.dst.replace(svc)
-            self.dst.delete("Service", f"{r.service}-kubehop-drain"[:63], tns)
-            self.dst.delete("EndpointSlice", f"{r.service}-kubehop-drain"[:63], tns)
+            self.dst.delete("Service", mf.drain_service_name(r.service), tns)
+            self.dst.delete("EndpointSlice", mf.alias_slice_name(mf.drain_service_name(r.service)),
+                            tns)
         elif not before["spec"].get("selector"):
             self.dst.merge_patch("Service", r.service, tns, {"spec": {"selector": selector}})
             deadline = time.monotonic() + 30
@@ -424,7 +436,7 @@ class Migration:
                     break
                 time.sleep(0.2)
             time.sleep(1.0)  # kube-proxy applies the pods' endpoints
-            self.dst.delete("EndpointSlice", f"{r.service}-kubehop"[:63], tns)
+            self.dst.delete("EndpointSlice", mf.alias_slice_name(r.service), tns)
 
     def undo_switch(self) -> None:
         r, c = self.req, self.ctx
@@ -432,7 +444,7 @@ class Migration:
         ns = r.namespace
         current = self.src.get("Service", r.service, ns)
         if current is not None and current["spec"].get("type") == "ExternalName":
-            self.src.delete("Service", f"{r.service}-kubehop-drain"[:63], ns)
+            self.src.delete("Service", mf.drain_service_name(r.service), ns)
             restored = mf.strip(original, namespace=ns, migration_id=self.id)
             restored["metadata"]["labels"].pop(mf.LABEL_MIGRATION, None)
             restored["spec"]["clusterIP"] = original["spec"]["clusterIP"]
@@ -450,8 +462,9 @@ class Migration:
             self.src.merge_patch("Service", r.service, ns,
                                  {"spec": {"selector": original["spec"]["selector"]}})
             time.sleep(1.0)
-        self.src.delete("EndpointSlice", f"{r.service}-kubehop"[:63], ns)
-        self.src.delete("EndpointSlice", f"{r.service}-kubehop-drain"[:63], ns)
+        self.src.delete("EndpointSlice", mf.alias_slice_name(r.service), ns)
+        self.src.delete("EndpointSlice", mf.alias_slice_name(mf.drain_service_name(r.service)),
+                        ns)
         for name, addresses in c.get("aliases_before", {}).items():
             info = self.inv.clusters[name]
             other = KubeCluster(kubeconfig=self.inv.kubeconfig, context=info.context, name=name)
@@ -472,8 +485,9 @@ class Migration:
         self.src.delete("IngressRoute", self.route_name, r.namespace)
         self.src.delete("Service", self.route_name, r.namespace)
         if r.strategy is Strategy.EXTERNALNAME:
-            self.src.delete("Service", f"{r.service}-kubehop-drain"[:63], r.namespace)
-            self.src.delete("EndpointSlice", f"{r.service}-kubehop-drain"[:63], r.namespace)
+            self.src.delete("Service", mf.drain_service_name(r.service), r.namespace)
+            self.src.delete("EndpointSlice", mf.alias_slice_name(mf.drain_service_name(r.service)),
+                            r.namespace)
 
 
 def _probe_path(pod_spec: Manifest) -> str:

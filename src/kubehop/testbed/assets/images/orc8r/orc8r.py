@@ -24,7 +24,10 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
 POD = socket.gethostname()
-CLUSTER = os.environ.get("KUBEHOP_CLUSTER", "")
+# The node name comes from the downward API, so a copy of this Deployment in another cluster
+# still tells where it runs (testbed nodes are named <cluster>-node).
+CLUSTER = os.environ.get("KUBEHOP_CLUSTER") or os.environ.get("NODE_NAME", "").removesuffix(
+    "-node")
 STATE_DIR = Path(os.environ.get("ORC8R_STATE_DIR", "/var/lib/orc8r"))
 
 REQUESTS = Counter("orc8r_requests_total", "HTTP requests served.", ["method", "route", "code"])
@@ -92,6 +95,7 @@ ROUTES: list[tuple[str, re.Pattern[str], str]] = [
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     store: Store
+    raw_body = b""
 
     def log_message(self, format: str, *args: object) -> None:
         pass
@@ -106,14 +110,15 @@ class Handler(BaseHTTPRequestHandler):
         REQUESTS.labels(self.command, route, str(code)).inc()
 
     def _body(self) -> dict[str, Any]:
-        length = int(self.headers.get("Content-Length") or 0)
-        if not length:
-            return {}
-        value = json.loads(self.rfile.read(length) or b"{}")
+        value = json.loads(self.raw_body or b"{}")
         return value if isinstance(value, dict) else {}
 
     def _dispatch(self) -> None:
         start = time.perf_counter()
+        # Read the whole body first, used or not: on a kept-alive connection (a proxy's) left-over
+        # bytes would otherwise be parsed as the next request.
+        length = int(self.headers.get("Content-Length") or 0)
+        self.raw_body = self.rfile.read(length) if length else b""
         path = self.path.split("?", 1)[0]
         for method, pattern, route in ROUTES:
             m = pattern.match(path)

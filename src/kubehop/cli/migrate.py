@@ -105,6 +105,9 @@ def migrate(
         = 5.0,
     ready_timeout: Annotated[float, typer.Option(help="Seconds to wait for target replicas.")]
         = 180.0,
+    dns_ttl: Annotated[float, typer.Option(
+        help="Longest time clients cache a cluster-DNS answer (drain floor when names change).")]
+        = 30.0,
     inventory: Annotated[str | None, typer.Option(help="Inventory YAML (or KUBEHOP_INVENTORY).")]
         = None,
     kubeconfig: Annotated[str | None, typer.Option(help="Overrides the inventory's.")] = None,
@@ -124,12 +127,12 @@ def migrate(
         return
     if not service or not source or not target:
         raise UsageError("give SERVICE, --from and --to (or --resume ID)")
-    if drain < 0:
-        raise UsageError("--drain must be 0 or more seconds")
+    if drain < 0 or dns_ttl < 0:
+        raise UsageError("--drain and --dns-ttl must be 0 or more seconds")
     request = MigrationRequest(service=service, namespace=namespace, source=source,
                                target=target, target_namespace=target_namespace or namespace,
                                strategy=strategy, drain_seconds=drain,
-                               ready_timeout=ready_timeout)
+                               ready_timeout=ready_timeout, dns_ttl=dns_ttl)
     _emit(executor.start(inv, request, dry_run=dry_run), output)
 
 

@@ -84,6 +84,9 @@ class MigrationRequest:
     strategy: Strategy = Strategy.ENDPOINTS
     drain_seconds: float = 5.0
     ready_timeout: float = 180.0
+    dns_ttl: float = 30.0
+    """How long clients may cache a cluster-DNS answer (CoreDNS' ttl and cache, 30 s by
+    default): a drain after a switch that changes what the name resolves to lasts at least this."""
 
 
 @dataclass(frozen=True)

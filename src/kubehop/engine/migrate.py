@@ -474,10 +474,26 @@ class Migration:
                     sl["metadata"].pop(key, None)
                 other.apply(sl)
 
+    def drain_seconds(self) -> float:
+        """How long the old path must keep working after the switch.
+
+        With ``endpoints`` the name keeps resolving to the same ClusterIP, so only connections
+        opened before the switch matter: the caller's drain time bounds them. When the switch
+        changes what the name resolves to (the source becomes an ExternalName, or the target's
+        Service was one), clients may hold the old answer for the cluster DNS TTL, and the old
+        path must outlive it.
+        """
+        before = self.ctx.get("target_service_before") or {}
+        renamed = (self.req.strategy is Strategy.EXTERNALNAME
+                   or before.get("spec", {}).get("type") == "ExternalName")
+        if renamed:
+            return max(self.req.drain_seconds, self.req.dns_ttl + 1.0)
+        return self.req.drain_seconds
+
     def do_drain(self) -> None:
         """Old pods keep serving whoever still reaches them: connections made before the switch,
-        clients with a cached answer. The drain time is the caller's bound on those."""
-        time.sleep(self.req.drain_seconds)
+        clients with a cached answer."""
+        time.sleep(self.drain_seconds())
 
     def do_cleanup(self) -> None:
         r, c = self.req, self.ctx

@@ -1,50 +1,41 @@
 #!/usr/bin/env bash
-# make demo: bring up the testbed and show what it gives a user. Until the migration engine
-# lands (issue 4) the demo deploys a sample service in edge and reaches it from cloud across
-# the WAN; it then leaves the testbed up for you to explore (`kubehop testbed down` removes it).
+# make demo: the paper's scenario on the testbed. orc8r and agw run in the edge cluster; orc8r
+# moves to the cloud cluster while agw keeps checking in every 10 ms; then the migration report
+# and agw's record of those seconds (requests, failed, longest gap) are printed.
+# The testbed stays up afterwards (`kubehop testbed down` removes it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
+STRATEGY="${STRATEGY:-endpoints}"
 
 kubehop testbed up
 kubehop testbed status
 KC="$(kubehop testbed kubeconfig)"
-IMAGE="$(python -c 'from kubehop.testbed import images; print(images.httpd_image().ref())')"
-
-echo "--- deploying a sample HTTP service (2 replicas) in edge"
-kubectl --kubeconfig "$KC" --context edge apply -f - <<YAML
-apiVersion: v1
-kind: Namespace
-metadata: {name: demo}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: hello, namespace: demo}
-spec:
-  replicas: 2
-  selector: {matchLabels: {app: hello}}
-  template:
-    metadata: {labels: {app: hello}}
-    spec:
-      containers:
-      - name: hello
-        image: $IMAGE
-        env: [{name: KUBEHOP_CLUSTER, value: edge}]
-        readinessProbe: {httpGet: {path: /healthz, port: 8080}, periodSeconds: 1}
----
-apiVersion: v1
-kind: Service
-metadata: {name: hello, namespace: demo}
-spec:
-  type: NodePort
-  selector: {app: hello}
-  ports: [{port: 8080, targetPort: 8080}]
-YAML
-kubectl --kubeconfig "$KC" --context edge -n demo rollout status deploy/hello --timeout=180s
-PORT="$(kubectl --kubeconfig "$KC" --context edge -n demo get svc hello -o jsonpath='{.spec.ports[0].nodePort}')"
-EDGE_IP="$(kubehop testbed status -o json | python -c 'import json,sys; print(next(c["address"] for c in json.load(sys.stdin)["clusters"] if c["name"]=="edge"))')"
-echo "--- calling it from the cloud cluster's network namespace: http://$EDGE_IP:$PORT/"
-for i in 1 2 3 4; do
-  ip netns exec kh-cloud python3 -c 'import sys,urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())' "http://$EDGE_IP:$PORT/"
+for ctx in edge cloud; do
+  kubectl --kubeconfig "$KC" --context "$ctx" delete namespace orc8r-ns agw-ns \
+    --ignore-not-found --wait=true >/dev/null
 done
-echo "--- done; the testbed stays up. Try: kubectl --kubeconfig $KC --context cloud get nodes"
+echo "--- deploying orc8r (orc8r-ns) and agw (agw-ns) in edge"
+kubehop testbed deploy-sample --cluster edge
+
+echo "--- the plan (nothing changes yet)"
+kubehop migrate orc8r -n orc8r-ns --from edge --to cloud --strategy "$STRATEGY" --dry-run
+
+echo "--- migrating orc8r edge -> cloud ($STRATEGY) under agw's load"
+START="$(date +%s.%N)"
+kubehop migrate orc8r -n orc8r-ns --from edge --to cloud --strategy "$STRATEGY" --drain 2
+sleep 2
+END="$(date +%s.%N)"
+
+echo "--- agw's record over the migration"
+python - "$START" "$END" <<'PY'
+import sys
+from kubehop.testbed import layout, sample
+from kubehop.testbed import testbed as tb
+edge = next(c for c in layout.layouts(tb.recorded_clusters()) if c.name == "edge")
+r = sample.agw_record(edge, since=float(sys.argv[1]), until=float(sys.argv[2]))
+lat = r["latency_ms"]
+print(f"requests {r['count']}, failed {r['failed']}, longest gap {r['longest_gap_ms']} ms, "
+      f"latency p50 {lat['p50']} ms p99 {lat['p99']} ms, served by {r['served_by']}")
+PY
+echo "--- done; the testbed stays up. Try: kubectl --kubeconfig $KC --context cloud -n orc8r-ns get pods"

@@ -24,6 +24,11 @@ _CLUSTER_OWNED_METADATA = (
 _CLUSTER_OWNED_ANNOTATIONS = (
     "kubectl.kubernetes.io/last-applied-configuration",
     "deployment.kubernetes.io/revision",
+    "pv.kubernetes.io/bind-completed",
+    "pv.kubernetes.io/bound-by-controller",
+    "volume.kubernetes.io/selected-node",
+    "volume.beta.kubernetes.io/storage-provisioner",
+    "volume.kubernetes.io/storage-provisioner",
 )
 
 
@@ -56,9 +61,6 @@ def strip(obj: Manifest, *, namespace: str, migration_id: str) -> Manifest:
         spec.get("template", {}).get("spec", {}).pop("nodeName", None)
     elif kind == "PersistentVolumeClaim":
         spec.pop("volumeName", None)
-        notes.pop("pv.kubernetes.io/bind-completed", None)
-        notes.pop("pv.kubernetes.io/bound-by-controller", None)
-        notes.pop("volume.kubernetes.io/selected-node", None)
     elif kind == "ServiceAccount":
         out.pop("secrets", None)
     if kind == "Secret" and out.get("type") == "kubernetes.io/service-account-token":

@@ -1,0 +1,373 @@
+"""``kubehop migrate`` on the real testbed: orc8r moves between clusters while agw keeps calling
+it, with both strategies; plans, round trips, crashes, injected and real failures, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from kubehop.adapters import inventory as inv_file
+from kubehop.adapters.dns import DnsZone
+from kubehop.testbed import images, layout, sample
+from kubehop.testbed import testbed as tb
+from tests.conftest import KUBEHOP, assert_one_line_error
+
+from .conftest import CLUSTERS
+
+pytestmark = pytest.mark.usefixtures("testbed")
+
+EDGE, CLOUD = layout.layouts(CLUSTERS)
+NS = sample.ORC8R_NAMESPACE
+FQDN = f"orc8r.{NS}.testnetwork.internal"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def journal_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    home = tmp_path_factory.mktemp("kubehop-home")
+    old = os.environ.get("KUBEHOP_HOME")
+    os.environ["KUBEHOP_HOME"] = str(home)
+    yield home
+    if old is None:
+        del os.environ["KUBEHOP_HOME"]
+    else:
+        os.environ["KUBEHOP_HOME"] = old
+
+
+def migrate(*args: str, fault: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "KUBEHOP_INVENTORY": str(tb.inventory_file())}
+    if fault:
+        env["KUBEHOP_FAULT"] = fault
+    return subprocess.run([KUBEHOP, "migrate", *args], capture_output=True, text=True,
+                          env=env, timeout=600, check=False)
+
+
+def kh(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "KUBEHOP_INVENTORY": str(tb.inventory_file())}
+    return subprocess.run([KUBEHOP, *args], capture_output=True, text=True, env=env,
+                          timeout=600, check=False)
+
+
+def _is_fresh() -> bool:
+    """edge serves orc8r from its own pods, and no cluster holds anything kubehop made."""
+    try:
+        svc = json.loads(tb.kubectl(EDGE, "get", "svc", "orc8r", "-n", NS, "-o", "json"))
+        made = [i for c in (EDGE, CLOUD) for kind in ("ingressroutes", "endpointslices", "svc")
+                for i in json.loads(tb.kubectl(c, "get", kind, "-A", "-o", "json"))["items"]
+                if "kubehop" in i["metadata"]["name"]]
+        recent = record(time.time() - 2, time.time() - 0.2)
+    except Exception:
+        return False
+    return (svc["spec"].get("selector") == {"app": "orc8r"} and not made
+            and orc8r_deployments() == {"edge": True, "cloud": False}
+            and recent["failed"] == 0 and recent["ok"] > 0)
+
+
+def fresh_sample() -> float:
+    """orc8r and agw in edge only, nothing of them in cloud; returns when agw is served."""
+    if _is_fresh():
+        return time.time()
+    for c in (EDGE, CLOUD):
+        tb.kubectl(c, "delete", "namespace", NS, sample.AGW_NAMESPACE, "--ignore-not-found",
+                   "--wait=true", "--timeout=120s")
+    sample.deploy("edge")
+    return time.time()
+
+
+def record(since: float, until: float | None = None) -> dict[str, object]:
+    return sample.agw_record(EDGE, since=since, until=until)
+
+
+def served_now() -> dict[str, int]:
+    time.sleep(2)
+    rec = record(time.time() - 1.5, time.time() - 0.2)
+    assert rec["failed"] == 0, rec["errors"]
+    return dict(rec["served_by"])  # type: ignore[call-overload]
+
+
+def snapshot() -> dict[str, object]:
+    """What a migration could touch, with resource versions: equal snapshots, nothing changed."""
+    watched = {NS, sample.AGW_NAMESPACE, "kh-sel"}
+    state: dict[str, object] = {}
+    for c in (EDGE, CLOUD):
+        for kind in ("namespaces", "svc", "deploy", "endpointslices", "ingressroutes",
+                     "configmaps"):
+            items = json.loads(tb.kubectl(c, "get", kind, "-A", "-o", "json"))["items"]
+            state[f"{c.name}/{kind}"] = sorted(
+                (i["metadata"].get("namespace", ""), i["metadata"]["name"],
+                 i["metadata"]["resourceVersion"])
+                for i in items
+                if kind == "namespaces" or (i["metadata"]["namespace"] in watched and (
+                    kind != "endpointslices" or "kubehop" in i["metadata"]["name"])))
+    state["dns"] = DnsZone(tb.inventory().dns).lookup_a(FQDN)  # type: ignore[arg-type]
+    return state
+
+
+def orc8r_deployments() -> dict[str, bool]:
+    return {c.name: bool(json.loads(tb.kubectl(c, "get", "deploy", "-n", NS, "-o", "json",
+                                                "--ignore-not-found") or '{"items": []}')
+                         ["items"]) for c in (EDGE, CLOUD)}
+
+
+@pytest.mark.parametrize("strategy", ["endpoints", "externalname"])
+def test_migration_under_load_loses_no_request(strategy: str) -> None:
+    fresh_sample()
+    start = time.time()
+    result = migrate("orc8r", "-n", NS, "--from", "edge", "--to", "cloud", "--strategy",
+                     strategy, "--drain", "2", "-o", "json")
+    assert result.returncode == 0, result.stderr
+    time.sleep(3)  # and a little after, when the source is gone
+    rec = record(start, time.time())
+    report = json.loads(result.stdout)
+    assert report["status"] == "succeeded"
+    assert [p["name"] for p in report["phases"]] == [
+        "copy", "ready", "route", "dns", "verify", "switch", "drain", "cleanup"]
+    assert rec["count"] > 100
+    if strategy == "endpoints":
+        assert rec["failed"] == 0, rec["errors"]
+    else:
+        # Turning the Service into an ExternalName releases its ClusterIP; the drain Service
+        # takes it back within milliseconds, but a connection attempt in that instant can
+        # fail. Any failure must fall inside the switch, none before or after it.
+        switch = next(p for p in report["phases"] if p["name"] == "switch")
+        raw = sample.agw_record(EDGE, since=start, until=time.time(), raw=True)["rows"]
+        failed_at = [row[0] for row in raw if not row[2]]
+        assert all(switch["start"] - 1 <= t <= switch["end"] for t in failed_at), (
+            failed_at, switch)
+    assert set(rec["served_by"]) == {"edge", "cloud"}  # type: ignore[arg-type]
+    assert orc8r_deployments() == {"edge": False, "cloud": True}
+    pods = json.loads(tb.kubectl(EDGE, "get", "pods", "-n", NS, "-l", "app=orc8r", "-o",
+                                 "json"))["items"]
+    assert [p for p in pods if not p["metadata"].get("deletionTimestamp")] == []
+    assert served_now() .keys() == {"cloud"}
+    svc = json.loads(tb.kubectl(EDGE, "get", "svc", "orc8r", "-n", NS, "-o", "json"))
+    if strategy == "endpoints":
+        assert svc["spec"]["type"] == "ClusterIP" and not svc["spec"].get("selector")
+    else:
+        assert svc["spec"]["type"] == "ExternalName"
+        assert svc["spec"]["externalName"] == FQDN
+    assert DnsZone(tb.inventory().dns).lookup_a(FQDN) == [str(CLOUD.node_ip)]  # type: ignore[arg-type]
+
+
+def test_dry_run_prints_the_plan_and_changes_nothing() -> None:
+    fresh_sample()
+    before = snapshot()
+    result = migrate("orc8r", "-n", NS, "--from", "edge", "--to", "cloud", "--dry-run",
+                     "-o", "yaml")
+    assert result.returncode == 0, result.stderr
+    plan = yaml.safe_load(result.stdout)
+    assert plan["status"] == "planned"
+    kinds = {(ch["cluster"], ch["kind"], ch["name"]) for ch in plan["changes"]}
+    assert ("cloud", "Deployment", "orc8r") in kinds
+    assert ("cloud", "IngressRoute", "kubehop-orc8r") in kinds
+    assert ("dns", "A", FQDN) in kinds
+    assert ("edge", "Deployment", "orc8r") in kinds  # deleted at cleanup
+    assert snapshot() == before
+    assert orc8r_deployments() == {"edge": True, "cloud": False}
+
+
+def test_round_trip_edge_cloud_edge_leaves_nothing_stale() -> None:
+    fresh_sample()
+    start = time.time()
+    for src, dst in (("edge", "cloud"), ("cloud", "edge")):
+        result = migrate("orc8r", "-n", NS, "--from", src, "--to", dst, "--drain", "1")
+        assert result.returncode == 0, result.stderr
+    time.sleep(2)
+    rec = record(start, time.time())
+    assert rec["failed"] == 0, rec["errors"]
+    assert served_now().keys() == {"edge"}
+    assert orc8r_deployments() == {"edge": True, "cloud": False}
+    # edge serves from its own pods again; cloud keeps only an alias back to edge
+    svc = json.loads(tb.kubectl(EDGE, "get", "svc", "orc8r", "-n", NS, "-o", "json"))
+    assert svc["spec"]["selector"] == {"app": "orc8r"}
+    edge_slices = json.loads(tb.kubectl(EDGE, "get", "endpointslices", "-n", NS, "-o",
+                                        "json"))["items"]
+    assert not [s for s in edge_slices if s["metadata"]["name"] == "orc8r-kubehop"]
+    assert json.loads(tb.kubectl(CLOUD, "get", "ingressroutes", "-n", NS, "-o",
+                                 "json"))["items"] == []
+    cloud_alias = json.loads(tb.kubectl(CLOUD, "get", "endpointslice", "orc8r-kubehop", "-n",
+                                        NS, "-o", "json"))
+    assert cloud_alias["endpoints"][0]["addresses"] == [str(EDGE.node_ip)]
+    assert DnsZone(tb.inventory().dns).lookup_a(FQDN) == [str(EDGE.node_ip)]  # type: ignore[arg-type]
+
+
+def _journal_status(migration_id: str) -> str:
+    out = kh("migrations", "show", migration_id, "-o", "json")
+    assert out.returncode == 0, out.stderr
+    return str(json.loads(out.stdout)["status"])
+
+
+def _last_migration_id() -> str:
+    rows = json.loads(kh("migrations", "list", "-o", "json").stdout)
+    return str(rows[-1]["id"])
+
+
+@pytest.mark.parametrize("step", ["ready", "switch", "drain"])
+def test_crash_then_resume_finishes(step: str) -> None:
+    fresh_sample()
+    start = time.time()
+    crashed = migrate("orc8r", "-n", NS, "--from", "edge", "--to", "cloud", "--drain", "1",
+                      fault=f"{step}:crash")
+    assert crashed.returncode == 137
+    migration_id = _last_migration_id()
+    assert _journal_status(migration_id) == "running"
+    assert served_now()  # still answered, by whichever side the crash left serving
+    resumed = migrate("--resume", migration_id, "-o", "json")
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["status"] == "succeeded"
+    assert _journal_status(migration_id) == "succeeded"
+    time.sleep(2)
+    rec = record(start, time.time())
+    assert rec["failed"] == 0, rec["errors"]
+    assert served_now().keys() == {"cloud"}
+    assert orc8r_deployments() == {"edge": False, "cloud": True}
+
+
+@pytest.mark.parametrize("step", ["copy", "ready", "route", "dns", "verify", "switch"])
+def test_failure_at_each_step_rolls_back_and_the_source_serves(step: str) -> None:
+    fresh_sample()
+    start = time.time()
+    result = migrate("orc8r", "-n", NS, "--from", "edge", "--to", "cloud", "--drain", "1",
+                     fault=f"{step}:fail")
+    assert_one_line_error(result, f"step {step} failed", "rolled back")
+    assert _journal_status(_last_migration_id()) == "rolled-back"
+    time.sleep(1)
+    rec = record(start, time.time())
+    assert rec["failed"] == 0, rec["errors"]
+    assert served_now().keys() == {"edge"}
+    assert orc8r_deployments() == {"edge": True, "cloud": False}
+    assert json.loads(tb.kubectl(CLOUD, "get", "ingressroutes", "-A", "-o", "json"))[
+        "items"] == []
+    svc = json.loads(tb.kubectl(EDGE, "get", "svc", "orc8r", "-n", NS, "-o", "json"))
+    assert svc["spec"]["type"] == "ClusterIP" and svc["spec"]["selector"] == {"app": "orc8r"}
+
+
+def test_target_cannot_pull_the_image_rolls_back() -> None:
+    """A real failure: the image is gone from the registry, and only edge has it cached."""
+    fresh_sample()
+    spec = images.orc8r_image()
+    reg = f"http://{layout.registry_address()}/v2/{spec.name}"
+    accept = {"Accept": "application/vnd.oci.image.manifest.v1+json, "
+                        "application/vnd.docker.distribution.manifest.v2+json"}
+    digest = httpx.head(f"{reg}/manifests/{spec.tag()}", headers=accept).headers[
+        "Docker-Content-Digest"]
+    assert httpx.delete(f"{reg}/manifests/{digest}").status_code == 202
+    subprocess.run(["ctr", "-a", str(CLOUD.containerd_socket), "-n", "k8s.io", "images", "rm",
+                    spec.ref()], capture_output=True, check=False)
+    try:
+        start = time.time()
+        result = migrate("orc8r", "-n", NS, "--from", "edge", "--to", "cloud")
+        assert_one_line_error(result, "step ready failed", "rolled back")
+        assert "ImagePull" in result.stderr or "ErrImagePull" in result.stderr
+        rec = record(start, time.time())
+        assert rec["failed"] == 0, rec["errors"]
+        assert orc8r_deployments() == {"edge": True, "cloud": False}
+    finally:
+        images.build_and_push(spec)
+
+
+def test_dns_server_refusing_the_update_rolls_back(tmp_path: Path) -> None:
+    """A real failure: the inventory's TSIG key is not the server's, BIND answers BADSIG."""
+    fresh_sample()
+    inv = yaml.safe_load(inv_file.dump(tb.inventory()))
+    wrong = tmp_path / "wrong.key"
+    wrong.write_text('key "kubehop-tsig" {\n\talgorithm hmac-sha256;\n\tsecret '
+                     '"c2VjcmV0LXRoYXQtaXMtbm90LXRoZS10ZXN0YmVkLWtleQ==";\n};\n')
+    inv["dns"]["tsigKeyFile"] = str(wrong)
+    path = tmp_path / "inventory.yaml"
+    path.write_text(yaml.safe_dump(inv))
+    before_dns = DnsZone(tb.inventory().dns).lookup_a(FQDN)  # type: ignore[arg-type]
+    start = time.time()
+    result = migrate("orc8r", "-n", NS, "--from", "edge", "--to", "cloud", "--inventory",
+                     str(path))
+    assert_one_line_error(result, "step dns failed", "rolled back")
+    rec = record(start, time.time())
+    assert rec["failed"] == 0, rec["errors"]
+    assert orc8r_deployments() == {"edge": True, "cloud": False}
+    assert DnsZone(tb.inventory().dns).lookup_a(FQDN) == before_dns  # type: ignore[arg-type]
+
+
+def _inventory_variant(tmp_path: Path, change: str) -> str:
+    inv = yaml.safe_load(inv_file.dump(tb.inventory()))
+    if change == "no-dns":
+        del inv["dns"]
+    elif change == "no-entrypoint":
+        for c in inv["clusters"]:
+            c["entrypoints"] = {"websecure": 443}
+    path = tmp_path / f"{change}.yaml"
+    path.write_text(yaml.safe_dump(inv))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def selectorless() -> Iterator[None]:
+    tb.kubectl(EDGE, "apply", "-f", "-", stdin="""
+apiVersion: v1
+kind: Namespace
+metadata: {name: kh-sel}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: manual, namespace: kh-sel}
+spec: {ports: [{port: 80}]}
+""")
+    yield
+    tb.kubectl(EDGE, "delete", "namespace", "kh-sel", "--wait=false")
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["orc8r", "-n", NS, "--from", "mars", "--to", "cloud"], ["unknown cluster", "mars"]),
+        (["orc8r", "-n", NS, "--from", "edge", "--to", "edge"], ["same cluster"]),
+        (["nosuch", "-n", NS, "--from", "edge", "--to", "cloud"], ["service", "does not exist"]),
+        (["orc8r", "-n", "nosuch-ns", "--from", "edge", "--to", "cloud"],
+         ["namespace", "does not exist"]),
+        (["manual", "-n", "kh-sel", "--from", "edge", "--to", "cloud"], ["no selector"]),
+        (["orc8r", "-n", NS, "--from", "edge", "--to", "cloud", "--drain", "-1"], ["--drain"]),
+        (["orc8r", "-n", NS, "--from", "edge"], ["--to"]),
+        (["orc8r", "-n", NS, "--from", "edge", "--to", "cloud", "--strategy", "teleport"],
+         ["teleport"]),
+    ],
+)
+def test_bad_input_is_one_line_and_changes_nothing(
+    selectorless: None, args: list[str], fragments: list[str]
+) -> None:
+    if orc8r_deployments() != {"edge": True, "cloud": False}:
+        fresh_sample()
+    before = snapshot()
+    result = migrate(*args)
+    assert result.returncode != 0
+    if "teleport" in fragments:  # typer's own usage error: still no traceback, non-zero
+        assert "Traceback" not in result.stderr and "teleport" in result.stderr
+    else:
+        assert_one_line_error(result, *fragments)
+    assert snapshot() == before
+
+
+@pytest.mark.parametrize(("change", "fragment"), [("no-dns", "no dns section"),
+                                                  ("no-entrypoint", "no ingress entry point")])
+def test_target_not_configured_is_refused(tmp_path: Path, change: str, fragment: str) -> None:
+    if orc8r_deployments() != {"edge": True, "cloud": False}:
+        fresh_sample()
+    before = snapshot()
+    result = migrate("orc8r", "-n", NS, "--from", "edge", "--to", "cloud", "--inventory",
+                     _inventory_variant(tmp_path, change))
+    assert_one_line_error(result, fragment)
+    assert snapshot() == before
+
+
+def test_journal_lists_and_shows_migrations() -> None:
+    rows = json.loads(kh("migrations", "list", "-o", "json").stdout)
+    assert rows, "earlier tests ran migrations"
+    shown = json.loads(kh("migrations", "show", rows[0]["id"], "-o", "json").stdout)
+    assert shown["steps"][0]["step"] == "copy"
+    assert_one_line_error(kh("migrations", "show", "nope"), "no migration")
+

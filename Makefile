@@ -49,6 +49,11 @@ test: deps build lint ## everything: lint, unit tests, real-cluster tests on the
 demo: deps build ## bring up the testbed and run the demo on it
 	bash scripts/demo.sh
 
+BENCH_ARGS ?=
+bench: deps build ## strategies vs baselines on the testbed; files under results/bench
+	$(KUBEHOP) testbed up
+	$(KUBEHOP) bench $(BENCH_ARGS)
+
 testbed-down:
 	$(KUBEHOP) testbed down
 

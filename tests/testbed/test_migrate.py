@@ -41,6 +41,17 @@ def journal_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         os.environ["KUBEHOP_HOME"] = old
 
 
+def assert_failed_with(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
+    """A failed migration: progress lines, then one 'error:' line saying what failed and what
+    was undone; non-zero exit, no traceback."""
+    assert result.returncode != 0, result
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines and lines[-1].startswith("error: "), result.stderr
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[-1], (fragment, lines[-1])
+
+
 def migrate(*args: str, fault: str | None = None) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "KUBEHOP_INVENTORY": str(tb.inventory_file())}
     if fault:
@@ -236,7 +247,7 @@ def test_failure_at_each_step_rolls_back_and_the_source_serves(step: str) -> Non
     start = time.time()
     result = migrate("orc8r", "-n", NS, "--from", "edge", "--to", "cloud", "--drain", "1",
                      fault=f"{step}:fail")
-    assert_one_line_error(result, f"step {step} failed", "rolled back")
+    assert_failed_with(result, f"step {step} failed", "rolled back")
     assert _journal_status(_last_migration_id()) == "rolled-back"
     time.sleep(1)
     rec = record(start, time.time())
@@ -264,7 +275,7 @@ def test_target_cannot_pull_the_image_rolls_back() -> None:
     try:
         start = time.time()
         result = migrate("orc8r", "-n", NS, "--from", "edge", "--to", "cloud")
-        assert_one_line_error(result, "step ready failed", "rolled back")
+        assert_failed_with(result, "step ready failed", "rolled back")
         assert "ImagePull" in result.stderr or "ErrImagePull" in result.stderr
         rec = record(start, time.time())
         assert rec["failed"] == 0, rec["errors"]
@@ -287,7 +298,7 @@ def test_dns_server_refusing_the_update_rolls_back(tmp_path: Path) -> None:
     start = time.time()
     result = migrate("orc8r", "-n", NS, "--from", "edge", "--to", "cloud", "--inventory",
                      str(path))
-    assert_one_line_error(result, "step dns failed", "rolled back")
+    assert_failed_with(result, "step dns failed", "rolled back")
     rec = record(start, time.time())
     assert rec["failed"] == 0, rec["errors"]
     assert orc8r_deployments() == {"edge": True, "cloud": False}

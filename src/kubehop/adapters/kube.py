@@ -125,9 +125,23 @@ class KubeCluster:
             raise self._fail(f"delete {kind} {namespace}/{name}", exc) from exc
         return True
 
-    def ensure_namespace(self, name: str) -> None:
-        if self.get("Namespace", name) is None:
-            self.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    def namespace_terminating(self, name: str) -> bool:
+        ns = self.get("Namespace", name)
+        return ns is not None and (ns.get("status") or {}).get("phase") == "Terminating"
+
+    def ensure_namespace(self, name: str, *, timeout: float = 120) -> bool:
+        """Create the namespace unless it exists; wait out one still being deleted (a rolled
+        back migration deletes the namespace it made). True if it was created here."""
+        deadline = time.monotonic() + timeout
+        while self.namespace_terminating(name):
+            if time.monotonic() > deadline:
+                raise KubeError(f"{self.name}: namespace {name} is still being deleted after "
+                                f"{timeout:.0f}s")
+            time.sleep(0.5)
+        if self.get("Namespace", name) is not None:
+            return False
+        self.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+        return True
 
     def has_ingressroute_crd(self) -> bool:
         try:

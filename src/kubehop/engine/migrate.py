@@ -245,8 +245,7 @@ class Migration:
         r, c = self.req, self.ctx
         tns = r.target_namespace
         created: list[list[str]] = c.setdefault("created", [])
-        if self.dst.get("Namespace", tns) is None:
-            self.dst.ensure_namespace(tns)
+        if self.dst.ensure_namespace(tns):
             created.append(["Namespace", tns, ""])
         for kind, names in c["deps"].items():
             for name in names:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import yaml
+
 from kubehop.errors import TestbedError, UsageError
 from kubehop.testbed import images, layout
 from kubehop.testbed import testbed as tb
@@ -29,13 +31,20 @@ def cluster_layout(name: str) -> ClusterLayout:
     raise UsageError(f"no testbed cluster named {name!r}; the testbed has {', '.join(names)}")
 
 
-def manifests(c: ClusterLayout, *, interval_ms: float) -> str:
-    text = images.asset("manifests", "sample.yaml").read_text()
-    return text.format(
+def manifests(c: ClusterLayout, *, interval_ms: float, only_namespace: str | None = None) -> str:
+    """The sample's manifests for cluster ``c``; with ``only_namespace``, just that part (the
+    benchmark redeploys orc8r while agw keeps running)."""
+    text = images.asset("manifests", "sample.yaml").read_text().format(
         orc8r_image=images.orc8r_image().ref(),
         agw_image=images.agw_image().ref(),
         interval_ms=interval_ms,
     )
+    if only_namespace is None:
+        return text
+    docs = [d for d in yaml.safe_load_all(text) if d and (
+        d["metadata"].get("namespace") == only_namespace
+        or (d["kind"] == "Namespace" and d["metadata"]["name"] == only_namespace))]
+    return yaml.safe_dump_all(docs)
 
 
 def agw_record(c: ClusterLayout, *, since: float | None = None,

@@ -1,0 +1,126 @@
+"""The benchmark's files: every run as JSON, a markdown summary, and PNG plots."""
+
+from __future__ import annotations
+
+import json
+import platform
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+from kubehop.testbed import layout
+
+COLORS = {"endpoints": "tab:green", "externalname": "tab:blue", "paper": "tab:orange",
+          "naive": "tab:red"}
+
+
+def _cell(pair: list[float | None] | tuple[float | None, float | None], digits: int = 2) -> str:
+    med, top = pair
+    if med is None or top is None:
+        return "-"
+    return f"{med:.{digits}f} / {top:.{digits}f}"
+
+
+def summary_markdown(data: dict[str, Any], command: str) -> str:
+    lines = [
+        "# kubehop bench",
+        "",
+        f"Command: `{command}`  ",
+        f"Machine: {platform.node()} {platform.machine()}, {_cpus()} cores, Linux "
+        f"{platform.release()}; Kubernetes v{layout.KUBERNETES_VERSION}, Traefik "
+        f"{layout.TRAEFIK_VERSION}, CoreDNS {layout.COREDNS_VERSION}.  ",
+        "agw calls orc8r every 10 ms (open loop); each cell is median / max over the runs.",
+        "",
+        "| strategy | runs | failed requests | longest gap (ms) | total time (s) | "
+        "clients on target after (s) | p99 latency during (ms) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in data["summary"]:
+        lines.append(
+            f"| {row['strategy']} | {row['completed']}/{row['runs']} | "
+            f"{_cell(row['failed_requests'], 0)} | {_cell(row['longest_gap_ms'], 0)} | "
+            f"{_cell(row['total_s'])} | {_cell(row['to_target_s'])} | "
+            f"{_cell(row['p99_during_ms'], 1)} |")
+    if data.get("scale"):
+        lines += ["", "Independent services migrated at once (edge -> cloud, endpoints):", "",
+                  "| services | total time (s) | failed migrations |", "|---|---|---|"]
+        lines += [f"| {s['services']} | {s['total_s']:.2f} | {s['failed']} |"
+                  for s in data["scale"]]
+    return "\n".join(lines) + "\n"
+
+
+def _cpus() -> int:
+    return sum(1 for line in Path("/proc/cpuinfo").read_text().splitlines()
+               if line.startswith("processor"))
+
+
+def timeline_png(run: dict[str, Any], path: Path) -> None:
+    """agw's requests around one migration: latency of each success, failures marked, the
+    migration's phases shaded."""
+    t0 = run["start"]
+    ok = [(r[0] - t0, r[1] * 1000) for r in run["samples"] if r[2]]
+    bad = [r[0] - t0 for r in run["samples"] if not r[2]]
+    fig, ax = plt.subplots(figsize=(10, 4))
+    for i, phase in enumerate(run["phases"]):
+        ax.axvspan(float(phase["start"]) - t0, float(phase["end"]) - t0,
+                   color=f"C{i % 10}", alpha=0.15)
+        ax.text((float(phase["start"]) + float(phase["end"])) / 2 - t0, 1, str(phase["name"]),
+                rotation=90, fontsize=7, va="bottom", ha="center",
+                transform=ax.get_xaxis_transform(), clip_on=False)
+    if ok:
+        ax.scatter([x for x, _ in ok], [y for _, y in ok], s=2, color="tab:green",
+                   label="answered (latency)")
+    if bad:
+        ax.scatter(bad, [0.5] * len(bad), s=8, marker="x", color="tab:red",
+                   label=f"failed ({len(bad)})")
+    ax.set_yscale("log")
+    ax.set_xlabel("seconds from migration start")
+    ax.set_ylabel("latency (ms)")
+    ax.set_title(f"{run['strategy']}: agw requests during the migration "
+                 f"(failed {run['failed']}, longest gap {run['longest_gap_ms']} ms)")
+    ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def comparison_png(data: dict[str, Any], path: Path) -> None:
+    rows = data["summary"]
+    names = [r["strategy"] for r in rows]
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.8))
+    metrics = (("failed_requests", "failed requests"), ("longest_gap_ms", "longest gap (ms)"),
+               ("total_s", "total migration time (s)"))
+    for ax, (key, label) in zip(axes, metrics, strict=True):
+        med = [(r[key][0] or 0) for r in rows]
+        top = [(r[key][1] or 0) for r in rows]
+        ax.bar(names, med, color=[COLORS.get(n, "gray") for n in names], label="median")
+        ax.scatter(names, top, color="black", marker="_", s=200, label="max", zorder=3)
+        ax.set_title(label, fontsize=10)
+        ax.tick_params(axis="x", labelsize=8)
+        if key != "total_s":
+            ax.set_yscale("symlog")
+    axes[0].legend(fontsize=8)
+    fig.suptitle("kubehop strategies vs baselines (median bars, max ticks)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write(data: dict[str, Any], out: Path, command: str) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    files = [out / "runs.json", out / "summary.md", out / "comparison.png"]
+    (out / "runs.json").write_text(json.dumps(data, indent=1))
+    (out / "summary.md").write_text(summary_markdown(data, command))
+    comparison_png(data, out / "comparison.png")
+    seen = set()
+    for run in data["runs"]:
+        if run["strategy"] not in seen:
+            seen.add(run["strategy"])
+            path = out / f"timeline-{run['strategy']}.png"
+            timeline_png(run, path)
+            files.append(path)
+    return files

@@ -1,0 +1,299 @@
+"""One benchmark run per strategy, interleaved, on the testbed.
+
+Strategies:
+
+- ``endpoints``, ``externalname``: kubehop's engine, as ``kubehop migrate`` runs it.
+- ``paper``: the paper's four steps done literally and in its order: copy the service to the
+  target, add the IngressRoute, add the DNS record and turn the old Service into an ExternalName,
+  delete the old instance. No readiness wait, no verification, no drain.
+- ``naive``: what a backup/restore tool gives: delete the source, then create the target and
+  repoint the name.
+
+Before each run orc8r is reset to run in edge only (agw keeps running and recording); the run's
+window of agw's record (from 2 s before to 3 s after the migration) gives failures, the longest
+gap between successful answers, latency before/during/after, and when the target first answered.
+"""
+
+from __future__ import annotations
+
+import itertools
+import statistics
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from kubehop.adapters.journal import Journal
+from kubehop.domain.model import MigrationRequest, Strategy
+from kubehop.engine.migrate import Executor, Migration
+from kubehop.errors import KubehopError
+from kubehop.testbed import images, layout, sample
+from kubehop.testbed import testbed as tb
+
+STRATEGIES = ("endpoints", "externalname", "paper", "naive")
+NS = sample.ORC8R_NAMESPACE
+Say = Callable[[str], None]
+
+
+@dataclass
+class Run:
+    strategy: str
+    index: int
+    ok: bool
+    start: float
+    end: float
+    phases: list[dict[str, float | str]] = field(default_factory=list)
+    error: str = ""
+    requests: int = 0
+    failed: int = 0
+    longest_gap_ms: float | None = None
+    to_target_s: float | None = None
+    latency_ms: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    samples: list[list[Any]] = field(default_factory=list)
+
+    @property
+    def total_s(self) -> float:
+        return self.end - self.start
+
+
+def _edge() -> layout.ClusterLayout:
+    return next(c for c in layout.layouts(tb.recorded_clusters()) if c.name == "edge")
+
+
+def _cloud() -> layout.ClusterLayout:
+    return next(c for c in layout.layouts(tb.recorded_clusters()) if c.name == "cloud")
+
+
+def reset(say: Say) -> None:
+    """orc8r in edge only, nothing kubehop made anywhere; agw keeps running (and recording)."""
+    edge, cloud = _edge(), _cloud()
+    for c in (edge, cloud):
+        tb.kubectl(c, "delete", "namespace", NS, "--ignore-not-found", "--wait=true",
+                   "--timeout=180s")
+    if tb.kubectl(edge, "get", "namespace", sample.AGW_NAMESPACE, "--ignore-not-found") == "":
+        sample.deploy("edge")
+    else:
+        tb.kubectl(edge, "apply", "--server-side", "-f", "-",
+                   stdin=sample.manifests(edge, interval_ms=10, only_namespace=NS))
+        tb.kubectl(edge, "-n", NS, "rollout", "status", "deployment/orc8r", "--timeout=180s")
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        rec = sample.agw_record(edge, since=time.time() - 1.5, until=time.time() - 0.2)
+        if rec["ok"] > 0 and rec["failed"] == 0:
+            return
+        time.sleep(0.5)
+    say("warning: agw not yet clean after reset")
+
+
+def _percentiles(values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {"p50": None, "p99": None}
+    values = sorted(values)
+
+    def pick(q: float) -> float:
+        return round(values[min(len(values) - 1, round(q * (len(values) - 1)))] * 1000, 2)
+
+    return {"p50": pick(0.5), "p99": pick(0.99)}
+
+
+def _measure(run: Run) -> None:
+    rows = sample.agw_record(_edge(), since=run.start - 2, until=run.end + 3, raw=True)["rows"]
+    run.samples = rows
+    run.requests = len(rows)
+    run.failed = sum(1 for r in rows if not r[2])
+    done = sorted(r[0] + r[1] for r in rows if r[2])
+    gaps = [b - a for a, b in itertools.pairwise(done)]
+    run.longest_gap_ms = round(max(gaps) * 1000, 2) if gaps else None
+    first_target = [r[0] for r in rows if r[2] and r[4] == "cloud" and r[0] >= run.start]
+    run.to_target_s = round(min(first_target) - run.start, 3) if first_target else None
+    for name, lo, hi in (("before", run.start - 2, run.start), ("during", run.start, run.end),
+                         ("after", run.end, run.end + 3)):
+        run.latency_ms[name] = _percentiles([r[1] for r in rows if r[2] and lo <= r[0] < hi])
+
+
+def _migration(strategy: Strategy, journal: Journal) -> tuple[Migration, Executor]:
+    request = MigrationRequest(service="orc8r", namespace=NS, source="edge", target="cloud",
+                               target_namespace=NS, strategy=strategy, drain_seconds=2.0)
+    m = Migration(tb.inventory(), request, migration_id=f"bench-{uuid.uuid4().hex[:8]}")
+    return m, Executor(journal)
+
+
+def run_kubehop(strategy: Strategy, journal: Journal) -> list[dict[str, float | str]]:
+    request = MigrationRequest(service="orc8r", namespace=NS, source="edge", target="cloud",
+                               target_namespace=NS, strategy=strategy, drain_seconds=2.0)
+    report = Executor(journal).start(tb.inventory(), request)
+    return [{"name": p.name, "start": p.start, "end": p.end} for p in report.phases]
+
+
+def _timed(phases: list[dict[str, float | str]], name: str, fn: Callable[[], None]) -> None:
+    start = time.time()
+    fn()
+    phases.append({"name": name, "start": start, "end": time.time()})
+
+
+def _to_externalname(m: Migration) -> None:
+    svc = m.src.get("Service", "orc8r", NS)
+    if svc is None:
+        raise KubehopError(f"service {NS}/orc8r vanished in {m.src.name}")
+    svc["spec"] = {"type": "ExternalName", "externalName": m.fqdn,
+                   "ports": [{k: v for k, v in p.items() if k != "nodePort"}
+                             for p in svc["spec"]["ports"]]}
+    svc["metadata"].pop("managedFields", None)
+    svc.pop("status", None)
+    m.src.replace(svc)
+
+
+def _repoint(m: Migration) -> None:
+    m.do_dns()
+    _to_externalname(m)
+
+
+def _delete_source(m: Migration) -> None:
+    m.src.delete("Deployment", "orc8r", NS)
+
+
+def run_paper(journal: Journal) -> list[dict[str, float | str]]:
+    """The paper's steps, literally: no readiness wait, no verification, no drain."""
+    m, _ = _migration(Strategy.EXTERNALNAME, journal)
+    m.discover()
+    phases: list[dict[str, float | str]] = []
+    _timed(phases, "copy", m.do_copy)
+    _timed(phases, "route", m.do_route)
+    _timed(phases, "dns", partial(_repoint, m))
+    _timed(phases, "delete", partial(_delete_source, m))
+    return phases
+
+
+def run_naive(journal: Journal) -> list[dict[str, float | str]]:
+    """Backup/restore: delete the source, create the target, repoint the name."""
+    m, _ = _migration(Strategy.EXTERNALNAME, journal)
+    m.discover()
+    phases: list[dict[str, float | str]] = []
+    _timed(phases, "delete", partial(_delete_source, m))
+    _timed(phases, "copy", m.do_copy)
+    _timed(phases, "ready", m.do_ready)
+    _timed(phases, "route", m.do_route)
+    _timed(phases, "repoint", partial(_repoint, m))
+    return phases
+
+
+def one_run(strategy: str, index: int, journal: Journal, say: Say) -> Run:
+    reset(say)
+    time.sleep(2)  # a steady "before" window
+    start = time.time()
+    run = Run(strategy=strategy, index=index, ok=True, start=start, end=start)
+    try:
+        if strategy in {"endpoints", "externalname"}:
+            run.phases = run_kubehop(Strategy(strategy), journal)
+        elif strategy == "paper":
+            run.phases = run_paper(journal)
+        else:
+            run.phases = run_naive(journal)
+    except KubehopError as exc:
+        run.ok, run.error = False, str(exc)
+    run.end = time.time()
+    time.sleep(3)  # the "after" window
+    _measure(run)
+    say(f"{strategy} #{index + 1}: {'ok' if run.ok else 'FAILED'} total {run.total_s:.2f}s, "
+        f"failed {run.failed}/{run.requests}, longest gap {run.longest_gap_ms} ms")
+    return run
+
+
+def scale_run(count: int, journal: Journal, say: Say) -> dict[str, Any]:
+    """``count`` independent copies of a small service migrated edge -> cloud at once."""
+    edge, cloud = _edge(), _cloud()
+    ns = "kh-scale"
+    for c in (edge, cloud):
+        tb.kubectl(c, "delete", "namespace", ns, "--ignore-not-found", "--wait=true",
+                   "--timeout=180s")
+    docs = [f"apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}"]
+    image = images.httpd_image().ref()
+    for i in range(count):
+        docs.append(f"""apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: svc{i}, namespace: {ns}}}
+spec:
+  replicas: 1
+  selector: {{matchLabels: {{app: svc{i}}}}}
+  template:
+    metadata: {{labels: {{app: svc{i}}}}}
+    spec:
+      containers:
+      - name: web
+        image: {image}
+        readinessProbe: {{httpGet: {{path: /healthz, port: 8080}}, periodSeconds: 1}}
+        resources: {{requests: {{cpu: 10m, memory: 16Mi}}}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: svc{i}, namespace: {ns}}}
+spec:
+  selector: {{app: svc{i}}}
+  ports: [{{name: http, port: 80, targetPort: 8080}}]""")
+    tb.kubectl(edge, "apply", "-f", "-", stdin="\n---\n".join(docs))
+    for i in range(count):
+        tb.kubectl(edge, "-n", ns, "rollout", "status", f"deployment/svc{i}", "--timeout=300s")
+    results: list[str | None] = [None] * count
+
+    def migrate_one(i: int) -> None:
+        request = MigrationRequest(service=f"svc{i}", namespace=ns, source="edge",
+                                   target="cloud", target_namespace=ns, drain_seconds=1.0,
+                                   ready_timeout=300)
+        try:
+            Executor(Journal(journal.path)).start(tb.inventory(), request)
+        except KubehopError as exc:
+            results[i] = str(exc)
+
+    start = time.time()
+    threads = [threading.Thread(target=migrate_one, args=(i,)) for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    total = time.time() - start
+    failures = [r for r in results if r]
+    for c in (edge, cloud):
+        tb.kubectl(c, "delete", "namespace", ns, "--ignore-not-found", "--wait=false")
+    say(f"scale {count}: {total:.2f}s, {len(failures)} failed")
+    return {"services": count, "total_s": round(total, 3), "failed": len(failures),
+            "errors": failures[:3]}
+
+
+def summarize(runs: list[Run]) -> list[dict[str, Any]]:
+    rows = []
+    for strategy in STRATEGIES:
+        rs = [r for r in runs if r.strategy == strategy]
+        if not rs:
+            continue
+        ok = [r for r in rs if r.ok]
+
+        def med_max(values: list[float]) -> tuple[float | None, float | None]:
+            return (round(statistics.median(values), 3), round(max(values), 3)) if values \
+                else (None, None)
+
+        rows.append({
+            "strategy": strategy, "runs": len(rs), "completed": len(ok),
+            "failed_requests": med_max([float(r.failed) for r in rs]),
+            "longest_gap_ms": med_max([r.longest_gap_ms or 0.0 for r in rs]),
+            "total_s": med_max([r.total_s for r in ok]),
+            "to_target_s": med_max([r.to_target_s for r in ok if r.to_target_s is not None]),
+            "p99_during_ms": med_max([r.latency_ms["during"]["p99"] or 0.0 for r in ok]),
+        })
+    return rows
+
+
+def run_bench(*, runs: int, strategies: list[str], scale: list[int], out: Path,
+              say: Say) -> dict[str, Any]:
+    journal = Journal(out / "journal.sqlite")
+    all_runs: list[Run] = []
+    for i in range(runs):
+        for strategy in strategies:
+            all_runs.append(one_run(strategy, i, journal, say))
+    reset(say)
+    scales = [scale_run(n, journal, say) for n in scale]
+    return {"runs": [asdict(r) | {"total_s": r.total_s} for r in all_runs],
+            "summary": summarize(all_runs), "scale": scales}

@@ -11,10 +11,6 @@ STRATEGY="${STRATEGY:-endpoints}"
 kubehop testbed up
 kubehop testbed status
 KC="$(kubehop testbed kubeconfig)"
-for ctx in edge cloud; do
-  kubectl --kubeconfig "$KC" --context "$ctx" delete namespace orc8r-ns agw-ns \
-    --ignore-not-found --wait=true >/dev/null
-done
 echo "--- deploying orc8r (orc8r-ns) and agw (agw-ns) in edge"
 kubehop testbed deploy-sample --cluster edge
 

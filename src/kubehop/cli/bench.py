@@ -56,10 +56,6 @@ def bench(
     def say(message: str) -> None:
         err.print(f"[{time.strftime('%H:%M:%S')}] {message}", markup=False)
 
-    for ns in (sample.ORC8R_NAMESPACE, sample.AGW_NAMESPACE):
-        for c in ("edge", "cloud"):
-            tb.kubectl(sample.cluster_layout(c), "delete", "namespace", ns, "--ignore-not-found",
-                       "--wait=true", "--timeout=180s")
     sample.deploy("edge", interval_ms=interval)
     data = runner.run_bench(runs=runs, strategies=chosen, scale=sizes, out=out, say=say)
     data["interval_ms"] = interval

@@ -32,24 +32,16 @@ def version() -> None:
 
 
 def run() -> None:
-    """Console entry point: kubehop errors become 'error: ...' on stderr and a non-zero exit."""
+    """Console entry point: kubehop errors become 'error: ...' on stderr and a non-zero exit.
+
+    Typer/click handle usage errors themselves (a usage line, exit 2); everything kubehop
+    raises on purpose is a KubehopError, printed as one line.
+    """
     try:
-        code = app(standalone_mode=False)
+        app()
     except KubehopError as exc:
         err.print(f"error: {exc}", markup=False)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err.print("interrupted", markup=False)
         sys.exit(130)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        sys.exit(1)
-    except Exception as exc:  # click usage errors carry their own exit code and message
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
-    sys.exit(code if isinstance(code, int) else 0)

@@ -139,7 +139,8 @@ def deploy_sample(
     cluster: Annotated[str, typer.Option(help="Testbed cluster to deploy into.")] = "edge",
     interval_ms: Annotated[float, typer.Option(help="agw's check-in interval (ms).")] = 10,
 ) -> None:
-    """Deploy the sample orc8r (orc8r-ns) and agw (agw-ns), as in the paper's edge cluster."""
+    """(Re)deploy the sample orc8r (orc8r-ns) and agw (agw-ns) in one cluster, as in the
+    paper's edge; an earlier sample is removed from every cluster first."""
     from kubehop.testbed import sample
 
     record = sample.deploy(cluster, interval_ms=interval_ms)

@@ -293,12 +293,17 @@ class Migration:
             self.ctx["dns_before"] = self.dns.lookup_a(self.fqdn)
         lb = self.dst_info.load_balancer
         self.dns.set_a(self.fqdn, lb)
+        self.ctx["dns_changed"] = True
         answer = self.dns.lookup_a(self.fqdn)
         if answer != [lb]:
             raise MigrationError(f"the DNS server answers {answer} for {self.fqdn} after the "
                                   f"update to {lb}")
 
     def undo_dns(self) -> None:
+        """Put the record back as it was; nothing to do if the update never went through."""
+        if not self.ctx.get("dns_changed") and self.dns.lookup_a(self.fqdn) == self.ctx.get(
+                "dns_before", []):
+            return
         before = self.ctx.get("dns_before") or []
         if before:
             self.dns.set_a(self.fqdn, before[0])

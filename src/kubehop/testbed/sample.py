@@ -63,11 +63,20 @@ def agw_record(c: ClusterLayout, *, since: float | None = None,
     return data
 
 
+def remove(*, wait: bool = True) -> None:
+    """Delete the sample (and whatever migrations made of it) from every testbed cluster."""
+    for c in layout.layouts(tb.recorded_clusters()):
+        tb.kubectl(c, "delete", "namespace", ORC8R_NAMESPACE, AGW_NAMESPACE, "--ignore-not-found",
+                   f"--wait={str(wait).lower()}", "--timeout=180s")
+
+
 def deploy(cluster: str, *, interval_ms: float = 10, timeout: float = 180) -> dict[str, Any]:
-    """Deploy orc8r and agw into ``cluster``; return agw's first record once it succeeds."""
+    """A fresh sample: any earlier one (wherever migrations left it) is removed first, then
+    orc8r and agw go into ``cluster``; returns agw's record once its check-ins all succeed."""
     if not 1 <= interval_ms <= 10_000:
         raise UsageError(f"--interval-ms {interval_ms} is out of range; use 1 to 10000")
     c = cluster_layout(cluster)
+    remove()
     for spec in (images.orc8r_image(), images.agw_image()):
         images.build_and_push(spec)
     tb.kubectl(c, "apply", "--server-side", "-f", "-", stdin=manifests(c, interval_ms=interval_ms))

@@ -132,8 +132,8 @@ class Migration:
                              "pick another --to")
         self.src_info: ClusterInfo = src
         self.dst_info: ClusterInfo = dst
-        self.src = KubeCluster(kubeconfig=inventory.kubeconfig, context=src.context, name=src.name)
-        self.dst = KubeCluster(kubeconfig=inventory.kubeconfig, context=dst.context, name=dst.name)
+        self.src = self.cluster(src.name)
+        self.dst = self.cluster(dst.name)
         if inventory.dns is None:
             raise UsageError("the inventory has no dns section (zone, server, tsigKeyFile); "
                              "kubehop needs the private zone to redirect the service's name")
@@ -141,6 +141,10 @@ class Migration:
         self.alias = mf.alias_key(request.service, request.namespace)
         self.fqdn = mf.alias_fqdn(request.service, request.namespace, inventory.dns.zone)
         self.route_name = mf.backend_service_name(request.service)
+
+    def cluster(self, name: str) -> KubeCluster:
+        info = self.inv.clusters[name]
+        return KubeCluster(kubeconfig=self.inv.kubeconfig, context=info.context, name=name)
 
     # --- discovery and validation -------------------------------------------------------------
 
@@ -343,10 +347,10 @@ class Migration:
         self._restore_serving_in_target()
         # Older aliases elsewhere (earlier migrations) now lead to the new target.
         previous: dict[str, list[str]] = c.setdefault("aliases_before", {})
-        for name, info in self.inv.clusters.items():
+        for name in self.inv.clusters:
             if name in {self.src.name, self.dst.name}:
                 continue
-            other = KubeCluster(kubeconfig=self.inv.kubeconfig, context=info.context, name=name)
+            other = self.cluster(name)
             for sl in other.find("EndpointSlice", None, {mf.LABEL_ALIAS_OF: self.alias}):
                 meta = sl["metadata"]
                 addresses = [a for e in sl.get("endpoints", []) for a in e["addresses"]]
@@ -397,15 +401,7 @@ class Migration:
         self.src.replace(svc)
         holder = mf.drain_service(service=r.service, namespace=r.namespace, cluster_ip=old_ip,
                                   ports=ports, alias=self.alias, migration_id=self.id)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                self.src.apply(holder)
-                break
-            except KubehopError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)  # the old ClusterIP is being released
+        _retry_briefly(lambda: self.src.apply(holder))  # the old ClusterIP is being released
         self.src.delete("EndpointSlice", mf.alias_slice_name(r.service), r.namespace)
 
     def _restore_serving_in_target(self) -> None:
@@ -453,15 +449,7 @@ class Migration:
             restored["metadata"]["labels"].pop(mf.LABEL_MIGRATION, None)
             restored["spec"]["clusterIP"] = original["spec"]["clusterIP"]
             restored["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
-            deadline = time.monotonic() + 10
-            while True:
-                try:
-                    self.src.replace(restored)
-                    break
-                except KubehopError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.05)
+            _retry_briefly(lambda: self.src.replace(restored))
         else:
             self.src.merge_patch("Service", r.service, ns,
                                  {"spec": {"selector": original["spec"]["selector"]}})
@@ -470,8 +458,7 @@ class Migration:
         self.src.delete("EndpointSlice", mf.alias_slice_name(mf.drain_service_name(r.service)),
                         ns)
         for name, addresses in c.get("aliases_before", {}).items():
-            info = self.inv.clusters[name]
-            other = KubeCluster(kubeconfig=self.inv.kubeconfig, context=info.context, name=name)
+            other = self.cluster(name)
             for sl in other.find("EndpointSlice", None, {mf.LABEL_ALIAS_OF: self.alias}):
                 sl["endpoints"] = [{"addresses": addresses, "conditions": {"ready": True}}]
                 for key in ("uid", "resourceVersion", "managedFields", "creationTimestamp"):
@@ -508,6 +495,19 @@ class Migration:
             self.src.delete("Service", mf.drain_service_name(r.service), r.namespace)
             self.src.delete("EndpointSlice", mf.alias_slice_name(mf.drain_service_name(r.service)),
                             r.namespace)
+
+
+def _retry_briefly(call: Callable[[], object], seconds: float = 10) -> None:
+    """Retry an API call that fails only until the cluster catches up (an IP being freed)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            call()
+            return
+        except KubehopError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def _probe_path(pod_spec: Manifest) -> str:

@@ -58,6 +58,13 @@ def check_addresses_free() -> None:
             )
 
 
+def _forward_rules() -> list[list[str]]:
+    """Bridged frames pass the host's FORWARD chain when br_netfilter is on; accept ours even if
+    the policy is DROP (as Docker sets it), tagged so `down` removes exactly these."""
+    return [["FORWARD", direction, BRIDGE, "-m", "comment", "--comment", IPTABLES_COMMENT,
+             "-j", "ACCEPT"] for direction in ("-i", "-o")]
+
+
 def ensure_bridge() -> None:
     """The host side of the WAN: bridge ``kh0`` holding the host address (registry, DNS...)."""
     if not _link_exists(BRIDGE):

@@ -34,7 +34,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, ge
 
 TARGET = os.environ.get("AGW_TARGET", "http://orc8r.orc8r-ns")
 INTERVAL = float(os.environ.get("AGW_INTERVAL_MS", "10")) / 1000
-TIMEOUT = float(os.environ.get("AGW_TIMEOUT_S", "2"))
+TIMEOUT = float(os.environ.get("AGW_TIMEOUT_S", "5"))
 NETWORK = os.environ.get("AGW_NETWORK", "testnet")
 GATEWAY = os.environ.get("AGW_GATEWAY_ID", os.environ.get("HOSTNAME", "agw-1"))
 KEEP = int(os.environ.get("AGW_KEEP", "720000"))

@@ -73,7 +73,7 @@ def _is_fresh() -> bool:
         made = [i for c in (EDGE, CLOUD) for kind in ("ingressroutes", "endpointslices", "svc")
                 for i in json.loads(tb.kubectl(c, "get", kind, "-A", "-o", "json"))["items"]
                 if "kubehop" in i["metadata"]["name"]]
-        recent = record(time.time() - 2, time.time() - 0.2)
+        recent = record(time.time() - 2, time.time() - 0.2, complete=False)
     except Exception:
         return False
     return (svc["spec"].get("selector") == {"app": "orc8r"} and not made
@@ -101,8 +101,10 @@ def fresh_sample() -> float:
     return time.time()
 
 
-def record(since: float, until: float | None = None) -> dict[str, object]:
-    return sample.agw_record(EDGE, since=since, until=until)
+def record(since: float, until: float | None = None, *, complete: bool = True
+           ) -> dict[str, object]:
+    """agw's record over the window, once every request in it has ended."""
+    return sample.agw_record(EDGE, since=since, until=until, complete=complete)
 
 
 def served_now() -> dict[str, int]:

@@ -82,7 +82,8 @@ def reset(say: Say) -> None:
         tb.kubectl(edge, "-n", NS, "rollout", "status", "deployment/orc8r", "--timeout=180s")
     deadline = time.time() + 60
     while time.time() < deadline:
-        rec = sample.agw_record(edge, since=time.time() - 1.5, until=time.time() - 0.2)
+        rec = sample.agw_record(edge, since=time.time() - 1.5, until=time.time() - 0.2,
+                                complete=False)
         if rec["ok"] > 0 and rec["failed"] == 0:
             return
         time.sleep(0.5)

@@ -19,6 +19,8 @@ from kubehop.testbed.layout import ClusterLayout
 
 ORC8R_NAMESPACE = "orc8r-ns"
 AGW_NAMESPACE = "agw-ns"
+AGW_TIMEOUT_S = 5.0
+"""agw gives up on a request after this long (its AGW_TIMEOUT_S default)."""
 
 
 def cluster_layout(name: str) -> ClusterLayout:
@@ -47,9 +49,18 @@ def manifests(c: ClusterLayout, *, interval_ms: float, only_namespace: str | Non
     return yaml.safe_dump_all(docs)
 
 
-def agw_record(c: ClusterLayout, *, since: float | None = None,
-               until: float | None = None, raw: bool = False) -> dict[str, Any]:
-    """agw's record (summary, or every request with ``raw``) over an optional time window."""
+def agw_record(c: ClusterLayout, *, since: float | None = None, until: float | None = None,
+               raw: bool = False, complete: bool = True) -> dict[str, Any]:
+    """agw's record (summary, or every request with ``raw``) over an optional time window.
+
+    agw records a request when it ends, so a window is complete only once every request sent
+    in it has answered or timed out: with ``until`` (and ``complete``), this waits until then.
+    Otherwise requests still in flight (possibly failing) are not in the record yet.
+    """
+    if until is not None and complete:
+        wait = until + AGW_TIMEOUT_S + 0.5 - time.time()
+        if wait > 0:
+            time.sleep(wait)
     path = f"/api/v1/namespaces/{AGW_NAMESPACE}/services/agw:http/proxy/record"
     if raw:
         path += "/raw"
@@ -87,7 +98,8 @@ def deploy(cluster: str, *, interval_ms: float = 10, timeout: float = 180) -> di
     record: dict[str, Any] = {}
     while time.monotonic() < deadline:
         try:
-            record = agw_record(c, since=time.time() - 2, until=time.time() - 0.5)
+            record = agw_record(c, since=time.time() - 2, until=time.time() - 0.5,
+                                complete=False)
         except TestbedError:
             record = {}
         if record.get("ok", 0) > 0 and record.get("failed", 1) == 0:

@@ -71,17 +71,25 @@ def _cloud() -> layout.ClusterLayout:
 def reset(say: Say) -> None:
     """orc8r in edge only, nothing kubehop made anywhere; agw keeps running (and recording)."""
     edge, cloud = _edge(), _cloud()
-    # Faster than deleting the namespaces: remove the objects a run leaves, keep the namespaces.
+    # agw restarts after orc8r is back (see agw.wait_for_orc8r); the objects a run leaves are
+    # deleted, the namespaces kept (deleting them takes far longer).
+    has_agw = bool(tb.kubectl(edge, "get", "namespace", sample.AGW_NAMESPACE,
+                              "--ignore-not-found"))
+    if has_agw:
+        tb.kubectl(edge, "-n", sample.AGW_NAMESPACE, "scale", "deployment/agw", "--replicas=0")
     for c in (edge, cloud):
         if tb.kubectl(c, "get", "namespace", NS, "--ignore-not-found"):
             tb.kubectl(c, "-n", NS, "delete", "deployments,services,ingressroutes,endpointslices",
                        "--all", "--wait=true", "--timeout=180s")
-    if tb.kubectl(edge, "get", "namespace", sample.AGW_NAMESPACE, "--ignore-not-found") == "":
+    if not has_agw:
         sample.deploy("edge")
     else:
         tb.kubectl(edge, "apply", "--server-side", "-f", "-",
                    stdin=sample.manifests(edge, interval_ms=10, only_namespace=NS))
         tb.kubectl(edge, "-n", NS, "rollout", "status", "deployment/orc8r", "--timeout=180s")
+        tb.kubectl(edge, "-n", sample.AGW_NAMESPACE, "scale", "deployment/agw", "--replicas=1")
+        tb.kubectl(edge, "-n", sample.AGW_NAMESPACE, "rollout", "status", "deployment/agw",
+                   "--timeout=180s")
     deadline = time.time() + 60
     while time.time() < deadline:
         rec = sample.agw_record(edge, since=time.time() - 1.5, until=time.time() - 0.2,

@@ -90,8 +90,11 @@ def deploy(cluster: str, *, interval_ms: float = 10, timeout: float = 180) -> di
     remove()
     for spec in (images.orc8r_image(), images.agw_image()):
         images.build_and_push(spec)
-    tb.kubectl(c, "apply", "--server-side", "-f", "-", stdin=manifests(c, interval_ms=interval_ms))
+    # orc8r first, agw once orc8r serves: a client's first connections should not race
+    # kube-proxy programming the new Service.
     for ns, name in ((ORC8R_NAMESPACE, "orc8r"), (AGW_NAMESPACE, "agw")):
+        tb.kubectl(c, "apply", "--server-side", "-f", "-",
+                   stdin=manifests(c, interval_ms=interval_ms, only_namespace=ns))
         tb.kubectl(c, "-n", ns, "rollout", "status", f"deployment/{name}",
                    f"--timeout={int(timeout)}s")
     deadline = time.monotonic() + 60

@@ -162,8 +162,28 @@ def check_in(scheduled: float) -> None:
         conn.close()
 
 
+def wait_for_orc8r(limit: float = 120.0) -> None:
+    """Register like a gateway does: one successful check-in before the steady load starts.
+
+    Connection attempts to a Service IP that kube-proxy has not programmed yet would leave
+    un-NATed conntrack entries behind (for minutes), which a later connection reusing the same
+    source port would hit; starting once orc8r answers avoids measuring that start-up artefact.
+    """
+    deadline = time.time() + limit
+    while time.time() < deadline:
+        before = len(RECORDER.samples)
+        check_in(time.time())
+        with RECORDER.lock:
+            last = RECORDER.samples[-1] if len(RECORDER.samples) > before else None
+        if last is not None and last.ok:
+            break
+        time.sleep(0.5)
+    RECORDER.reset()
+
+
 def load_loop() -> None:
     """Open loop: send at t0 + k*interval, never waiting for answers."""
+    wait_for_orc8r()
     pool = ThreadPoolExecutor(max_workers=max(16, int(4 * TIMEOUT / INTERVAL) + 1))
     start = time.time()
     k = 0

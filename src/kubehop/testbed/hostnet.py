@@ -73,20 +73,7 @@ def ensure_bridge() -> None:
     if f" {HOST_ADDRESS}/" not in addrs:
         run("ip", "addr", "add", f"{HOST_ADDRESS}/{WAN_NETWORK.prefixlen}", "dev", BRIDGE)
     run("ip", "link", "set", BRIDGE, "up")
-    # Bridged frames pass the host's FORWARD chain when br_netfilter is on; accept ours even if
-    # the policy is DROP (as Docker sets it), and tag the rule so `down` removes exactly it.
-    for direction in ("-i", "-o"):
-        rule = [
-            "FORWARD",
-            direction,
-            BRIDGE,
-            "-m",
-            "comment",
-            "--comment",
-            IPTABLES_COMMENT,
-            "-j",
-            "ACCEPT",
-        ]
+    for rule in _forward_rules():
         if run("iptables", "-C", *rule, check=False).returncode != 0:
             run("iptables", "-I", *rule)
 
@@ -143,18 +130,7 @@ def delete_cluster_netns(cluster: ClusterLayout) -> None:
 
 
 def delete_bridge() -> None:
-    for direction in ("-i", "-o"):
-        rule = [
-            "FORWARD",
-            direction,
-            BRIDGE,
-            "-m",
-            "comment",
-            "--comment",
-            IPTABLES_COMMENT,
-            "-j",
-            "ACCEPT",
-        ]
+    for rule in _forward_rules():
         while run("iptables", "-C", *rule, check=False).returncode == 0:
             run("iptables", "-D", *rule, check=False)
     if _link_exists(BRIDGE):

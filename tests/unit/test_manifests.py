@@ -42,10 +42,19 @@ def test_strip_clears_node_binding_of_workloads_and_claims() -> None:
     assert "volumeName" not in out["spec"] and "annotations" not in out["metadata"]
 
 
-def test_service_account_tokens_are_not_copied() -> None:
+def test_service_account_tokens_become_a_request_for_a_fresh_token() -> None:
     token = {"kind": "Secret", "type": "kubernetes.io/service-account-token",
-             "metadata": {"name": "t"}}
-    with pytest.raises(ValueError, match="service-account token"):
+             "metadata": {"name": "t", "annotations": {
+                 "kubernetes.io/service-account.name": "orc8r-sa",
+                 "kubernetes.io/service-account.uid": "source-uid"}},
+             "data": {"token": "c291cmNlLWNsdXN0ZXItdG9rZW4="}}
+    out = mf.strip(token, namespace="n", migration_id="m")
+    assert "data" not in out, "the source cluster's token must not travel"
+    assert out["metadata"]["annotations"] == {"kubernetes.io/service-account.name": "orc8r-sa"}
+    assert out["type"] == "kubernetes.io/service-account-token"
+    assert mf.token_account(token) == "orc8r-sa"
+    token["metadata"]["annotations"] = {}
+    with pytest.raises(ValueError, match="without the"):
         mf.strip(token, namespace="n", migration_id="m")
 
 

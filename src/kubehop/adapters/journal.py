@@ -8,6 +8,7 @@ WAL mode so ``kubehop migrations list`` can read while a migration writes.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -61,14 +62,32 @@ class MigrationRow:
     steps: list[StepRow]
 
 
+def _private(path: Path) -> None:
+    """Create ``path`` readable by its owner only, from the first byte: the journal holds the
+    Services and workloads it moved (and may hold Secrets' names and more). SQLite gives its
+    ``-wal`` and ``-shm`` files the mode of the database file, so they are private too; files a
+    wider umask or an older version left readable are tightened."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+    os.close(fd)
+    for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        if p.exists() and p.stat().st_mode & 0o077:
+            p.chmod(0o600)
+
+
 class Journal:
+    """Every migration and every step, with the state undo needs; owns all of its SQL."""
+
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        _private(path)
         self.path = path
-        self.db = sqlite3.connect(str(path), isolation_level=None, timeout=10)
+        self.db = sqlite3.connect(str(path), isolation_level=None, timeout=10,
+                                  check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
+        # A crash of kubehop loses nothing in WAL mode with NORMAL sync; only a power cut can
+        # lose the last writes, and an fsync per step point would slow every migration.
+        self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(SCHEMA)
-        path.chmod(0o600)
 
     def create(self, migration_id: str, request: dict[str, Any]) -> None:
         now = time.time()
@@ -91,6 +110,11 @@ class Journal:
         self.db.execute("INSERT INTO steps VALUES (?, ?, ?, 'started', ?, NULL, ?)",
                         (migration_id, seq, name, time.time(), detail))
         return seq
+
+    def mark_undone(self, migration_id: str, name: str) -> None:
+        """The step's effects were undone: resume must not undo them again."""
+        self.db.execute("UPDATE steps SET state='undone' WHERE migration_id=? AND name=? AND "
+                        "state IN ('done', 'failed', 'started')", (migration_id, name))
 
     def step_ended(self, migration_id: str, seq: int, state: str, detail: str = "") -> None:
         self.db.execute("UPDATE steps SET state=?, ended=?, detail=? WHERE migration_id=? AND "

@@ -20,16 +20,14 @@ import itertools
 import statistics
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 from kubehop.adapters.journal import Journal
 from kubehop.domain.model import MigrationRequest, Strategy
-from kubehop.engine.migrate import Executor, Migration
+from kubehop.engine.migrate import BASELINES, Executor
 from kubehop.errors import KubehopError
 from kubehop.testbed import images, layout, sample
 from kubehop.testbed import testbed as tb
@@ -126,70 +124,20 @@ def _measure(run: Run) -> None:
         run.latency_ms[name] = _percentiles([r[1] for r in rows if r[2] and lo <= r[0] < hi])
 
 
-def _migration(strategy: Strategy, journal: Journal) -> tuple[Migration, Executor]:
-    request = MigrationRequest(service="orc8r", namespace=NS, source="edge", target="cloud",
-                               target_namespace=NS, strategy=strategy, drain_seconds=2.0)
-    m = Migration(tb.inventory(), request, migration_id=f"bench-{uuid.uuid4().hex[:8]}")
-    return m, Executor(journal)
+def _request(strategy: Strategy) -> MigrationRequest:
+    return MigrationRequest(service="orc8r", namespace=NS, source="edge", target="cloud",
+                            target_namespace=NS, strategy=strategy, drain_seconds=2.0)
 
 
-def run_kubehop(strategy: Strategy, journal: Journal) -> list[dict[str, float | str]]:
-    request = MigrationRequest(service="orc8r", namespace=NS, source="edge", target="cloud",
-                               target_namespace=NS, strategy=strategy, drain_seconds=2.0)
-    report = Executor(journal).start(tb.inventory(), request)
+def run_plan(strategy: str, journal: Journal) -> list[dict[str, float | str]]:
+    """kubehop's own strategies, or a baseline plan, all through the engine's public interface
+    (baselines use the paper's ExternalName switch, so their request says ``externalname``)."""
+    if strategy in BASELINES:
+        report = Executor(journal).start(tb.inventory(), _request(Strategy.EXTERNALNAME),
+                                         plan=BASELINES[strategy])
+    else:
+        report = Executor(journal).start(tb.inventory(), _request(Strategy(strategy)))
     return [{"name": p.name, "start": p.start, "end": p.end} for p in report.phases]
-
-
-def _timed(phases: list[dict[str, float | str]], name: str, fn: Callable[[], None]) -> None:
-    start = time.time()
-    fn()
-    phases.append({"name": name, "start": start, "end": time.time()})
-
-
-def _to_externalname(m: Migration) -> None:
-    svc = m.src.get("Service", "orc8r", NS)
-    if svc is None:
-        raise KubehopError(f"service {NS}/orc8r vanished in {m.src.name}")
-    svc["spec"] = {"type": "ExternalName", "externalName": m.fqdn,
-                   "ports": [{k: v for k, v in p.items() if k != "nodePort"}
-                             for p in svc["spec"]["ports"]]}
-    svc["metadata"].pop("managedFields", None)
-    svc.pop("status", None)
-    m.src.replace(svc)
-
-
-def _repoint(m: Migration) -> None:
-    m.do_dns()
-    _to_externalname(m)
-
-
-def _delete_source(m: Migration) -> None:
-    m.src.delete("Deployment", "orc8r", NS)
-
-
-def run_paper(journal: Journal) -> list[dict[str, float | str]]:
-    """The paper's steps, literally: no readiness wait, no verification, no drain."""
-    m, _ = _migration(Strategy.EXTERNALNAME, journal)
-    m.discover()
-    phases: list[dict[str, float | str]] = []
-    _timed(phases, "copy", m.do_copy)
-    _timed(phases, "route", m.do_route)
-    _timed(phases, "dns", partial(_repoint, m))
-    _timed(phases, "delete", partial(_delete_source, m))
-    return phases
-
-
-def run_naive(journal: Journal) -> list[dict[str, float | str]]:
-    """Backup/restore: delete the source, create the target, repoint the name."""
-    m, _ = _migration(Strategy.EXTERNALNAME, journal)
-    m.discover()
-    phases: list[dict[str, float | str]] = []
-    _timed(phases, "delete", partial(_delete_source, m))
-    _timed(phases, "copy", m.do_copy)
-    _timed(phases, "ready", m.do_ready)
-    _timed(phases, "route", m.do_route)
-    _timed(phases, "repoint", partial(_repoint, m))
-    return phases
 
 
 def one_run(strategy: str, index: int, journal: Journal, say: Say) -> Run:
@@ -198,12 +146,7 @@ def one_run(strategy: str, index: int, journal: Journal, say: Say) -> Run:
     start = time.time()
     run = Run(strategy=strategy, index=index, ok=True, start=start, end=start)
     try:
-        if strategy in {"endpoints", "externalname"}:
-            run.phases = run_kubehop(Strategy(strategy), journal)
-        elif strategy == "paper":
-            run.phases = run_paper(journal)
-        else:
-            run.phases = run_naive(journal)
+        run.phases = run_plan(strategy, journal)
     except KubehopError as exc:
         run.ok, run.error = False, str(exc)
     run.end = time.time()

@@ -113,7 +113,11 @@ def migrate(
     kubeconfig: Annotated[str | None, typer.Option(help="Overrides the inventory's.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; change nothing.")]
         = False,
-    resume: Annotated[str | None, typer.Option(help="Finish or roll back migration ID.")] = None,
+    resume: Annotated[str | None, typer.Option(
+        help="Finish migration ID after a crash or failure (or finish its rollback).")] = None,
+    rollback: Annotated[str | None, typer.Option(
+        help="Roll back migration ID instead of finishing it (before the point of no return).")]
+        = None,
     output: Annotated[Output, typer.Option("-o", "--output")] = Output.table,
 ) -> None:
     """Move SERVICE's workload from one cluster to another with no downtime."""
@@ -122,11 +126,16 @@ def migrate(
         inv = type(inv)(kubeconfig=kubeconfig, clusters=inv.clusters, dns=inv.dns)
     journal = Journal(journal_path())
     executor = Executor(journal, say=_Progress())
+    if resume and rollback:
+        raise UsageError("give either --resume ID or --rollback ID, not both")
     if resume:
         _emit(executor.resume(inv, resume), output)
         return
+    if rollback:
+        _emit(executor.abort(inv, rollback), output)
+        return
     if not service or not source or not target:
-        raise UsageError("give SERVICE, --from and --to (or --resume ID)")
+        raise UsageError("give SERVICE, --from and --to (or --resume ID, --rollback ID)")
     if drain < 0 or dns_ttl < 0:
         raise UsageError("--drain and --dns-ttl must be 0 or more seconds")
     request = MigrationRequest(service=service, namespace=namespace, source=source,

@@ -63,9 +63,39 @@ def strip(obj: Manifest, *, namespace: str, migration_id: str) -> Manifest:
         spec.pop("volumeName", None)
     elif kind == "ServiceAccount":
         out.pop("secrets", None)
-    if kind == "Secret" and out.get("type") == "kubernetes.io/service-account-token":
-        raise ValueError(f"secret {meta.get('name')} is a service-account token; not copied")
+    if kind == "Secret" and out.get("type") == SA_TOKEN:
+        return _fresh_token_request(out)
     return out
+
+
+SA_TOKEN = "kubernetes.io/service-account-token"  # noqa: S105 - a Secret type, not a secret
+SA_NAME_ANNOTATION = "kubernetes.io/service-account.name"
+
+
+def _fresh_token_request(secret: Manifest) -> Manifest:
+    """A service-account token is the source cluster's credential: useless in the target and a
+    leak if copied. Instead ask the target's token controller for a token of its own, for the
+    ServiceAccount of the same name (copied before it), under the same Secret name."""
+    meta = secret["metadata"]
+    account = (secret.get("metadata", {}).get("annotations") or {}).get(SA_NAME_ANNOTATION)
+    if not account:
+        raise ValueError(f"secret {meta.get('name')} is a service-account token without the "
+                         f"{SA_NAME_ANNOTATION} annotation")
+    return {"apiVersion": "v1", "kind": "Secret", "type": SA_TOKEN,
+            "metadata": {"name": meta["name"], "namespace": meta["namespace"],
+                         "labels": meta.get("labels", {}),
+                         "annotations": {SA_NAME_ANNOTATION: account}}}
+
+
+def token_account(secret: Manifest) -> str | None:
+    """The ServiceAccount a token Secret belongs to (it must exist in the target first)."""
+    if secret.get("type") != SA_TOKEN:
+        return None
+    return (secret.get("metadata", {}).get("annotations") or {}).get(SA_NAME_ANNOTATION)
+
+
+COPY_ORDER = ("ServiceAccount", "ConfigMap", "Secret", "PersistentVolumeClaim")
+"""ServiceAccounts first: the token controller deletes a token Secret whose account is missing."""
 
 
 def selector_matches(selector: dict[str, str], labels: dict[str, str]) -> bool:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
+from typing import Any
 
 
 class Strategy(StrEnum):
@@ -29,16 +30,24 @@ class StepState(StrEnum):
 
 class Status(StrEnum):
     RUNNING = "running"
+    ROLLING_BACK = "rolling-back"  # a crash here: `--resume` finishes the rollback
     SUCCEEDED = "succeeded"
     ROLLED_BACK = "rolled-back"
     FAILED = "failed"  # could neither finish nor roll back: `kubehop migrate --resume` it
 
 
 STEPS: tuple[str, ...] = ("copy", "ready", "route", "dns", "verify", "switch", "drain", "cleanup")
-"""In order. Until ``switch`` is done, clients are served by the source; a failure before then
-rolls everything back. ``drain`` and ``cleanup`` only move forward (the target is serving)."""
+"""kubehop's plan, in order. Until ``switch`` is done, clients are served by the source; a failure
+before then rolls everything back. ``drain`` and ``cleanup`` only move forward (the target is
+serving): a failure there leaves the migration ``failed`` for ``--resume`` to finish."""
 
-POINT_OF_NO_RETURN = "cleanup"
+BASELINES: dict[str, tuple[str, ...]] = {
+    "paper": ("copy", "route", "dns", "repoint", "delete-source"),
+    "naive": ("delete-source", "copy", "ready", "route", "dns", "repoint"),
+}
+"""Plans kubehop does not recommend, kept so the benchmark can run them through the same engine:
+``paper`` is the paper's four steps done literally (no readiness wait, no verification, no
+drain); ``naive`` is backup/restore (delete, then recreate and repoint)."""
 
 
 @dataclass(frozen=True)
@@ -100,3 +109,40 @@ class PlannedChange:
     name: str
     namespace: str = ""
     detail: str = ""
+
+
+@dataclass
+class MigrationState:
+    """What a migration learns and changes on its way, kept in the journal after every side
+    effect so that undo and ``--resume`` know exactly what exists, even after a crash."""
+
+    service: dict[str, Any] = field(default_factory=dict)
+    """The source Service as discovery found it (selector, ports, ClusterIP)."""
+    workload_kind: str = ""
+    workload: dict[str, Any] = field(default_factory=dict)
+    deps: dict[str, list[str]] = field(default_factory=dict)
+    port: int = 0
+    entrypoint: str = ""
+    probe_path: str = "/"
+    created: list[list[str]] = field(default_factory=list)
+    """[kind, name, namespace] of every object ``copy`` created (recorded before creating it)."""
+    target_service_checked: bool = False
+    target_service_before: dict[str, Any] | None = None
+    """The target's own Service before the copy (an alias from an earlier migration, or None)."""
+    dns_before: list[str] | None = None
+    """The private-zone record before ``dns`` (None: not looked up yet)."""
+    dns_changed: bool = False
+    aliases_before: dict[str, list[str]] = field(default_factory=dict)
+    """Older aliases in other clusters: cluster -> the addresses they pointed at before."""
+    target_alias_before: list[str] = field(default_factory=list)
+    """Where the target's own alias slice pointed before the switch made it serve again."""
+    rolling_back: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MigrationState:
+        """Tolerates journals written by older versions (unknown keys dropped)."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})

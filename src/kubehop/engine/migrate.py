@@ -6,19 +6,22 @@ Traefik; point the service's name in the private zone at the target's load balan
 new path with a real request; switch the source Service (and every older alias) to the target;
 drain; delete the source workload.
 
-Every step is written to the journal before it runs and is idempotent, so a re-run or
-``--resume`` after a crash simply runs the remaining steps again. A failure before ``cleanup``
-undoes every step done, in reverse, back to the source serving alone.
+Each step is an object with ``do`` and ``undo`` over one typed :class:`MigrationState`. A step
+records what it is about to change in that state, and the journal stores it, *before* each side
+effect, then calls :meth:`Migration.checkpoint`; so after a crash at any point, undo knows exactly
+what exists, and a re-run (``--resume``) finds the step half done and finishes it (every step is
+idempotent). Any exception inside a step is a step failure: journalled, then rolled back in
+reverse (before the point of no return) or left for ``--resume`` (after it). The checkpoints are
+also the seam where tests inject failures and crashes (:class:`Hooks`).
 """
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, ClassVar, Protocol
 
 import httpx
 
@@ -27,17 +30,20 @@ from kubehop.adapters.journal import Journal
 from kubehop.adapters.kube import KubeCluster
 from kubehop.domain import manifests as mf
 from kubehop.domain.model import (
-    POINT_OF_NO_RETURN,
+    BASELINES,
     STEPS,
     ClusterInfo,
+    DnsZoneInfo,
     Inventory,
     MigrationRequest,
+    MigrationState,
     PlannedChange,
     Status,
     StepState,
     Strategy,
 )
 from kubehop.errors import KubehopError, UsageError
+from kubehop.waiting import NotYet, retry, wait_for
 
 Manifest = dict[str, Any]
 Say = Callable[[str, str, float | None], None]
@@ -48,15 +54,55 @@ class MigrationError(KubehopError):
     """A step failed; the message says which, why, and what was undone."""
 
 
+class Hooks(Protocol):
+    """The seam tests plug into: called at the start of every step ("begin") and right after
+    each of its side effects, with the step's name and the point's name (see ``Step.points``).
+    Raising here is a failure at that point; raising a ``BaseException`` that is not an
+    ``Exception`` stops the run where it stands, as a crash would."""
 
-def _fault(step: str, when: str) -> None:
-    """``KUBEHOP_FAULT=step:fail`` or ``step:crash`` makes that step fail or the process die
-    right after the step is journalled. It exists for the failure and resume tests."""
-    spec = os.environ.get("KUBEHOP_FAULT", "")
-    if spec == f"{step}:{when}":
-        if when == "crash":
-            os._exit(137)
-        raise MigrationError(f"step {step}: injected failure (KUBEHOP_FAULT)")
+    def checkpoint(self, step: str, point: str) -> None: ...
+
+
+class Connector(Protocol):
+    """Makes the clients a migration talks through: the real adapters in production,
+    in-memory fakes in the executor's unit tests."""
+
+    def cluster(self, inventory: Inventory, name: str) -> KubeCluster: ...
+
+    def dns(self, info: DnsZoneInfo) -> DnsZone: ...
+
+    def http_get(self, url: str, host: str) -> tuple[int, str]:
+        """(status, body) of a GET with that Host header; raises KubehopError if no answer."""
+        ...
+
+
+class ProbeError(KubehopError):
+    """A probe request got no HTTP answer (refused, reset, timed out)."""
+
+
+class Adapters:
+    """The real clients: lightkube per kubeconfig context, dnspython for the private zone."""
+
+    def cluster(self, inventory: Inventory, name: str) -> KubeCluster:
+        info = inventory.clusters[name]
+        return KubeCluster(kubeconfig=inventory.kubeconfig, context=info.context, name=name)
+
+    def dns(self, info: DnsZoneInfo) -> DnsZone:
+        return DnsZone(info)
+
+    def http_get(self, url: str, host: str) -> tuple[int, str]:
+        try:
+            reply = httpx.get(url, headers={"Host": host}, timeout=3)
+        except httpx.HTTPError as exc:
+            raise ProbeError(f"{url} (Host {host}): {type(exc).__name__}") from exc
+        return reply.status_code, reply.text
+
+
+class NoHooks:
+    """Production: checkpoints only persist the state."""
+
+    def checkpoint(self, step: str, point: str) -> None:
+        pass
 
 
 @dataclass
@@ -111,16 +157,25 @@ def _quiet(event: str, step: str, seconds: float | None) -> None:
     pass
 
 
+def _keep(state: MigrationState) -> None:
+    pass
+
+
 class Migration:
-    """One migration's facts, validated against the clusters, plus the steps that act on them."""
+    """One migration's facts, validated against the clusters, and the state its steps share."""
 
     def __init__(self, inventory: Inventory, request: MigrationRequest, *, migration_id: str,
-                 say: Say = _quiet, context: dict[str, Any] | None = None) -> None:
+                 state: MigrationState | None = None, hooks: Hooks | None = None,
+                 persist: Callable[[MigrationState], None] = _keep,
+                 connect: Connector | None = None) -> None:
         self.inv = inventory
+        self.connect: Connector = connect or Adapters()
         self.req = request
         self.id = migration_id
-        self.say = say
-        self.ctx: dict[str, Any] = context or {}
+        self.state = state or MigrationState()
+        self.hooks: Hooks = hooks or NoHooks()
+        self.persist = persist
+        self.step = ""
         src = inventory.cluster(request.source)
         dst = inventory.cluster(request.target)
         if src is None or dst is None:
@@ -137,14 +192,29 @@ class Migration:
         if inventory.dns is None:
             raise UsageError("the inventory has no dns section (zone, server, tsigKeyFile); "
                              "kubehop needs the private zone to redirect the service's name")
-        self.dns = DnsZone(inventory.dns)
+        self.dns = self.connect.dns(inventory.dns)
         self.alias = mf.alias_key(request.service, request.namespace)
         self.fqdn = mf.alias_fqdn(request.service, request.namespace, inventory.dns.zone)
         self.route_name = mf.backend_service_name(request.service)
 
     def cluster(self, name: str) -> KubeCluster:
-        info = self.inv.clusters[name]
-        return KubeCluster(kubeconfig=self.inv.kubeconfig, context=info.context, name=name)
+        return self.connect.cluster(self.inv, name)
+
+    def save(self) -> None:
+        """Persist the state now: called before a side effect that undo must know about."""
+        self.persist(self.state)
+
+    def checkpoint(self, point: str) -> None:
+        """A side effect is done: persist, then let the hooks act (tests inject faults here)."""
+        self.persist(self.state)
+        self.hooks.checkpoint(self.step, point)
+
+    def will_create(self, kind: str, name: str, namespace: str) -> None:
+        """Record, before creating it, an object undo must delete."""
+        entry = [kind, name, namespace]
+        if entry not in self.state.created:
+            self.state.created.append(entry)
+            self.save()
 
     # --- discovery and validation -------------------------------------------------------------
 
@@ -187,12 +257,18 @@ class Migration:
                              "install Traefik v3 with the kubernetescrd provider there")
         self.dns.check_zone()
         pod_spec = workload["spec"]["template"]["spec"]
-        deps = {k: sorted(v) for k, v in mf.pod_dependencies(pod_spec).items()}
-        self.ctx.update(
-            service=svc, workload_kind=kind, workload=workload, deps=deps,
-            port=next(p for p in ports if p in self.dst_info.entrypoints), entrypoint=entry,
-            probe_path=_probe_path(pod_spec),
-        )
+        deps = {k: set(v) for k, v in mf.pod_dependencies(pod_spec).items()}
+        for name in sorted(deps["Secret"]):
+            secret = self.src.get("Secret", name, r.namespace)
+            account = mf.token_account(secret) if secret else None
+            if account and account != "default":
+                deps["ServiceAccount"].add(account)
+        st = self.state
+        st.service, st.workload_kind, st.workload = svc, kind, workload
+        st.deps = {k: sorted(v) for k, v in deps.items()}
+        st.port = next(p for p in ports if p in self.dst_info.entrypoints)
+        st.entrypoint = entry
+        st.probe_path = _probe_path(pod_spec)
 
     def _is_alias(self, svc: Manifest) -> bool:
         return any(s["metadata"].get("labels", {}).get(mf.LABEL_ALIAS_OF) == self.alias
@@ -201,24 +277,25 @@ class Migration:
                                            svc["metadata"]["name"]}))
 
     def plan(self) -> list[PlannedChange]:
-        r, c = self.req, self.ctx
-        wl = c["workload"]["metadata"]["name"]
+        r, st = self.req, self.state
+        wl = st.workload["metadata"]["name"]
         tns, src, dst = r.target_namespace, self.src.name, self.dst.name
         changes = [PlannedChange("copy", dst, "apply", "Namespace", tns)]
-        for kind, names in c["deps"].items():
-            changes += [PlannedChange("copy", dst, "apply", kind, n, tns) for n in names]
+        for kind in mf.COPY_ORDER:
+            changes += [PlannedChange("copy", dst, "apply", kind, n, tns)
+                        for n in st.deps.get(kind, [])]
         changes += [
-            PlannedChange("copy", dst, "apply", c["workload_kind"], wl, tns),
+            PlannedChange("copy", dst, "apply", st.workload_kind, wl, tns),
             PlannedChange("copy", dst, "apply", "Service", self.route_name, tns,
                           "backend for the ingress route"),
             PlannedChange("copy", dst, "apply", "Service", r.service, tns,
                           "unless it exists there already"),
             PlannedChange("route", dst, "apply", "IngressRoute", self.route_name, tns,
-                          "hosts " + ", ".join(self._hosts())),
+                          "hosts " + ", ".join(self.hosts())),
             PlannedChange("dns", "dns", "set-record", "A", self.fqdn, "",
                           f"{self.dst_info.load_balancer} ttl 5"),
             PlannedChange("switch", src, "apply", "EndpointSlice", mf.alias_slice_name(r.service),
-                          r.namespace, f"-> {self.dst_info.load_balancer}:{c['port']}"),
+                          r.namespace, f"-> {self.dst_info.load_balancer}:{st.port}"),
             PlannedChange("switch", src, "update", "Service", r.service, r.namespace,
                           "selector removed" if r.strategy is Strategy.ENDPOINTS
                           else f"type ExternalName -> {self.fqdn}"),
@@ -233,237 +310,15 @@ class Migration:
                                              mf.alias_slice_name(r.service), r.namespace,
                                              "older aliases, if any, repointed"))
         changes += [
-            PlannedChange("cleanup", src, "delete", c["workload_kind"], wl, r.namespace),
+            PlannedChange("cleanup", src, "delete", st.workload_kind, wl, r.namespace),
             PlannedChange("cleanup", src, "delete", "IngressRoute", self.route_name,
                           r.namespace, "if an earlier migration made one"),
         ]
         return changes
 
-    def _hosts(self) -> list[str]:
+    def hosts(self) -> list[str]:
         r = self.req
         return [*mf.host_names(r.service, r.namespace, self.src_info.cluster_domain), self.fqdn]
-
-    # --- steps --------------------------------------------------------------------------------
-
-    def do_copy(self) -> None:
-        r, c = self.req, self.ctx
-        tns = r.target_namespace
-        created: list[list[str]] = c.setdefault("created", [])
-        if self.dst.ensure_namespace(tns):
-            created.append(["Namespace", tns, ""])
-        for kind, names in c["deps"].items():
-            for name in names:
-                obj = self.src.get(kind, name, r.namespace)
-                if obj is None:
-                    raise MigrationError(f"{kind} {r.namespace}/{name} that the workload uses "
-                                          f"is missing in {self.src.name}")
-                if self.dst.get(kind, name, tns) is None:
-                    created.append([kind, name, tns])
-                self.dst.apply(mf.strip(obj, namespace=tns, migration_id=self.id))
-        wl = mf.strip(c["workload"], namespace=tns, migration_id=self.id)
-        if self.dst.get(c["workload_kind"], wl["metadata"]["name"], tns) is None:
-            created.append([c["workload_kind"], wl["metadata"]["name"], tns])
-        self.dst.apply(wl)
-        self.dst.apply(mf.backend_service(c["service"], namespace=tns, migration_id=self.id))
-        created.append(["Service", self.route_name, tns])
-        target_svc = self.dst.get("Service", r.service, tns)
-        c["target_service_before"] = target_svc
-        if target_svc is None:
-            self.dst.apply(mf.strip(c["service"], namespace=tns, migration_id=self.id))
-            created.append(["Service", r.service, tns])
-
-    def undo_copy(self) -> None:
-        for kind, name, ns in reversed(self.ctx.get("created", [])):
-            self.dst.delete(kind, name, ns or None)
-
-    def do_ready(self) -> None:
-        c = self.ctx
-        self.dst.wait_ready(c["workload_kind"], c["workload"]["metadata"]["name"],
-                            self.req.target_namespace, c["service"]["spec"]["selector"],
-                            timeout=self.req.ready_timeout)
-
-    def do_route(self) -> None:
-        c = self.ctx
-        self.dst.apply(mf.ingress_route(
-            name=self.route_name, namespace=self.req.target_namespace, hosts=self._hosts(),
-            backend=self.route_name, ports=[c["port"]], entrypoint=c["entrypoint"],
-            migration_id=self.id, alias=self.alias))
-
-    def undo_route(self) -> None:
-        self.dst.delete("IngressRoute", self.route_name, self.req.target_namespace)
-
-    def do_dns(self) -> None:
-        if "dns_before" not in self.ctx:
-            self.ctx["dns_before"] = self.dns.lookup_a(self.fqdn)
-        lb = self.dst_info.load_balancer
-        self.dns.set_a(self.fqdn, lb)
-        self.ctx["dns_changed"] = True
-        answer = self.dns.lookup_a(self.fqdn)
-        if answer != [lb]:
-            raise MigrationError(f"the DNS server answers {answer} for {self.fqdn} after the "
-                                  f"update to {lb}")
-
-    def undo_dns(self) -> None:
-        """Put the record back as it was; nothing to do if the update never went through."""
-        if not self.ctx.get("dns_changed") and self.dns.lookup_a(self.fqdn) == self.ctx.get(
-                "dns_before", []):
-            return
-        before = self.ctx.get("dns_before") or []
-        if before:
-            self.dns.set_a(self.fqdn, before[0])
-        else:
-            self.dns.delete(self.fqdn)
-
-    def do_verify(self) -> None:
-        """A real request through the target's load balancer for every host name; Traefik needs
-        a moment to pick up a new route, so wait for it (up to 30 s)."""
-        c = self.ctx
-        url = f"http://{self.dst_info.load_balancer}:{c['port']}{c['probe_path']}"
-        deadline = time.monotonic() + 30
-        pending = self._hosts()
-        last = ""
-        with httpx.Client(timeout=3) as client:
-            while pending and time.monotonic() < deadline:
-                host = pending[0]
-                try:
-                    reply = client.get(url, headers={"Host": host})
-                    routed = not (reply.status_code == 404
-                                  and reply.text.startswith("404 page not found"))
-                    if reply.status_code < 500 and routed:
-                        pending.pop(0)
-                        continue
-                    last = f"HTTP {reply.status_code}"
-                except httpx.HTTPError as exc:
-                    last = type(exc).__name__
-                time.sleep(0.1)
-        if pending:
-            raise MigrationError(f"the new path does not answer: {url} with Host {pending[0]} "
-                                  f"gave {last or 'nothing'}")
-
-    def do_switch(self) -> None:
-        r, c = self.req, self.ctx
-        lb = self.dst_info.load_balancer
-        ports = c["service"]["spec"]["ports"]
-        self._restore_serving_in_target()
-        # Older aliases elsewhere (earlier migrations) now lead to the new target.
-        previous: dict[str, list[str]] = c.setdefault("aliases_before", {})
-        for name in self.inv.clusters:
-            if name in {self.src.name, self.dst.name}:
-                continue
-            other = self.cluster(name)
-            for sl in other.find("EndpointSlice", None, {mf.LABEL_ALIAS_OF: self.alias}):
-                meta = sl["metadata"]
-                addresses = [a for e in sl.get("endpoints", []) for a in e["addresses"]]
-                previous.setdefault(name, addresses)
-                sl["endpoints"] = [{"addresses": [lb], "conditions": {"ready": True}}]
-                for key in ("uid", "resourceVersion", "managedFields", "creationTimestamp",
-                            "generation"):
-                    meta.pop(key, None)
-                other.apply(sl)
-        # Source: the alias joins the pods' endpoints first (overlap), then the selector goes.
-        self.src.apply(mf.alias_endpoint_slice(service=r.service, namespace=r.namespace,
-                                               address=lb, ports=ports, alias=self.alias,
-                                               migration_id=self.id))
-        time.sleep(1.0)  # kube-proxy applies the merged endpoints
-        self.src.merge_patch("Service", r.service, r.namespace, {"spec": {"selector": None}})
-        self._drop_pod_endpoints(self.src, r.service, r.namespace)
-        if r.strategy is Strategy.EXTERNALNAME:
-            self._switch_to_externalname(ports)
-
-    @staticmethod
-    def _drop_pod_endpoints(cluster: KubeCluster, service: str, namespace: str) -> None:
-        """Kubernetes leaves a Service's pod endpoints behind when its selector goes (the
-        controllers skip selector-less Services, and the mirroring controller even copies the
-        stale Endpoints into a new slice), so remove them: only kubehop's alias slice stays."""
-        cluster.delete("Endpoints", service, namespace)
-        for sl in cluster.find("EndpointSlice", namespace, {"kubernetes.io/service-name": service}):
-            labels = sl["metadata"].get("labels", {})
-            if labels.get("endpointslice.kubernetes.io/managed-by") != mf.MANAGED_BY:
-                cluster.delete("EndpointSlice", sl["metadata"]["name"], namespace)
-
-    def _switch_to_externalname(self, ports: list[Manifest]) -> None:
-        r, c = self.req, self.ctx
-        lb = self.dst_info.load_balancer
-        old_ip = c["service"]["spec"]["clusterIP"]
-        drain = mf.drain_service_name(r.service)
-        self.src.apply(mf.alias_endpoint_slice(service=drain, namespace=r.namespace, address=lb,
-                                               ports=ports, alias=self.alias,
-                                               migration_id=self.id))
-        svc = self.src.get("Service", r.service, r.namespace)
-        if svc is None:
-            raise MigrationError(f"service {r.namespace}/{r.service} vanished during the switch")
-        svc["spec"] = {"type": "ExternalName", "externalName": self.fqdn,
-                       "ports": [{k: v for k, v in p.items() if k != "nodePort"}
-                                 for p in ports]}
-        for key in ("managedFields", "creationTimestamp"):
-            svc["metadata"].pop(key, None)
-        svc.pop("status", None)
-        self.src.replace(svc)
-        holder = mf.drain_service(service=r.service, namespace=r.namespace, cluster_ip=old_ip,
-                                  ports=ports, alias=self.alias, migration_id=self.id)
-        _retry_briefly(lambda: self.src.apply(holder))  # the old ClusterIP is being released
-        self.src.delete("EndpointSlice", mf.alias_slice_name(r.service), r.namespace)
-
-    def _restore_serving_in_target(self) -> None:
-        """The target's own Service may be an alias from an earlier migration: make it serve
-        the new pods again, pods' endpoints before the alias goes."""
-        r, c = self.req, self.ctx
-        before = c.get("target_service_before")
-        tns = r.target_namespace
-        if before is None:
-            return
-        selector = c["service"]["spec"]["selector"]
-        if before["spec"].get("type") == "ExternalName":
-            svc = mf.strip(c["service"], namespace=tns, migration_id=self.id)
-            current = self.dst.get("Service", r.service, tns)
-            if current is not None and current["spec"].get("type") == "ExternalName":
-                svc["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
-                self.dst.replace(svc)
-            self.dst.delete("Service", mf.drain_service_name(r.service), tns)
-            self.dst.delete("EndpointSlice", mf.alias_slice_name(mf.drain_service_name(r.service)),
-                            tns)
-        elif not before["spec"].get("selector"):
-            self.dst.merge_patch("Service", r.service, tns, {"spec": {"selector": selector}})
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                slices = self.dst.find("EndpointSlice", tns,
-                                       {"kubernetes.io/service-name": r.service})
-                if any(s["metadata"].get("labels", {}).get(
-                        "endpointslice.kubernetes.io/managed-by") != mf.MANAGED_BY
-                       and any(e.get("conditions", {}).get("ready")
-                               for e in s.get("endpoints") or [])
-                       for s in slices):
-                    break
-                time.sleep(0.2)
-            time.sleep(1.0)  # kube-proxy applies the pods' endpoints
-            self.dst.delete("EndpointSlice", mf.alias_slice_name(r.service), tns)
-
-    def undo_switch(self) -> None:
-        r, c = self.req, self.ctx
-        original = c["service"]
-        ns = r.namespace
-        current = self.src.get("Service", r.service, ns)
-        if current is not None and current["spec"].get("type") == "ExternalName":
-            self.src.delete("Service", mf.drain_service_name(r.service), ns)
-            restored = mf.strip(original, namespace=ns, migration_id=self.id)
-            restored["metadata"]["labels"].pop(mf.LABEL_MIGRATION, None)
-            restored["spec"]["clusterIP"] = original["spec"]["clusterIP"]
-            restored["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
-            _retry_briefly(lambda: self.src.replace(restored))
-        else:
-            self.src.merge_patch("Service", r.service, ns,
-                                 {"spec": {"selector": original["spec"]["selector"]}})
-            time.sleep(1.0)
-        self.src.delete("EndpointSlice", mf.alias_slice_name(r.service), ns)
-        self.src.delete("EndpointSlice", mf.alias_slice_name(mf.drain_service_name(r.service)),
-                        ns)
-        for name, addresses in c.get("aliases_before", {}).items():
-            other = self.cluster(name)
-            for sl in other.find("EndpointSlice", None, {mf.LABEL_ALIAS_OF: self.alias}):
-                sl["endpoints"] = [{"addresses": addresses, "conditions": {"ready": True}}]
-                for key in ("uid", "resourceVersion", "managedFields", "creationTimestamp"):
-                    sl["metadata"].pop(key, None)
-                other.apply(sl)
 
     def drain_seconds(self) -> float:
         """How long the old path must keep working after the switch.
@@ -474,40 +329,431 @@ class Migration:
         Service was one), clients may hold the old answer for the cluster DNS TTL, and the old
         path must outlive it.
         """
-        before = self.ctx.get("target_service_before") or {}
+        before = self.state.target_service_before or {}
         renamed = (self.req.strategy is Strategy.EXTERNALNAME
                    or before.get("spec", {}).get("type") == "ExternalName")
         if renamed:
             return max(self.req.drain_seconds, self.req.dns_ttl + 1.0)
         return self.req.drain_seconds
 
-    def do_drain(self) -> None:
-        """Old pods keep serving whoever still reaches them: connections made before the switch,
-        clients with a cached answer."""
-        time.sleep(self.drain_seconds())
 
-    def do_cleanup(self) -> None:
-        r, c = self.req, self.ctx
-        self.src.delete(c["workload_kind"], c["workload"]["metadata"]["name"], r.namespace)
-        self.src.delete("IngressRoute", self.route_name, r.namespace)
-        self.src.delete("Service", self.route_name, r.namespace)
-        if r.strategy is Strategy.EXTERNALNAME:
-            self.src.delete("Service", mf.drain_service_name(r.service), r.namespace)
-            self.src.delete("EndpointSlice", mf.alias_slice_name(mf.drain_service_name(r.service)),
-                            r.namespace)
+# --- steps ------------------------------------------------------------------------------------
 
 
-def _retry_briefly(call: Callable[[], object], seconds: float = 10) -> None:
-    """Retry an API call that fails only until the cluster catches up (an IP being freed)."""
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            call()
+class Step:
+    """One step of a plan. ``points`` names, in order, the checkpoints ``do`` passes right after
+    its side effects (plus "begin" before any): the places a crash or failure can leave it half
+    done, each of which ``undo`` and a re-run of ``do`` must handle."""
+
+    name: ClassVar[str]
+    points: ClassVar[tuple[str, ...]] = ()
+    forward_only: ClassVar[bool] = False
+    has_undo: ClassVar[bool] = False
+
+    def do(self, m: Migration) -> None:
+        raise NotImplementedError
+
+    def undo(self, m: Migration) -> None:
+        """Nothing to undo by default (the step only waited or checked)."""
+
+
+class Copy(Step):
+    """The workload, what its pods need, and a backend Service for Traefik, in the target."""
+
+    name = "copy"
+    points = ("namespace", "dependencies", "workload", "backend-service", "service")
+    has_undo = True
+
+    def do(self, m: Migration) -> None:
+        r, st = m.req, m.state
+        tns = r.target_namespace
+        if m.dst.get("Namespace", tns) is None or m.dst.namespace_terminating(tns):
+            m.will_create("Namespace", tns, "")
+        m.dst.ensure_namespace(tns)
+        m.checkpoint("namespace")
+        for kind in mf.COPY_ORDER:
+            for name in st.deps.get(kind, []):
+                obj = m.src.get(kind, name, r.namespace)
+                if obj is None:
+                    raise MigrationError(f"{kind} {r.namespace}/{name} that the workload uses "
+                                         f"is missing in {m.src.name}")
+                if m.dst.get(kind, name, tns) is None:
+                    m.will_create(kind, name, tns)
+                m.dst.apply(mf.strip(obj, namespace=tns, migration_id=m.id))
+                m.checkpoint("dependencies")
+        wl = mf.strip(st.workload, namespace=tns, migration_id=m.id)
+        if m.dst.get(st.workload_kind, wl["metadata"]["name"], tns) is None:
+            m.will_create(st.workload_kind, wl["metadata"]["name"], tns)
+        m.dst.apply(wl)
+        m.checkpoint("workload")
+        m.will_create("Service", m.route_name, tns)
+        m.dst.apply(mf.backend_service(st.service, namespace=tns, migration_id=m.id))
+        m.checkpoint("backend-service")
+        if not st.target_service_checked:
+            st.target_service_before = m.dst.get("Service", r.service, tns)
+            st.target_service_checked = True
+            m.save()
+        if st.target_service_before is None:
+            if m.dst.get("Service", r.service, tns) is None:
+                m.will_create("Service", r.service, tns)
+            m.dst.apply(mf.strip(st.service, namespace=tns, migration_id=m.id))
+        m.checkpoint("service")
+
+    def undo(self, m: Migration) -> None:
+        for kind, name, ns in reversed(m.state.created):
+            m.dst.delete(kind, name, ns or None)
+
+
+class Ready(Step):
+    """Every replica in the target ready (pods started, images pulled, probes passing)."""
+
+    name = "ready"
+
+    def do(self, m: Migration) -> None:
+        st = m.state
+        m.dst.wait_ready(st.workload_kind, st.workload["metadata"]["name"],
+                         m.req.target_namespace, st.service["spec"]["selector"],
+                         timeout=m.req.ready_timeout)
+
+
+class Route(Step):
+    """The target's Traefik sends every name clients use to the new pods."""
+
+    name = "route"
+    points = ("route",)
+    has_undo = True
+
+    def do(self, m: Migration) -> None:
+        m.dst.apply(mf.ingress_route(
+            name=m.route_name, namespace=m.req.target_namespace, hosts=m.hosts(),
+            backend=m.route_name, ports=[m.state.port], entrypoint=m.state.entrypoint,
+            migration_id=m.id, alias=m.alias))
+        m.checkpoint("route")
+
+    def undo(self, m: Migration) -> None:
+        m.dst.delete("IngressRoute", m.route_name, m.req.target_namespace)
+
+
+class Dns(Step):
+    """The service's name in the private zone points at the target's load balancer."""
+
+    name = "dns"
+    points = ("record-set",)
+    has_undo = True
+
+    def do(self, m: Migration) -> None:
+        st = m.state
+        if st.dns_before is None:
+            st.dns_before = m.dns.lookup_a(m.fqdn)
+        st.dns_changed = True
+        m.save()
+        lb = m.dst_info.load_balancer
+        m.dns.set_a(m.fqdn, lb)
+        m.checkpoint("record-set")
+        answer = m.dns.lookup_a(m.fqdn)
+        if answer != [lb]:
+            raise MigrationError(f"the DNS server answers {answer} for {m.fqdn} after the "
+                                 f"update to {lb}")
+
+    def undo(self, m: Migration) -> None:
+        """Put the record back as it was; nothing to do if the update never went through."""
+        st = m.state
+        if not st.dns_changed or st.dns_before is None:
             return
-        except KubehopError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
+        if m.dns.lookup_a(m.fqdn) == st.dns_before:
+            return
+        if st.dns_before:
+            m.dns.set_a(m.fqdn, st.dns_before[0])
+        else:
+            m.dns.delete(m.fqdn)
+
+
+class Verify(Step):
+    """A real request through the target's load balancer for every host name."""
+
+    name = "verify"
+
+    def do(self, m: Migration) -> None:
+        """Traefik needs a moment to pick up a new route, so wait for it (up to 30 s)."""
+        url = f"http://{m.dst_info.load_balancer}:{m.state.port}{m.state.probe_path}"
+        for host in m.hosts():
+            def answered(host: str = host) -> bool:
+                try:
+                    status, text = m.connect.http_get(url, host)
+                except ProbeError as exc:
+                    raise NotYet(str(exc)) from exc
+                routed = not (status == 404 and text.startswith("404 page not found"))
+                if status < 500 and routed:
+                    return True
+                raise NotYet(f"HTTP {status}")
+
+            wait_for(answered, timeout=30, interval=0.1, error=MigrationError,
+                     what=f"the new path {url} with Host {host} to answer")
+
+
+class Switch(Step):
+    """Clients of the source Service go to the target: make-before-break.
+
+    The alias slice (target's load balancer) joins the pods' endpoints first, then the pods'
+    endpoints go. kube-proxy receives EndpointSlice events in the order the API server wrote
+    them and programs each sync atomically, so every rule set it writes has at least one working
+    endpoint: the pods, both, or the alias. No fixed sleep is needed between the two.
+    """
+
+    name = "switch"
+    points = ("target-serving", "older-aliases", "alias-slice", "selector-removed",
+              "pod-endpoints-dropped", "externalname", "drain-service", "alias-slice-deleted")
+    has_undo = True
+
+    def do(self, m: Migration) -> None:
+        r, st = m.req, m.state
+        lb = m.dst_info.load_balancer
+        ports = st.service["spec"]["ports"]
+        _restore_serving_in_target(m)
+        m.checkpoint("target-serving")
+        # Older aliases elsewhere (earlier migrations) now lead to the new target.
+        for name in m.inv.clusters:
+            if name in {m.src.name, m.dst.name}:
+                continue
+            other = m.cluster(name)
+            for sl in other.find("EndpointSlice", None, {mf.LABEL_ALIAS_OF: m.alias}):
+                if name not in st.aliases_before:
+                    st.aliases_before[name] = _slice_addresses(sl)
+                    m.save()
+                other.apply(_repointed(sl, [lb]))
+        m.checkpoint("older-aliases")
+        m.src.apply(mf.alias_endpoint_slice(service=r.service, namespace=r.namespace,
+                                            address=lb, ports=ports, alias=m.alias,
+                                            migration_id=m.id))
+        m.checkpoint("alias-slice")
+        m.src.merge_patch("Service", r.service, r.namespace, {"spec": {"selector": None}})
+        m.checkpoint("selector-removed")
+        _drop_pod_endpoints(m.src, r.service, r.namespace)
+        m.checkpoint("pod-endpoints-dropped")
+        if r.strategy is Strategy.EXTERNALNAME:
+            _to_externalname(m, drain=True)
+
+    def undo(self, m: Migration) -> None:
+        r, st = m.req, m.state
+        ns = r.namespace
+        original = st.service
+        current = m.src.get("Service", r.service, ns)
+        if current is not None and current["spec"].get("type") == "ExternalName":
+            m.src.delete("Service", mf.drain_service_name(r.service), ns)
+            restored = mf.strip(original, namespace=ns, migration_id=m.id)
+            restored["metadata"]["labels"].pop(mf.LABEL_MIGRATION, None)
+            restored["spec"]["clusterIP"] = original["spec"]["clusterIP"]
+            restored["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+            retry(lambda: m.src.replace(restored))  # the old ClusterIP is being released
+        elif current is not None and not current["spec"].get("selector"):
+            m.src.merge_patch("Service", r.service, ns,
+                              {"spec": {"selector": original["spec"]["selector"]}})
+        # The pods' own endpoints are back before the alias goes: never an empty Service.
+        _wait_pod_endpoints(m.src, r.service, ns)
+        m.src.delete("EndpointSlice", mf.alias_slice_name(r.service), ns)
+        m.src.delete("EndpointSlice", mf.alias_slice_name(mf.drain_service_name(r.service)), ns)
+        for name, addresses in st.aliases_before.items():
+            other = m.cluster(name)
+            for sl in other.find("EndpointSlice", None, {mf.LABEL_ALIAS_OF: m.alias}):
+                other.apply(_repointed(sl, addresses))
+        _unrestore_target(m)
+
+
+class Drain(Step):
+    """Old pods keep serving whoever still reaches them: connections made before the switch,
+    clients holding a cached DNS answer. The wait is the drain time itself, not a guess."""
+
+    name = "drain"
+    forward_only = True
+
+    def do(self, m: Migration) -> None:
+        time.sleep(m.drain_seconds())
+
+
+class Cleanup(Step):
+    """The source workload and what kubehop left there (old routes, drain holders) go."""
+
+    name = "cleanup"
+    points = ("workload-deleted", "route-deleted", "drain-deleted")
+    forward_only = True
+
+    def do(self, m: Migration) -> None:
+        r, st = m.req, m.state
+        m.src.delete(st.workload_kind, st.workload["metadata"]["name"], r.namespace)
+        m.checkpoint("workload-deleted")
+        m.src.delete("IngressRoute", m.route_name, r.namespace)
+        m.src.delete("Service", m.route_name, r.namespace)
+        m.checkpoint("route-deleted")
+        if r.strategy is Strategy.EXTERNALNAME:
+            m.src.delete("Service", mf.drain_service_name(r.service), r.namespace)
+            m.src.delete("EndpointSlice", mf.alias_slice_name(mf.drain_service_name(r.service)),
+                         r.namespace)
+        m.checkpoint("drain-deleted")
+
+
+class Repoint(Step):
+    """Baselines only: the paper's switch, literally: the Service becomes an ExternalName for
+    the private-zone name, with nothing holding the old ClusterIP for cached answers."""
+
+    name = "repoint"
+    points = ("externalname",)
+    has_undo = True
+
+    def do(self, m: Migration) -> None:
+        _to_externalname(m, drain=False)
+
+    def undo(self, m: Migration) -> None:
+        Switch().undo(m)
+
+
+class DeleteSource(Step):
+    """Baselines only: the source workload goes (the paper's last step; backup/restore's first)."""
+
+    name = "delete-source"
+    points = ("workload-deleted",)
+    forward_only = True
+
+    def do(self, m: Migration) -> None:
+        st = m.state
+        m.src.delete(st.workload_kind, st.workload["metadata"]["name"], m.req.namespace)
+        m.checkpoint("workload-deleted")
+
+
+STEP_TYPES: dict[str, Step] = {s.name: s for s in (
+    Copy(), Ready(), Route(), Dns(), Verify(), Switch(), Drain(), Cleanup(), Repoint(),
+    DeleteSource())}
+
+
+# --- what the steps share ---------------------------------------------------------------------
+
+
+def _slice_addresses(sl: Manifest) -> list[str]:
+    return [a for e in sl.get("endpoints") or [] for a in e["addresses"]]
+
+
+def _repointed(sl: Manifest, addresses: list[str]) -> Manifest:
+    out = {**sl, "metadata": dict(sl["metadata"])}
+    out["endpoints"] = [{"addresses": addresses, "conditions": {"ready": True}}]
+    for key in ("uid", "resourceVersion", "managedFields", "creationTimestamp", "generation"):
+        out["metadata"].pop(key, None)
+    return out
+
+
+def _pod_slices(cluster: KubeCluster, service: str, namespace: str) -> list[Manifest]:
+    return [s for s in cluster.find("EndpointSlice", namespace,
+                                    {"kubernetes.io/service-name": service})
+            if s["metadata"].get("labels", {}).get("endpointslice.kubernetes.io/managed-by")
+            != mf.MANAGED_BY]
+
+
+def _wait_pod_endpoints(cluster: KubeCluster, service: str, namespace: str) -> None:
+    """Until the Service's own (controller-made) slices list a ready pod."""
+    def ready() -> bool:
+        if any(any((e.get("conditions") or {}).get("ready") for e in s.get("endpoints") or [])
+               for s in _pod_slices(cluster, service, namespace)):
+            return True
+        raise NotYet("no ready pod endpoint yet")
+
+    wait_for(ready, timeout=60, interval=0.05, error=MigrationError,
+             what=f"{cluster.name}: the pods of {namespace}/{service} to be its endpoints again")
+
+
+def _drop_pod_endpoints(cluster: KubeCluster, service: str, namespace: str) -> None:
+    """Kubernetes leaves a Service's pod endpoints behind when its selector goes (the
+    controllers skip selector-less Services, and the mirroring controller even copies the
+    stale Endpoints into a new slice), so remove them: only kubehop's alias slice stays."""
+    cluster.delete("Endpoints", service, namespace)
+    for sl in _pod_slices(cluster, service, namespace):
+        cluster.delete("EndpointSlice", sl["metadata"]["name"], namespace)
+
+
+def _to_externalname(m: Migration, *, drain: bool) -> None:
+    """The source Service becomes an ExternalName for the private-zone name. With ``drain``, a
+    drain Service takes over the old ClusterIP (with an alias slice behind it) so clients holding
+    a cached A record keep being served; without it (the paper's way) they are not."""
+    r, st = m.req, m.state
+    ports = st.service["spec"]["ports"]
+    lb = m.dst_info.load_balancer
+    drain_name = mf.drain_service_name(r.service)
+    if drain:
+        m.src.apply(mf.alias_endpoint_slice(service=drain_name, namespace=r.namespace,
+                                            address=lb, ports=ports, alias=m.alias,
+                                            migration_id=m.id))
+    svc = m.src.get("Service", r.service, r.namespace)
+    if svc is None:
+        raise MigrationError(f"service {r.namespace}/{r.service} vanished during the switch")
+    if svc["spec"].get("type") != "ExternalName":
+        svc["spec"] = {"type": "ExternalName", "externalName": m.fqdn,
+                       "ports": [{k: v for k, v in p.items() if k != "nodePort"}
+                                 for p in ports]}
+        for key in ("managedFields", "creationTimestamp"):
+            svc["metadata"].pop(key, None)
+        svc.pop("status", None)
+        m.src.replace(svc)
+    m.checkpoint("externalname")
+    if not drain:
+        return
+    holder = mf.drain_service(service=r.service, namespace=r.namespace,
+                              cluster_ip=st.service["spec"]["clusterIP"], ports=ports,
+                              alias=m.alias, migration_id=m.id)
+    retry(lambda: m.src.apply(holder))  # the old ClusterIP is being released
+    m.checkpoint("drain-service")
+    m.src.delete("EndpointSlice", mf.alias_slice_name(r.service), r.namespace)
+    m.checkpoint("alias-slice-deleted")
+
+
+def _restore_serving_in_target(m: Migration) -> None:
+    """The target's own Service may be an alias from an earlier migration: make it serve the
+    new pods again, pods' endpoints before the alias goes."""
+    r, st = m.req, m.state
+    before = st.target_service_before
+    tns = r.target_namespace
+    if before is None:
+        return
+    selector = st.service["spec"]["selector"]
+    if before["spec"].get("type") == "ExternalName":
+        svc = mf.strip(st.service, namespace=tns, migration_id=m.id)
+        current = m.dst.get("Service", r.service, tns)
+        if current is not None and current["spec"].get("type") == "ExternalName":
+            svc["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+            m.dst.replace(svc)
+        m.dst.delete("Service", mf.drain_service_name(r.service), tns)
+        m.dst.delete("EndpointSlice", mf.alias_slice_name(mf.drain_service_name(r.service)), tns)
+    elif not before["spec"].get("selector"):
+        alias = m.dst.get("EndpointSlice", mf.alias_slice_name(r.service), tns)
+        if alias is not None and not st.target_alias_before:
+            st.target_alias_before = _slice_addresses(alias)
+            m.save()
+        m.dst.merge_patch("Service", r.service, tns, {"spec": {"selector": selector}})
+        _wait_pod_endpoints(m.dst, r.service, tns)
+        m.dst.delete("EndpointSlice", mf.alias_slice_name(r.service), tns)
+
+
+def _unrestore_target(m: Migration) -> None:
+    """Undo of the above: the target's Service is an alias again, pointing where it did, before
+    its new pods go (copy's undo deletes them next)."""
+    r, st = m.req, m.state
+    before = st.target_service_before
+    tns = r.target_namespace
+    if before is None:
+        return
+    if before["spec"].get("type") == "ExternalName":
+        current = m.dst.get("Service", r.service, tns)
+        if current is not None and current["spec"].get("type") != "ExternalName":
+            svc = {**current, "metadata": dict(current["metadata"])}
+            svc["spec"] = {k: v for k, v in before["spec"].items()
+                           if k in {"type", "externalName", "ports"}}
+            svc["metadata"].pop("managedFields", None)
+            svc.pop("status", None)
+            m.dst.replace(svc)
+    elif not before["spec"].get("selector") and st.target_alias_before:
+        m.dst.apply(mf.alias_endpoint_slice(
+            service=r.service, namespace=tns, address=st.target_alias_before[0],
+            ports=st.service["spec"]["ports"], alias=m.alias, migration_id=m.id))
+        current = m.dst.get("Service", r.service, tns)
+        if current is not None and current["spec"].get("selector"):
+            m.dst.merge_patch("Service", r.service, tns, {"spec": {"selector": None}})
+        _drop_pod_endpoints(m.dst, r.service, tns)
 
 
 def _probe_path(pod_spec: Manifest) -> str:
@@ -519,103 +765,162 @@ def _probe_path(pod_spec: Manifest) -> str:
     return "/"
 
 
-class Executor:
-    """Runs a :class:`Migration` step by step against the journal."""
+def _describe(exc: Exception) -> str:
+    """One line for any exception: kubehop's own say what to do; others name their type."""
+    if isinstance(exc, KubehopError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}".rstrip(": ")
 
-    def __init__(self, journal: Journal, *, say: Say = _quiet) -> None:
+
+# --- the executor -----------------------------------------------------------------------------
+
+
+class Executor:
+    """Runs a migration's plan step by step against the journal.
+
+    ``hooks`` is the test seam (see :class:`Hooks`); production passes none.
+    """
+
+    def __init__(self, journal: Journal, *, say: Say = _quiet, hooks: Hooks | None = None,
+                 connect: Connector | None = None) -> None:
         self.journal = journal
         self.say = say
+        self.hooks: Hooks = hooks or NoHooks()
+        self.connect: Connector = connect or Adapters()
+
+    def _migration(self, inventory: Inventory, request: MigrationRequest, migration_id: str,
+                   state: MigrationState | None = None) -> Migration:
+        return Migration(inventory, request, migration_id=migration_id, state=state,
+                         hooks=self.hooks, connect=self.connect,
+                         persist=lambda s: self.journal.save_context(migration_id, s.to_dict()))
 
     def start(self, inventory: Inventory, request: MigrationRequest, *,
-              dry_run: bool = False) -> Report:
+              dry_run: bool = False, plan: Sequence[str] = STEPS) -> Report:
+        """Discover, then (unless ``dry_run``) run ``plan``: kubehop's steps by default, or a
+        baseline of :data:`kubehop.domain.model.BASELINES` for the benchmark."""
+        unknown = [s for s in plan if s not in STEP_TYPES]
+        if unknown:
+            raise UsageError(f"unknown step {unknown[0]!r}; steps are {', '.join(STEP_TYPES)}")
         migration_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
-        m = Migration(inventory, request, migration_id=migration_id, say=self.say)
+        m = self._migration(inventory, request, migration_id)
         m.discover()
         report = _report(m, "planned" if dry_run else Status.RUNNING)
         report.changes = m.plan()
         if dry_run:
             return report
-        self.journal.create(migration_id, {**asdict(request), "strategy": str(request.strategy)})
-        self.journal.save_context(migration_id, m.ctx)
-        return self._run(m, report, done=set())
+        self.journal.create(migration_id, {**asdict(request), "strategy": str(request.strategy),
+                                           "plan": list(plan)})
+        m.save()
+        return self._run(m, report, tuple(plan), done=set())
+
+    def _load(self, inventory: Inventory, migration_id: str
+              ) -> tuple[Migration, tuple[str, ...], set[str], set[str]]:
+        row = self.journal.get(migration_id)
+        req = dict(row.request)
+        plan = tuple(req.pop("plan", STEPS))
+        request = MigrationRequest(**{**req, "strategy": Strategy(req["strategy"])})
+        m = self._migration(inventory, request, migration_id,
+                            MigrationState.from_dict(row.context))
+        done = {s.name for s in row.steps if s.state == StepState.DONE}
+        touched = {s.name for s in row.steps
+                   if s.state in {StepState.DONE, StepState.FAILED, StepState.STARTED}
+                   and not s.name.startswith("undo-")}
+        return m, plan, done, touched
 
     def resume(self, inventory: Inventory, migration_id: str) -> Report:
+        """Finish a migration a crash or a failure interrupted: the rest of its plan, or the
+        rest of its rollback if it was rolling back."""
         row = self.journal.get(migration_id)
-        if row.status != Status.RUNNING and row.status != Status.FAILED:
+        if row.status not in {Status.RUNNING, Status.FAILED, Status.ROLLING_BACK}:
             raise UsageError(f"migration {migration_id} is {row.status}; nothing to resume")
-        req = row.request
-        request = MigrationRequest(**{**req, "strategy": Strategy(req["strategy"])})
-        m = Migration(inventory, request, migration_id=migration_id, say=self.say,
-                      context=row.context)
-        done = {s.name for s in row.steps if s.state == StepState.DONE}
-        undone = {s.name for s in row.steps if s.state == StepState.UNDONE}
+        m, plan, done, touched = self._load(inventory, migration_id)
         report = _report(m, Status.RUNNING)
-        if undone:  # it was rolling back: finish that
-            self._rollback(m, report, [s for s in STEPS if s in done], "resumed rollback")
+        if m.state.rolling_back:
+            self._rollback(m, report, [s for s in plan if s in touched], "resumed rollback")
             return report
         self.journal.set_status(migration_id, Status.RUNNING)
-        return self._run(m, report, done=done)
+        return self._run(m, report, plan, done=done)
 
-    def _run(self, m: Migration, report: Report, *, done: set[str]) -> Report:
-        completed = [s for s in STEPS if s in done]
-        for step in STEPS:
-            if step in done:
+    def abort(self, inventory: Inventory, migration_id: str) -> Report:
+        """Roll back an interrupted migration instead of finishing it, if it has not passed
+        the point of no return."""
+        row = self.journal.get(migration_id)
+        if row.status not in {Status.RUNNING, Status.FAILED, Status.ROLLING_BACK}:
+            raise UsageError(f"migration {migration_id} is {row.status}; nothing to roll back")
+        m, plan, _, touched = self._load(inventory, migration_id)
+        if any(STEP_TYPES[s].forward_only for s in touched):
+            raise UsageError(f"migration {migration_id} is past the point of no return (the "
+                             f"source may be gone); finish it with 'kubehop migrate --resume "
+                             f"{migration_id}'")
+        report = _report(m, Status.RUNNING)
+        self._rollback(m, report, [s for s in plan if s in touched], "aborted by the user")
+        return report
+
+    def _run(self, m: Migration, report: Report, plan: tuple[str, ...], *,
+             done: set[str]) -> Report:
+        completed = [s for s in plan if s in done]
+        for name in plan:
+            if name in done:
                 continue
-            seq = self.journal.step_started(m.id, step)
-            self.say("start", step, None)
-            _fault(step, "crash")
+            step = STEP_TYPES[name]
+            seq = self.journal.step_started(m.id, name)
+            m.step = name
+            self.say("start", name, None)
             start = time.time()
             try:
-                _fault(step, "fail")
-                getattr(m, f"do_{step}")()
-            except (KubehopError, httpx.HTTPError, OSError) as exc:
-                self.journal.step_ended(m.id, seq, StepState.FAILED, str(exc))
-                self.journal.save_context(m.id, m.ctx)
-                report.error = f"step {step} failed: {exc}"
-                if step == POINT_OF_NO_RETURN or step == "drain":
+                m.checkpoint("begin")
+                step.do(m)
+            except Exception as exc:
+                detail = _describe(exc)
+                self.journal.step_ended(m.id, seq, StepState.FAILED, detail)
+                m.save()
+                report.error = f"step {name} failed: {detail}"
+                if step.forward_only or any(STEP_TYPES[s].forward_only for s in completed):
                     self.journal.set_status(m.id, Status.FAILED, report.error)
                     report.status = Status.FAILED
                     raise MigrationError(
                         f"{report.error}; the target serves; finish with 'kubehop migrate "
                         f"--resume {m.id}'") from exc
-                self._rollback(m, report, [*completed, step], report.error)
+                self._rollback(m, report, [*completed, name], report.error)
                 raise MigrationError(
                     f"{report.error}; rolled back ({', '.join(report.undone) or 'nothing to undo'})"
                     f"; the source still serves") from exc
             end = time.time()
             self.journal.step_ended(m.id, seq, StepState.DONE)
-            self.journal.save_context(m.id, m.ctx)
-            report.phases.append(PhaseTiming(step, start, end))
-            completed.append(step)
-            self.say("done", step, end - start)
+            m.save()
+            report.phases.append(PhaseTiming(name, start, end))
+            completed.append(name)
+            self.say("done", name, end - start)
         self.journal.set_status(m.id, Status.SUCCEEDED)
         report.status = Status.SUCCEEDED
         return report
 
     def _rollback(self, m: Migration, report: Report, steps: list[str], why: str) -> None:
-        for step in reversed(steps):
-            undo = getattr(m, f"undo_{step}", None)
-            if undo is None:
-                continue
-            seq = self.journal.step_started(m.id, f"undo-{step}")
+        m.state.rolling_back = True
+        m.save()
+        self.journal.set_status(m.id, Status.ROLLING_BACK, why)
+        for name in reversed(steps):
+            step = STEP_TYPES[name]
+            m.step = f"undo-{name}"
+            seq = self.journal.step_started(m.id, m.step)
             try:
-                undo()
-            except (KubehopError, httpx.HTTPError, OSError) as exc:
-                self.journal.step_ended(m.id, seq, StepState.FAILED, str(exc))
-                self.journal.set_status(m.id, Status.FAILED, f"{why}; undo {step} failed: {exc}")
+                m.checkpoint("begin")
+                step.undo(m)
+            except Exception as exc:
+                detail = _describe(exc)
+                self.journal.step_ended(m.id, seq, StepState.FAILED, detail)
+                self.journal.set_status(m.id, Status.FAILED, f"{why}; undo {name} failed: "
+                                                             f"{detail}")
                 report.status = Status.FAILED
-                raise MigrationError(f"{why}; undoing {step} failed too: {exc}; retry with "
-                                      f"'kubehop migrate --resume {m.id}'") from exc
+                raise MigrationError(f"{why}; undoing {name} failed too: {detail}; retry with "
+                                     f"'kubehop migrate --resume {m.id}'") from exc
             self.journal.step_ended(m.id, seq, StepState.DONE)
-            self._mark_undone(m.id, step)
-            report.undone.append(step)
-            self.say("undo", step, None)
+            self.journal.mark_undone(m.id, name)
+            if step.has_undo:
+                report.undone.append(name)
+                self.say("undo", name, None)
         self.journal.set_status(m.id, Status.ROLLED_BACK, why)
         report.status = Status.ROLLED_BACK
-
-    def _mark_undone(self, migration_id: str, step: str) -> None:
-        self.journal.db.execute("UPDATE steps SET state=? WHERE migration_id=? AND name=? AND "
-                                "state=?", (StepState.UNDONE, migration_id, step, StepState.DONE))
 
 
 def _report(m: Migration, status: str) -> Report:
@@ -623,3 +928,7 @@ def _report(m: Migration, status: str) -> Report:
     return Report(id=m.id, service=r.service, namespace=r.namespace, source=m.src.name,
                   target=m.dst.name, target_namespace=r.target_namespace,
                   strategy=str(r.strategy), status=str(status))
+
+
+__all__ = ["BASELINES", "STEPS", "STEP_TYPES", "Adapters", "Connector", "Executor", "Hooks",
+           "Migration", "MigrationError", "NoHooks", "Report", "Step"]

@@ -23,7 +23,7 @@ import pytest
 from kubehop.adapters.journal import Journal
 from kubehop.adapters.kube import KubeCluster
 from kubehop.domain.model import MigrationRequest
-from kubehop.engine.migrate import STEP_TYPES, Executor, MigrationError
+from kubehop.engine.migrate import STEP_TYPES, STEPS, Executor, MigrationError
 from kubehop.testbed import layout, sample
 from kubehop.testbed import testbed as tb
 from tests.conftest import KUBEHOP
@@ -89,81 +89,94 @@ def cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
                           timeout=600, check=False)
 
 
+def assert_served_by(cluster: str, why: str) -> None:
+    """Right now orc8r runs only in ``cluster`` and agw's latest answers came from there."""
+    assert runs_in() == [cluster], why
+    for _ in range(30):
+        time.sleep(0.3)
+        rec = sample.agw_record(EDGE, since=time.time() - 0.6, until=time.time() - 0.1,
+                                complete=False)
+        if set(rec["served_by"]) == {cluster}:
+            return
+    raise AssertionError(f"{why}: agw still served by {rec['served_by']}")
+
+
 def assert_no_failed_request(since: float) -> None:
-    time.sleep(1)
+    """Over the whole window, once every request sent in it has ended (agw's timeout)."""
     rec = sample.agw_record(EDGE, since=since, until=time.time())
-    assert rec["count"] > 50
+    assert rec["count"] > 100
     assert rec["failed"] == 0, rec["errors"]
 
 
-def assert_served_by(cluster: str) -> None:
-    time.sleep(1.5)
-    rec = sample.agw_record(EDGE, since=time.time() - 1.2, until=time.time() - 0.2)
-    assert rec["failed"] == 0, rec["errors"]
-    assert set(rec["served_by"]) == {cluster}, rec["served_by"]
-    assert runs_in() == [cluster]
+def points(step: str) -> list[str]:
+    return [p for s, p in ENDPOINTS_POINTS if s == step]
 
 
-@pytest.mark.parametrize(("step", "point"), ENDPOINTS_POINTS,
-                         ids=[f"{s}-{p}" for s, p in ENDPOINTS_POINTS])
-def test_failure_inside_a_step(where: tuple[str, str], home: Path, step: str,
-                               point: str) -> None:
-    src, dst = where
+@pytest.mark.parametrize("step", STEPS)
+def test_failure_at_every_point_inside_a_step(where: tuple[str, str], home: Path,
+                                              step: str) -> None:
+    """Before the point of no return: rolled back, the source serves; after it: ``failed``, and
+    the real ``kubehop migrate --resume`` finishes it."""
     start = time.time()
     journal = Journal(home / "journal.sqlite")
-    hooks = FaultAt(step, point, RuntimeError(f"injected at {step}/{point}"))
-    with pytest.raises(MigrationError) as failed:
-        Executor(journal, hooks=hooks).start(tb.inventory(), request(src, dst))
-    assert hooks.fired
-    migration = journal.list()[-1]
-    if STEP_TYPES[step].forward_only:
-        assert migration.status == "failed" and "--resume" in str(failed.value)
+    for point in points(step):
+        src = runs_in()[0]
+        dst = "cloud" if src == "edge" else "edge"
+        hooks = FaultAt(step, point, RuntimeError(f"injected at {step}/{point}"))
+        with pytest.raises(MigrationError) as failed:
+            Executor(journal, hooks=hooks).start(tb.inventory(), request(src, dst))
+        assert hooks.fired, point
+        migration = journal.list()[-1]
+        if STEP_TYPES[step].forward_only:
+            assert migration.status == "failed" and "--resume" in str(failed.value), point
+            resumed = cli(home, "--resume", migration.id, "-o", "json")
+            assert resumed.returncode == 0, (point, resumed.stderr)
+            assert json.loads(resumed.stdout)["status"] == "succeeded", point
+            assert_served_by(dst, point)
+        else:
+            assert migration.status == "rolled-back", (point, migration.error)
+            assert "rolled back" in str(failed.value), point
+            assert_served_by(src, point)
+            assert kube(dst).find("IngressRoute", NS) == [], point
+            svc = kube(src).get("Service", "orc8r", NS)
+            assert svc is not None and svc["spec"].get("selector") == {"app": "orc8r"}, point
+    assert_no_failed_request(start)
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_crash_at_every_point_inside_a_step_then_resume(where: tuple[str, str], home: Path,
+                                                        step: str) -> None:
+    """The process stops dead at the point; the real ``kubehop migrate --resume`` finishes."""
+    start = time.time()
+    journal = Journal(home / "journal.sqlite")
+    for point in points(step):
+        src = runs_in()[0]
+        dst = "cloud" if src == "edge" else "edge"
+        with pytest.raises(Crash):
+            Executor(journal, hooks=FaultAt(step, point, Crash())).start(tb.inventory(),
+                                                                         request(src, dst))
+        migration = journal.list()[-1]
+        assert migration.status == "running", point
         resumed = cli(home, "--resume", migration.id, "-o", "json")
-        assert resumed.returncode == 0, resumed.stderr
-        assert json.loads(resumed.stdout)["status"] == "succeeded"
-        assert_served_by(dst)
-    else:
-        assert migration.status == "rolled-back", migration.error
-        assert "rolled back" in str(failed.value)
-        assert_served_by(src)
-        assert kube(dst).find("IngressRoute", NS) == []
-        svc = kube(src).get("Service", "orc8r", NS)
-        assert svc is not None and svc["spec"].get("selector") == {"app": "orc8r"}
+        assert resumed.returncode == 0, (point, resumed.stderr)
+        assert json.loads(resumed.stdout)["status"] == "succeeded", point
+        assert_served_by(dst, point)
     assert_no_failed_request(start)
 
 
-@pytest.mark.parametrize(("step", "point"), ENDPOINTS_POINTS,
-                         ids=[f"{s}-{p}" for s, p in ENDPOINTS_POINTS])
-def test_crash_inside_a_step_then_resume(where: tuple[str, str], home: Path, step: str,
-                                         point: str) -> None:
-    src, dst = where
+def test_crash_then_rollback_restores_the_source(where: tuple[str, str], home: Path) -> None:
+    """``kubehop migrate --rollback`` undoes a crashed migration from a half-done step."""
     start = time.time()
     journal = Journal(home / "journal.sqlite")
-    hooks = FaultAt(step, point, Crash())
-    with pytest.raises(Crash):
-        Executor(journal, hooks=hooks).start(tb.inventory(), request(src, dst))
-    migration = journal.list()[-1]
-    assert migration.status == "running"
-    resumed = cli(home, "--resume", migration.id, "-o", "json")
-    assert resumed.returncode == 0, resumed.stderr
-    assert json.loads(resumed.stdout)["status"] == "succeeded"
-    assert_served_by(dst)
-    assert_no_failed_request(start)
-
-
-@pytest.mark.parametrize(("step", "point"), [("copy", "workload"), ("dns", "record-set"),
-                                             ("switch", "selector-removed")])
-def test_crash_then_rollback_restores_the_source(where: tuple[str, str], home: Path, step: str,
-                                                 point: str) -> None:
     src, dst = where
-    start = time.time()
-    journal = Journal(home / "journal.sqlite")
-    with pytest.raises(Crash):
-        Executor(journal, hooks=FaultAt(step, point, Crash())).start(tb.inventory(),
-                                                                     request(src, dst))
-    migration = journal.list()[-1]
-    undone = cli(home, "--rollback", migration.id, "-o", "json")
-    assert undone.returncode == 0, undone.stderr
-    assert json.loads(undone.stdout)["status"] == "rolled-back"
-    assert_served_by(src)
+    for step, point in (("copy", "workload"), ("dns", "record-set"),
+                        ("switch", "selector-removed")):
+        with pytest.raises(Crash):
+            Executor(journal, hooks=FaultAt(step, point, Crash())).start(tb.inventory(),
+                                                                         request(src, dst))
+        migration = journal.list()[-1]
+        undone = cli(home, "--rollback", migration.id, "-o", "json")
+        assert undone.returncode == 0, (point, undone.stderr)
+        assert json.loads(undone.stdout)["status"] == "rolled-back", point
+        assert_served_by(src, point)
     assert_no_failed_request(start)

@@ -302,3 +302,14 @@ def test_resume_of_a_finished_migration_is_refused(tmp_path: Path) -> None:
     report = executor(world, tmp_path).start(world.inventory(), request())
     with pytest.raises(UsageError, match="succeeded; nothing to resume"):
         executor(world, tmp_path).resume(world.inventory(), report.id)
+
+
+@pytest.mark.parametrize(("point", "drained"), [("older-aliases", []), ("alias-slice", [4.0]),
+                                                ("pod-endpoints-dropped", [4.0])])
+def test_a_rollback_after_clients_may_have_moved_drains_back_first(
+        tmp_path: Path, no_drain_wait: list[float], point: str, drained: list[float]) -> None:
+    world = fresh_world()
+    with pytest.raises(MigrationError):
+        executor(world, tmp_path, FaultAt("switch", point, RuntimeError("boom"))).start(
+            world.inventory(), request(drain=4.0))
+    assert no_drain_wait == drained

@@ -136,6 +136,8 @@ class MigrationState:
     """Older aliases in other clusters: cluster -> the addresses they pointed at before."""
     target_alias_before: list[str] = field(default_factory=list)
     """Where the target's own alias slice pointed before the switch made it serve again."""
+    switch_started: bool = False
+    """The source Service may have sent clients to the target: a rollback drains back."""
     rolling_back: bool = False
 
     def to_dict(self) -> dict[str, Any]:

@@ -522,6 +522,8 @@ class Switch(Step):
                     m.save()
                 other.apply(_repointed(sl, [lb]))
         m.checkpoint("older-aliases")
+        st.switch_started = True
+        m.save()
         m.src.apply(mf.alias_endpoint_slice(service=r.service, namespace=r.namespace,
                                             address=lb, ports=ports, alias=m.alias,
                                             migration_id=m.id))
@@ -556,6 +558,11 @@ class Switch(Step):
             other = m.cluster(name)
             for sl in other.find("EndpointSlice", None, {mf.LABEL_ALIAS_OF: m.alias}):
                 other.apply(_repointed(sl, addresses))
+        if st.switch_started:
+            # The mirror of the forward drain: clients that reached the target (connections
+            # opened through the alias, kube-proxy rules not yet rewritten, cached DNS answers)
+            # are served there until they are done, before route and pods go.
+            time.sleep(m.drain_seconds())
         _unrestore_target(m)
 
 

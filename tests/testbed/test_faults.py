@@ -104,7 +104,7 @@ def assert_served_by(cluster: str, why: str) -> None:
 def assert_no_failed_request(since: float) -> None:
     """Over the whole window, once every request sent in it has ended (agw's timeout)."""
     rec = sample.agw_record(EDGE, since=since, until=time.time())
-    assert rec["count"] > 100
+    assert rec["count"] > 20, "agw kept calling"
     assert rec["failed"] == 0, rec["errors"]
 
 

@@ -234,19 +234,21 @@ def wan_show(
         return
     table = Table(title=f"kubehop testbed WAN (profile {data['profile']['name']}; RTT in ms, "
                         f"{data['probe']})")
-    for col in ("link", "tiers", "delay", "jitter", "rate", "RTT configured", "RTT measured"):
+    for col in ("link (a <-> b)", "tiers", "delay", "jitter", "rate", "RTT set",
+                "RTT measured a->b / b->a"):
         table.add_column(col)
 
     def ms(value: float | None) -> str:
         return "FAILED" if value is None else f"{value:.2f}"
 
     for link in data["links"]:
-        measured = " / ".join(f"{k} {ms(v)}" for k, v in link["measured_rtt_ms"].items())
+        measured = " / ".join(ms(v) for v in link["measured_rtt_ms"].values())
         table.add_row(f"{link['a']} <-> {link['b']}", "-".join(link["tiers"]), link["delay"],
                       link["jitter"], link["rate"], f"{link['configured_rtt_ms']:g}", measured)
     for name, host in data["host"].items():
         table.add_row(f"{name} <-> host", "own tier", "0ms", "0ms", "unlimited", "0",
                       ms(host["measured_rtt_ms"]))
+    table.caption = "host: the bridge side (registry, Cloud DNS, Prometheus), never delayed"
     out.print(table)
     delayer = data["delayer"]
     if delayer.get("running"):

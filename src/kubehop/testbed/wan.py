@@ -90,6 +90,21 @@ def delayer_status() -> dict[str, Any]:
     return data
 
 
+def fresh_delayer_status() -> dict[str, Any]:
+    """The delayer's counters as of now (it writes them when asked with SIGUSR1)."""
+    pid = delayer_pid()
+    if pid is None:
+        return delayer_status()
+    before = delayer_status().get("writes", 0)
+    os.kill(pid, signal.SIGUSR1)
+
+    def written() -> dict[str, Any] | None:
+        status = delayer_status()
+        return status if status.get("writes", 0) != before else None
+
+    return wait_for(written, timeout=5, what="the WAN delayer's counters", error=TestbedError)
+
+
 def services() -> dict[str, bool]:
     """For ``status``: the delayer, when the applied profile delays anything."""
     if not delayer_config().exists():
@@ -320,7 +335,7 @@ def report(names: tuple[str, ...], count: int = 5) -> dict[str, Any]:
             for n in names}
     return {"profile": profile.to_dict(), "probe": f"TCP connect, median of {count}",
             "links": links, "host": host,
-            "delayer": {"running": delayer_pid() is not None, **delayer_status()}}
+            "delayer": {"running": delayer_pid() is not None, **fresh_delayer_status()}}
 
 
 def _p50(m: Measured | None) -> float | None:

@@ -9,8 +9,7 @@ The kernel keeps the packet meanwhile, so nothing is copied to userspace and bac
 It speaks nfnetlink_queue directly over a netlink socket (no C library needed), with GSO
 packets left whole (one 64 KiB TCP super-packet is one verdict, not 44) and batch verdicts (one
 message accepts every packet of a queue up to an id). The release time of a queue never goes
-backwards, so a queue stays FIFO and one batch verdict is always right; with jitter a packet
-waits for its predecessor, as on a real link without reordering.
+backwards, so a queue stays FIFO and one batch verdict is always right (see JITTER_PERIOD).
 
 Run as ``python -m kubehop.testbed.wandelay CONFIG.json STATUS.json``. CONFIG maps queue numbers
 to ``{"delay_ms", "jitter_ms"}``; SIGHUP re-reads it (held packets keep their release time),
@@ -62,6 +61,12 @@ QUEUE_MAXLEN = 32768
 """Packets a queue may hold before the kernel drops new ones (a router's buffer): 1 Gbit/s for
 40 ms is ~3400 full-size frames, far fewer GSO super-packets."""
 
+JITTER_PERIOD = 0.02
+"""With jitter, a direction's extra delay is drawn anew (uniform in +-jitter) every 20 ms, not
+per packet: a packet never overtakes the one before it (real paths rarely reorder, and netem's
+per-packet jitter reorders, which TCP takes for loss), and the FIFO rule then rarely holds a
+packet beyond its own draw, so the mean delay stays the configured one."""
+
 _HDR = struct.Struct("=IHHII")
 _PACKET_MSG = (NFNL_SUBSYS_QUEUE << 8) | NFQNL_MSG_PACKET
 
@@ -90,8 +95,9 @@ class Delayer:
         self.delays: dict[int, tuple[float, float]] = {}
         self.held: dict[int, collections.deque[tuple[float, int]]] = {}
         self.last_due: dict[int, float] = {}
+        self.jitter: dict[int, tuple[float, float]] = {}  # queue -> (offset, until)
         self.generation = 0
-        self.counters = {"packets": 0, "batches": 0, "recv_calls": 0, "max_held": 0}
+        self.counters = {"packets": 0, "batches": 0, "recv_calls": 0, "max_held": 0, "writes": 0}
         self.late: list[float] = []  # release lateness in microseconds, a bounded sample
         self.buf = bytearray(1 << 20)
 
@@ -156,6 +162,7 @@ class Delayer:
         self.write_status()
 
     def write_status(self) -> None:
+        self.counters["writes"] += 1
         late = sorted(self.late)
 
         def pct(p: float) -> float | None:
@@ -210,7 +217,11 @@ class Delayer:
             return
         delay, jitter = self.delays.get(queue, (0.0, 0.0))
         if jitter:
-            delay = max(0.0, delay + random.uniform(-jitter, jitter))  # noqa: S311
+            extra, until = self.jitter.get(queue, (0.0, 0.0))
+            if now >= until:
+                extra = random.uniform(-jitter, jitter)  # noqa: S311
+                self.jitter[queue] = (extra, now + JITTER_PERIOD)
+            delay = max(0.0, delay + extra)
         due = max(now + delay, self.last_due.get(queue, 0.0))
         self.last_due[queue] = due
         held = self.held.setdefault(queue, collections.deque())

@@ -37,7 +37,7 @@ from kubehop.testbed import wanprofile as wp
 
 ROOT = Path(__file__).resolve().parents[1]
 TOOLS = ROOT / "scripts" / "wan_tools.py"
-OUT = ROOT / "results" / "wan"
+OUT = Path(os.environ.get("WAN_MEASURE_OUT", ROOT / "results" / "wan"))
 NAMES = tb.recorded_clusters()
 EDGE, CLOUD = layout.layouts(NAMES)[:2]
 
@@ -183,6 +183,25 @@ def throughput() -> dict[str, Any]:
         if rate:
             row["goodput_over_rate"] = round(row["goodput_mbit_per_s"] * 1e6 / rate, 3)
         rows.append(row)
+    # A single TCP flow at 40 ms RTT is capped by Linux's default 6 MiB socket buffers (about
+    # 600 Mbit/s): raise them in both namespaces for one run to see the delayer's own ceiling.
+    keys = ("net.ipv4.tcp_rmem", "net.ipv4.tcp_wmem")
+    saved = {(c, k): sysctl(c, k) for c in ("edge", "cloud") for k in keys}
+    try:
+        for c, k in saved:
+            sysctl(c, k, "4096 131072 67108864")
+        for name, delay, rate, mbytes in (
+                ("delay 20ms, unlimited, 64 MiB TCP buffers", 20.0, None, 800),
+                ("default: delay 20ms, 1gbit, 64 MiB TCP buffers", 20.0, 10**9, 800)):
+            set_link(delay, rate)
+            row = costed(partial(bulk, mbytes))
+            row.update({"case": name, "one_way_delay_ms": delay, "rate": wp.format_rate(rate)})
+            if rate:
+                row["goodput_over_rate"] = round(row["goodput_mbit_per_s"] * 1e6 / rate, 3)
+            rows.append(row)
+    finally:
+        for (c, k), value in saved.items():
+            sysctl(c, k, value)
     udp = []
     for name, delay in (("flat", 0.0), ("delay 20ms, unlimited", 20.0)):
         set_link(delay, None)
@@ -190,6 +209,13 @@ def throughput() -> dict[str, Any]:
         row.update({"case": f"UDP 64-byte flood, {name}", "nfqueue": nfqueue_counters()})
         udp.append(row)
     return {"tcp_bulk_edge_to_cloud": rows, "udp_small_packets": udp}
+
+
+def sysctl(cluster: str, key: str, value: str | None = None) -> str:
+    argv = ["ip", "netns", "exec", f"kh-{cluster}", "sysctl", "-n", key]
+    if value is not None:
+        argv = ["ip", "netns", "exec", f"kh-{cluster}", "sysctl", "-qw", f"{key}={value}"]
+    return subprocess.run(argv, capture_output=True, text=True, check=True).stdout.strip()
 
 
 def idle_cpu(seconds: float = 60.0) -> dict[str, Any]:

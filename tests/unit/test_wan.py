@@ -180,3 +180,75 @@ def test_chain_rules_delay_and_limit_each_direction() -> None:
         f"{wp.QUEUE_BASE + MAX_CLUSTERS}",
     ]
     assert wan.chain_rules([(edge, cloud, wp.Link()), (cloud, edge, wp.Link())]) == []
+
+
+def _packet_notice(queue: int, packet_id: int) -> bytes:
+    """An nfnetlink_queue packet notice as the kernel sends it (metadata only)."""
+    import struct
+
+    from kubehop.testbed import wandelay as wd
+
+    attrs = wd._attr(wd.NFQA_PACKET_HDR, struct.pack("!IHB", packet_id, 0x0800, 2))
+    return wd._message(wd.NFQNL_MSG_PACKET, queue, attrs, flags=0)
+
+
+class _Sent:
+    """Stands in for the netlink socket: keeps what the delayer sends."""
+
+    def __init__(self) -> None:
+        self.messages: list[bytes] = []
+
+    def send(self, data: bytes) -> int:
+        self.messages.append(data)
+        return len(data)
+
+
+def _verdicts(sent: _Sent) -> list[tuple[int, int]]:
+    """(queue, accepted up to id) of every batch verdict sent."""
+    import struct
+
+    out = []
+    for msg in sent.messages:
+        queue = struct.unpack_from("!H", msg, 16 + 2)[0]
+        verdict, packet_id = struct.unpack_from("!II", msg, 16 + 4 + 4)
+        assert verdict == 1  # NF_ACCEPT
+        out.append((queue, packet_id))
+    return out
+
+
+def test_delayer_releases_each_queue_in_order_after_its_delay(tmp_path: Path) -> None:
+    from typing import Any, cast
+
+    from kubehop.testbed import wandelay as wd
+
+    sent = _Sent()
+    d = wd.Delayer(tmp_path / "c.json", tmp_path / "s.json", sock=cast(Any, sent))
+    d.delays = {27001: (0.020, 0.0), 27008: (0.005, 0.0)}
+    for queue, packet_id, at in ((27001, 1, 0.0), (27001, 2, 0.001), (27008, 7, 0.001)):
+        notice = _packet_notice(queue, packet_id)
+        d._enqueue(memoryview(notice), 0, len(notice), now=100.0 + at)
+    d.release(27001, 100.015)
+    d.release(27008, 100.006)
+    assert _verdicts(sent) == [(27008, 7)]  # 27001's packets are not due yet
+    d.release(27001, 100.0205)
+    assert _verdicts(sent)[-1] == (27001, 1)
+    d.release(27001, 100.030)
+    assert _verdicts(sent)[-1] == (27001, 2)
+    assert d.counters["packets"] == 3
+
+
+def test_delayer_jitter_never_reorders(tmp_path: Path) -> None:
+    from typing import Any, cast
+
+    from kubehop.testbed import wandelay as wd
+
+    d = wd.Delayer(tmp_path / "c.json", tmp_path / "s.json", sock=cast(Any, _Sent()))
+    d.delays = {27001: (0.010, 0.010)}
+    for i in range(2000):
+        notice = _packet_notice(27001, i)
+        d._enqueue(memoryview(notice), 0, len(notice), now=i * 0.0005)
+    dues = [due for due, _ in d.held[27001]]
+    assert dues == sorted(dues)
+    extra = [due - i * 0.0005 for i, due in enumerate(dues)]
+    assert min(extra) >= 0.0 and max(extra) <= 0.020 + 1e-9
+    assert 0.007 < sum(extra) / len(extra) < 0.013, "the mean delay stays near the configured"

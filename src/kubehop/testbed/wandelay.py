@@ -84,13 +84,16 @@ def _message(msg: int, queue: int, attrs: bytes, flags: int = NLM_F_REQUEST, seq
 class Delayer:
     """One netlink socket bound to every queue of the testbed's cluster pairs."""
 
-    def __init__(self, config: Path, status: Path) -> None:
+    def __init__(self, config: Path, status: Path, sock: socket.socket | None = None) -> None:
+        """``sock``: the nfnetlink socket; unit tests pass a stand-in to check the timing logic."""
         self.config_path = config
         self.status_path = status
-        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
-        self.sock.setsockopt(socket.SOL_SOCKET, 33, 32 << 20)  # SO_RCVBUFFORCE, 32 MiB
-        self.sock.setsockopt(SOL_NETLINK, NETLINK_NO_ENOBUFS, 1)
-        self.sock.bind((0, 0))
+        if sock is None:
+            sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
+            sock.setsockopt(socket.SOL_SOCKET, 33, 32 << 20)  # SO_RCVBUFFORCE, 32 MiB
+            sock.setsockopt(SOL_NETLINK, NETLINK_NO_ENOBUFS, 1)
+            sock.bind((0, 0))
+        self.sock = sock
         self.seq = 0
         self.delays: dict[int, tuple[float, float]] = {}
         self.held: dict[int, collections.deque[tuple[float, int]]] = {}

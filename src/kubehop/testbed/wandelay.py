@@ -45,6 +45,8 @@ NLM_F_ACK = 4
 NLMSG_ERROR = 2
 NFQA_PACKET_HDR = 1
 NFQA_VERDICT_HDR = 2
+NFQA_TIMESTAMP = 4
+SO_TIMESTAMP = 29
 NFQA_CFG_CMD = 1
 NFQA_CFG_PARAMS = 2
 NFQA_CFG_QUEUE_MAXLEN = 3
@@ -88,11 +90,17 @@ class Delayer:
         """``sock``: the nfnetlink socket; unit tests pass a stand-in to check the timing logic."""
         self.config_path = config
         self.status_path = status
+        self.stamper: socket.socket | None = None
         if sock is None:
             sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
             sock.setsockopt(socket.SOL_SOCKET, 33, 32 << 20)  # SO_RCVBUFFORCE, 32 MiB
             sock.setsockopt(SOL_NETLINK, NETLINK_NO_ENOBUFS, 1)
             sock.bind((0, 0))
+            # Any socket asking for receive timestamps makes the kernel stamp every packet, and
+            # nfqueue passes the stamp on: the delay then counts from the packet's arrival on the
+            # bridge, not from this process's wake-up (which comes 0.1-0.3 ms later).
+            self.stamper = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self.stamper.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMP, 1)
         self.sock = sock
         self.seq = 0
         self.delays: dict[int, tuple[float, float]] = {}
@@ -102,6 +110,7 @@ class Delayer:
         self.generation = 0
         self.counters = {"packets": 0, "batches": 0, "recv_calls": 0, "max_held": 0, "writes": 0}
         self.late: list[float] = []  # release lateness in microseconds, a bounded sample
+        self.lag: list[float] = []  # arrival on the bridge -> notice read here, microseconds
         self.buf = bytearray(1 << 20)
 
     # --- netlink ----------------------------------------------------------------------------
@@ -166,16 +175,18 @@ class Delayer:
 
     def write_status(self) -> None:
         self.counters["writes"] += 1
-        late = sorted(self.late)
+        late, lag = sorted(self.late), sorted(self.lag)
 
-        def pct(p: float) -> float | None:
-            return late[min(len(late) - 1, int(p * len(late)))] if late else None
+        def pct(values: list[float], p: float) -> float | None:
+            return values[min(len(values) - 1, int(p * len(values)))] if values else None
 
         status: dict[str, Any] = {
             "pid": os.getpid(), "generation": self.generation, "queues": sorted(self.held),
             **self.counters,
-            "release_late_us": {"samples": len(late), "p50": pct(0.5), "p99": pct(0.99),
-                                "max": late[-1] if late else None},
+            "release_late_us": {"samples": len(late), "p50": pct(late, 0.5),
+                                "p99": pct(late, 0.99), "max": late[-1] if late else None},
+            "arrival_to_read_us": {"samples": len(lag), "p50": pct(lag, 0.5),
+                                   "p99": pct(lag, 0.99), "max": lag[-1] if lag else None},
             "cpu_seconds": sum(os.times()[:2]),
         }
         tmp = self.status_path.with_suffix(".tmp")
@@ -196,28 +207,41 @@ class Delayer:
                 raise
             self.counters["recv_calls"] += 1
             now = time.monotonic()
+            real_offset = time.time() - now
             offset = 0
             while offset + _HDR.size <= n:
                 length, kind, _flags, _seq, _pid = _HDR.unpack_from(view, offset)
                 if length < _HDR.size:
                     break
                 if kind == _PACKET_MSG:
-                    self._enqueue(view, offset, length, now)
+                    self._enqueue(view, offset, length, now, real_offset)
                 offset += (length + 3) & ~3
 
-    def _enqueue(self, view: memoryview, offset: int, length: int, now: float) -> None:
+    def _enqueue(self, view: memoryview, offset: int, length: int, now: float,
+                 real_offset: float | None = None) -> None:
+        """Give one packet notice its release time. ``now`` is when it was read (monotonic);
+        with ``real_offset`` (wall clock - monotonic) the kernel's arrival stamp is used."""
         queue = struct.unpack_from("!H", view, offset + _HDR.size + 2)[0]
         pos, end = offset + _HDR.size + 4, offset + length
+        packet_id, arrival = None, now
         while pos + 4 <= end:
             alen, akind = struct.unpack_from("=HH", view, pos)
             if alen < 4:
                 return
-            if akind & 0x7FFF == NFQA_PACKET_HDR:
+            kind = akind & 0x7FFF
+            if kind == NFQA_PACKET_HDR:
                 packet_id = struct.unpack_from("!I", view, pos + 4)[0]
-                break
+            elif kind == NFQA_TIMESTAMP and real_offset is not None:
+                sec, usec = struct.unpack_from("!QQ", view, pos + 4)
+                stamped = sec + usec / 1e6 - real_offset
+                # A stamp from another clock (a sender's departure time) would be far off.
+                if now - 0.5 < stamped <= now:
+                    arrival = stamped
+                    self._keep(self.lag, (now - stamped) * 1e6)
             pos += (alen + 3) & ~3
-        else:
+        if packet_id is None:
             return
+        now = arrival
         delay, jitter = self.delays.get(queue, (0.0, 0.0))
         if jitter:
             extra, until = self.jitter.get(queue, (0.0, 0.0))
@@ -244,10 +268,15 @@ class Delayer:
             self.accept_upto(queue, last)
 
     def _sample(self, late_us: float) -> None:
-        if len(self.late) < 200_000:
-            self.late.append(late_us)
+        self._keep(self.late, late_us)
+
+    @staticmethod
+    def _keep(samples: list[float], value: float) -> None:
+        """A bounded sample (reservoir-like) of at most 200k values."""
+        if len(samples) < 200_000:
+            samples.append(value)
         else:
-            self.late[random.randrange(len(self.late))] = late_us  # noqa: S311
+            samples[random.randrange(len(samples))] = value  # noqa: S311
 
     def run(self) -> None:
         _tight_timers()

@@ -143,8 +143,9 @@ def accuracy() -> dict[str, Any]:
     if pid is not None:
         os.kill(pid, signal.SIGUSR1)
         time.sleep(0.5)  # the delayer writes its status file on SIGUSR1
-    return {"rows": rows, "delayer_release_lateness_us": wan.delayer_status().get(
-        "release_late_us")}
+    status = wan.delayer_status()
+    return {"rows": rows, "delayer_release_lateness_us": status.get("release_late_us"),
+            "delayer_arrival_to_read_us": status.get("arrival_to_read_us")}
 
 
 def bulk(mbytes: int, src: str = "edge", dst: str = "cloud") -> dict[str, Any]:
@@ -238,7 +239,58 @@ def write(name: str, data: dict[str, Any]) -> None:
     print(f"wrote {OUT / name}.json", flush=True)
 
 
+def summary() -> str:
+    """Markdown tables of the JSON files (for docs/wan.md): every figure comes from a file."""
+    acc = json.loads((OUT / "accuracy.json").read_text())
+    thr = json.loads((OUT / "throughput.json").read_text())
+    idle = json.loads((OUT / "cpu_idle.json").read_text())
+    lines = [f"Accuracy ({acc['measured_at']}; 300 probes each; error = measured RTT - 2 x "
+             "one-way delay, ms):", "",
+             "| probe | one way | RTT p50 | error p50 | error p99 | abs error p99 "
+             "| within 20%/1ms |",
+             "|---|---|---|---|---|---|---|"]
+    for r in acc["rows"]:
+        within = r.get("within_issue_tolerance")
+        lines.append(f"| {r['probe']} | {r['one_way_delay_ms']:g} ms | {r['rtt_ms']['p50']} | "
+                     f"{r['error_ms']['p50']} | {r['error_ms']['p99']} | "
+                     f"{r.get('abs_error_ms', {}).get('p99', '-')} | "
+                     f"{'-' if within is None else f'{100 * within:.1f}%'} |")
+    late = acc.get("delayer_release_lateness_us") or {}
+    lines += ["", f"Delayer's own release lateness (due time -> verdict sent), all packets of the "
+              f"accuracy run: p50 {late.get('p50', 0):.0f} us, p99 {late.get('p99', 0):.0f} us, "
+              f"max {late.get('max', 0):.0f} us ({late.get('samples')} packets)."]
+    lag = acc.get("delayer_arrival_to_read_us") or {}
+    if lag:
+        lines += [f"Packet arrival on the bridge (kernel stamp) -> notice read by the delayer: "
+                  f"p50 {lag.get('p50', 0):.0f} us, p99 {lag.get('p99', 0):.0f} us, max "
+                  f"{lag.get('max', 0):.0f} us (the delay counts from the arrival)."]
+    lines += [""]
+    lines += [f"Bulk TCP edge -> cloud, one flow ({thr['measured_at']}):", "",
+              "| case | goodput Mbit/s | of the rate | delayer CPU (% of a core) | "
+              "machine busy (% of 2 cores) |", "|---|---|---|---|---|"]
+    for r in thr["tcp_bulk_edge_to_cloud"]:
+        lines.append(f"| {r['case']} | {r['goodput_mbit_per_s']} | "
+                     f"{r.get('goodput_over_rate', '-')} | {r['delayer_cpu_percent_of_one_core']} "
+                     f"| {r['machine_busy_percent_all_cores']} |")
+    lines += ["", "UDP, 64-byte datagrams from one Python sender for 5 s:", "",
+              "| case | sent pps | delivered pps | delivered | delayer CPU (% of a core) | "
+              "nfqueue drops |", "|---|---|---|---|---|---|"]
+    for r in thr["udp_small_packets"]:
+        drops = sum(q["queue_dropped"] + q["user_dropped"] for q in r["nfqueue"])
+        lines.append(f"| {r['case']} | {r['sent']['pps']:.0f} | {r['delivered_pps']} | "
+                     f"{100 * r['delivered_ratio']:.1f}% | "
+                     f"{r['delayer_cpu_percent_of_one_core']} | {drops} |")
+    lines += ["", f"Idle ({idle['measured_at']}, default profile, {idle['seconds']} s): delayer "
+              f"{idle['delayer_cpu_percent_of_one_core']}% of a core; the whole idle testbed "
+              f"{idle['machine_busy_percent_all_cores (whole testbed idle)']}% of 2 cores.", ""]
+    return "\n".join(lines)
+
+
 def main() -> None:
+    if sys.argv[1:] == ["summary"]:
+        (OUT / "summary.md").write_text(summary())
+        print(f"wrote {OUT / 'summary.md'}")
+        return
     if not {"edge", "cloud"} <= set(NAMES):
         raise SystemExit("needs 'kubehop testbed up' with clusters edge and cloud")
     only = set(sys.argv[1:]) or {"idle", "accuracy", "throughput"}

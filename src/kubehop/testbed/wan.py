@@ -333,8 +333,14 @@ def report(names: tuple[str, ...], count: int = 5) -> dict[str, Any]:
         })
     host = {n: {"configured_rtt_ms": 0.0, "measured_rtt_ms": _p50(measured.get((n, HOST)))}
             for n in names}
+    # Rows: where the probe ran; columns: what it reached.
+    configured = {a: {b: 0.0 if b in (a, HOST) else profile.link_between(a, b).rtt_ms
+                      for b in (*names, HOST)} for a in names}
+    measured_matrix = {a: {b: _p50(measured.get((a, b))) for b in (*names, HOST) if b != a}
+                       for a in names}
+    matrix = {"configured_rtt_ms": configured, "measured_rtt_ms": measured_matrix}
     return {"profile": profile.to_dict(), "probe": f"TCP connect, median of {count}",
-            "links": links, "host": host,
+            "matrix": matrix, "links": links, "host": host,
             "delayer": {"running": delayer_pid() is not None, **fresh_delayer_status()}}
 
 

@@ -35,6 +35,8 @@ def test_quick_bench_writes_runs_summary_and_plots(tmp_path: Path) -> None:
     for png in ["comparison.png", *(f"timeline-{s}.png" for s in strategies)]:
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
     assert "Kubernetes v1.34" in summary
+    assert data["wan"]["links"][0]["configured_rtt_ms"] > 0, "the WAN the runs crossed"
+    assert "WAN profile" in summary
 
 
 def test_bad_bench_input_is_one_line() -> None:
@@ -42,3 +44,4 @@ def test_bad_bench_input_is_one_line() -> None:
 
     assert_one_line_error(kubehop("bench", "--strategies", "warp"), "unknown strategy")
     assert_one_line_error(kubehop("bench", "--interval", "0"), "--interval")
+    assert_one_line_error(kubehop("bench", "--wan", "/nonexistent.yaml"), "WAN profile")

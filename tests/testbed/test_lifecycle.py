@@ -56,10 +56,14 @@ def _machine_leftovers() -> list[str]:
     found += [
         line
         for line in ps.splitlines()
-        if state in line or "kube-apiserver" in line or "kubelet " in line
+        # A zombie holds nothing but its exit status, which pid 1 collects in its own time.
+        if (state in line or "kube-apiserver" in line or "kubelet " in line)
+        and not line.endswith("<defunct>")
     ]
     rules = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
-    found += [line for line in rules.splitlines() if "kubehop" in line]
+    found += [line for line in rules.splitlines() if "kubehop" in line.lower()]
+    queues = Path("/proc/net/netfilter/nfnetlink_queue")
+    found += [f"nfqueue {q}" for q in queues.read_text().splitlines()] if queues.exists() else []
     found += [str(p) for p in Path("/sys/fs/cgroup").glob("*/kubehop-*")]
     if layout.state_dir().exists():
         found.append(state)

@@ -25,6 +25,16 @@ def _cell(pair: list[float | None] | tuple[float | None, float | None], digits: 
     return f"{med:.{digits}f} / {top:.{digits}f}"
 
 
+def _wan_line(wan: dict[str, Any] | None) -> str:
+    """The WAN the runs crossed: each link's one-way delay, rate and the RTT measured before."""
+    if not wan:
+        return "WAN: not recorded.  "
+    links = [f"{x['a']}<->{x['b']} {x['delay']} one way, {x['rate']}, RTT measured "
+             + "/".join(f"{v:.1f}" if v is not None else "?" for v in x["measured_rtt_ms"].values())
+             + " ms" for x in wan["links"]]
+    return f"WAN profile {wan['profile']['name']}: " + "; ".join(links) + ".  "
+
+
 def summary_markdown(data: dict[str, Any], command: str) -> str:
     lines = [
         "# kubehop bench",
@@ -33,6 +43,7 @@ def summary_markdown(data: dict[str, Any], command: str) -> str:
         f"Machine: {platform.node()} {platform.machine()}, {_cpus()} cores, Linux "
         f"{platform.release()}; Kubernetes v{layout.KUBERNETES_VERSION}, Traefik "
         f"{layout.TRAEFIK_VERSION}, CoreDNS {layout.COREDNS_VERSION}.  ",
+        _wan_line(data.get("wan")),
         "agw calls orc8r every 10 ms (open loop); each cell is median / max over the runs.",
         "",
         "| strategy | runs | failed requests | longest gap (ms) | total time (s) | "

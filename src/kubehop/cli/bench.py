@@ -27,12 +27,16 @@ def bench(
         = 10,
     quick: Annotated[bool, typer.Option("--quick", help="1 run per strategy, scale 1.")] = False,
     out: Annotated[Path, typer.Option(help="Results folder.")] = Path("results/bench"),
+    wan: Annotated[str | None, typer.Option(help="WAN profile to apply first: default, flat or "
+                                            "a YAML file (default: leave the WAN as it is).")]
+        = None,
 ) -> None:
     """Migrate orc8r edge -> cloud under agw's load with each strategy; write JSON, a markdown
     summary and PNG plots under --out. Needs 'kubehop testbed up'."""
     from kubehop.bench import report, runner
     from kubehop.testbed import sample
     from kubehop.testbed import testbed as tb
+    from kubehop.testbed import wan as testbed_wan
 
     chosen = [s.strip() for s in strategies.split(",") if s.strip()]
     unknown = [s for s in chosen if s not in runner.STRATEGIES]
@@ -56,9 +60,15 @@ def bench(
     def say(message: str) -> None:
         err.print(f"[{time.strftime('%H:%M:%S')}] {message}", markup=False)
 
+    names = tb.recorded_clusters()
+    if wan is not None:
+        say("wan: " + testbed_wan.summary(testbed_wan.apply(testbed_wan.resolve(wan, names),
+                                                             names)))
+    wan_record = testbed_wan.report(names, count=5)  # configured and measured, before the load
     sample.deploy("edge", interval_ms=interval)
     data = runner.run_bench(runs=runs, strategies=chosen, scale=sizes, out=out, say=say)
     data["interval_ms"] = interval
+    data["wan"] = wan_record
     command = "kubehop " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     for path in report.write(data, out, command):
         say(f"wrote {path}")

@@ -67,11 +67,15 @@ def up(
     clusters: Annotated[
         str, typer.Option(help="Comma-separated cluster names, e.g. edge,fog,cloud.")
     ] = ",".join(layout.DEFAULT_CLUSTERS),
+    wan: Annotated[
+        str | None, typer.Option(help="WAN profile: default, flat or a YAML file (default: "
+                                 "'default' on a new testbed, unchanged on a running one).")
+    ] = None,
 ) -> None:
     """Build (first time) and start the clusters; a healthy testbed is left as it is."""
     names = _names(clusters)
     rep = _Reporter()
-    result = tb.up(names, say=rep.say, progress=rep.build)
+    result = tb.up(names, say=rep.say, progress=rep.build, wan=wan)
     verb = "already up" if result.already_up else f"up in {result.seconds:.1f}s"
     rep.say(f"testbed {verb}: clusters {', '.join(result.clusters)}")
     out.print(f"kubeconfig: {result.kubeconfig}", markup=False)
@@ -162,3 +166,91 @@ def inventory() -> None:
     if not tb.recorded_clusters():
         raise UsageError("the testbed is not up; start it with 'kubehop testbed up'")
     sys.stdout.write(tb.inventory_yaml())
+
+
+wan_app = typer.Typer(help="The WAN between the clusters: delay, jitter and rate per link.",
+                      no_args_is_help=True)
+app.add_typer(wan_app, name="wan")
+
+
+def _running() -> tuple[str, ...]:
+    names = tb.recorded_clusters()
+    if not names:
+        raise UsageError("the testbed is not up; start it with 'kubehop testbed up'")
+    return names
+
+
+@wan_app.command("set")
+def wan_set(
+    a: Annotated[str, typer.Argument(help="A tier (edge, fog, cloud) or a cluster name.")],
+    b: Annotated[str, typer.Argument(help="The other tier or cluster.")],
+    delay: Annotated[str | None, typer.Option(help="One-way delay, e.g. 30ms.")] = None,
+    jitter: Annotated[str | None, typer.Option(help="Jitter, e.g. 1ms (<= delay).")] = None,
+    rate: Annotated[str | None, typer.Option(help="Rate per direction, e.g. 100mbit, or "
+                                             "unlimited.")] = None,
+) -> None:
+    """Change one link of the running testbed; fields not given keep their value."""
+    from kubehop.testbed import wan as wan_mod
+    from kubehop.testbed import wanprofile as wp
+
+    names = _running()
+    for name in (a, b):
+        wp.check_endpoint(name, names)
+    if delay is None and jitter is None and rate is None:
+        raise UsageError("give at least one of --delay, --jitter, --rate")
+    profile = (wan_mod.current_profile() or wp.FLAT).with_link(
+        a, b,
+        delay_ms=None if delay is None else wp.parse_delay(delay),
+        jitter_ms=None if jitter is None else wp.parse_delay(jitter, "jitter"),
+        rate_bit=wp.KEEP if rate is None else wp.parse_rate(rate))
+    table = wan_mod.apply(profile, names)
+    out.print("wan: " + wan_mod.summary(table), markup=False)
+
+
+@wan_app.command("apply")
+def wan_apply(
+    profile: Annotated[str, typer.Argument(help="default, flat or a YAML profile file.")],
+) -> None:
+    """Replace the running testbed's whole WAN profile."""
+    from kubehop.testbed import wan as wan_mod
+
+    names = _running()
+    table = wan_mod.apply(wan_mod.resolve(profile, names), names)
+    out.print("wan: " + wan_mod.summary(table), markup=False)
+
+
+@wan_app.command("show")
+def wan_show(
+    output: Annotated[Output, typer.Option("-o", "--output", help="table or json")] = Output.table,
+    count: Annotated[int, typer.Option(min=1, max=100, help="Probes per pair.")] = 5,
+) -> None:
+    """The configured RTT of each link and the RTT measured now (TCP connect from inside each
+    cluster's network namespace to the other's API server, and to the host side)."""
+    from kubehop.testbed import wan as wan_mod
+
+    data = wan_mod.report(_running(), count)
+    if output is Output.json:
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+        return
+    table = Table(title=f"kubehop testbed WAN (profile {data['profile']['name']}; RTT in ms, "
+                        f"{data['probe']})")
+    for col in ("link (a <-> b)", "tiers", "delay", "jitter", "rate", "RTT set",
+                "RTT measured a->b / b->a"):
+        table.add_column(col)
+
+    def ms(value: float | None) -> str:
+        return "FAILED" if value is None else f"{value:.2f}"
+
+    for link in data["links"]:
+        measured = " / ".join(ms(v) for v in link["measured_rtt_ms"].values())
+        table.add_row(f"{link['a']} <-> {link['b']}", "-".join(link["tiers"]), link["delay"],
+                      link["jitter"], link["rate"], f"{link['configured_rtt_ms']:g}", measured)
+    for name, host in data["host"].items():
+        table.add_row(f"{name} <-> host", "own tier", "0ms", "0ms", "unlimited", "0",
+                      ms(host["measured_rtt_ms"]))
+    table.caption = "host: the bridge side (registry, Cloud DNS, Prometheus), never delayed"
+    out.print(table)
+    delayer = data["delayer"]
+    if delayer.get("running"):
+        out.print(f"delayer: pid {delayer.get('pid')}, {delayer.get('packets', 0)} packets "
+                  f"delayed, {delayer.get('cpu_seconds', 0):.1f}s CPU", markup=False)

@@ -40,6 +40,7 @@ from kubehop.testbed import (
     monitoring,
     procs,
 )
+from kubehop.testbed import wan as testbed_wan
 from kubehop.testbed.layout import ClusterLayout
 from kubehop.testbed.pki import KubeconfigEntry, kubeconfig_dict, write_kubeconfig
 
@@ -274,11 +275,14 @@ class UpResult:
 
 
 def up(
-    names: tuple[str, ...], *, say: Say = _quiet, progress: builds.Progress | None = None
+    names: tuple[str, ...], *, say: Say = _quiet, progress: builds.Progress | None = None,
+    wan: str | None = None,
 ) -> UpResult:
-    """Bring the testbed up (or leave a healthy one as it is)."""
+    """Bring the testbed up (or leave a healthy one as it is); ``wan`` names the WAN profile
+    (default: the tiers' default on a new testbed, unchanged on a running one)."""
     start = time.monotonic()
     preflight()
+    profile = testbed_wan.resolve(wan or "default", names)
     existing = recorded_clusters()
     if existing:
         if set(existing) != set(names):
@@ -288,6 +292,8 @@ def up(
             )
         report = status()
         if report.healthy:
+            if wan is not None:
+                say("wan: " + testbed_wan.summary(testbed_wan.apply(profile, names)))
             say("testbed already up and healthy: nothing to do")
             return UpResult(list(existing), True, time.monotonic() - start, str(kubeconfig_file()))
         say("testbed is partly up: cleaning it before starting again")
@@ -306,6 +312,7 @@ def up(
     )
     try:
         _up(clusters, say)
+        say("wan: " + testbed_wan.summary(testbed_wan.apply(profile, names)))
     except BaseException:
         say(
             "bring-up failed: logs stay under "
@@ -530,6 +537,7 @@ def status() -> Status:
             "clouddns": procs.read_pid(clouddns_pidfile()) is not None,
             "prometheus": procs.read_pid(monitoring_pidfiles()[0]) is not None,
             "clusterexporter": procs.read_pid(monitoring_pidfiles()[1]) is not None,
+            **testbed_wan.services(),
         } if names else {},
         tsig_key_file=str(clouddns.key_file()) if names else "",
         kubeconfig=str(kubeconfig_file()) if names else "",
@@ -604,6 +612,7 @@ def down(*, say: Say = _quiet) -> list[str]:
         procs.stop(pidfile)
     # Whatever else still runs from the state directory (a crashed run, a renamed component).
     procs.stop_pids(list(procs.pids_matching(str(layout.state_dir()))), timeout=5)
+    testbed_wan.clear(tuple(names))
     hostnet.delete_bridge()
     base = layout.state_dir()
     _unmount_all(base)
@@ -621,6 +630,7 @@ def leftovers() -> list[str]:
     found += [f"netns {n}" for n in hostnet.leftover_netns()]
     found += [f"interface {n}" for n in hostnet.leftover_links()]
     found += [f"iptables rule {r}" for r in hostnet.iptables_rules()]
+    found += testbed_wan.leftovers()
     found += [f"cgroup {r}" for r in cgroups.leftover_roots()]
     found += [f"mount {m}" for m in _mounts_under(layout.state_dir())]
     found += [f"process {p}" for p in procs.pids_matching(str(layout.state_dir()))]

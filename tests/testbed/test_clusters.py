@@ -12,22 +12,15 @@ from kubehop.testbed import testbed as tb
 from tests.conftest import kubehop
 
 from .conftest import CLUSTERS
+from .kube import fresh_namespaces, kubectl
 
 pytestmark = pytest.mark.usefixtures("testbed")
 
 
-def kubectl(context: str, *args: str, stdin: str | None = None) -> str:
-    kubeconfig = kubehop("testbed", "kubeconfig").stdout.strip()
-    result = subprocess.run(
-        [str(tb.kubectl_binary()), "--kubeconfig", kubeconfig, "--context", context, *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
+def test_kubeconfig_command_names_the_testbed_kubeconfig() -> None:
+    result = kubehop("testbed", "kubeconfig")
     assert result.returncode == 0, result.stderr
-    return result.stdout
+    assert result.stdout.strip() == str(tb.kubeconfig_file())
 
 
 @pytest.mark.parametrize("context", CLUSTERS)
@@ -115,6 +108,7 @@ def deployed() -> dict[str, int]:
     image = images.httpd_image().ref()
     ports = {}
     for cluster in CLUSTERS:
+        fresh_namespaces(cluster, "kh-test")
         kubectl(cluster, "apply", "-f", "-", stdin=_manifest(cluster, image))
     for cluster in CLUSTERS:
         kubectl(cluster, "-n", "kh-test", "rollout", "status", "deployment/httpd", "--timeout=180s")

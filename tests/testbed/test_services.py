@@ -19,18 +19,14 @@ import httpx
 import pytest
 
 from kubehop.testbed import clouddns, images, layout, monitoring, sample
-from kubehop.testbed import testbed as tb
 from tests.conftest import kubehop
 
 from .conftest import CLUSTERS
+from .kube import fresh_namespaces, kubectl
 
 pytestmark = pytest.mark.usefixtures("testbed")
 
 EDGE, CLOUD = layout.layouts(CLUSTERS)
-
-
-def kubectl(c: layout.ClusterLayout, *args: str, stdin: str | None = None) -> str:
-    return tb.kubectl(c, *args, stdin=stdin)
 
 
 def in_netns(c: layout.ClusterLayout, code: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -122,6 +118,7 @@ spec:
 
 @pytest.fixture(scope="module")
 def routed() -> Iterator[None]:
+    fresh_namespaces(CLOUD, "kh-ing", "kh-routes")
     kubectl(CLOUD, "apply", "-f", "-", stdin=_backend("kh-ing", "cloud"))
     kubectl(CLOUD, "-n", "kh-ing", "rollout", "status", "deployment/web", "--timeout=180s")
     kubectl(CLOUD, "apply", "-f", "-", stdin=ROUTES)
@@ -169,6 +166,7 @@ def _update(name: str, address: str, *, secret: str | None = None) -> int:
 
 @pytest.fixture(scope="module")
 def client_pod() -> Iterator[str]:
+    fresh_namespaces(EDGE, "kh-dns")
     kubectl(EDGE, "apply", "-f", "-", stdin=f"""
 apiVersion: v1
 kind: Namespace

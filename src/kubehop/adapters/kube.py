@@ -53,6 +53,10 @@ def _to_dict(obj: Any) -> Manifest:
     return data
 
 
+def _ref(kind: str, name: str, namespace: str | None) -> str:
+    return f"{kind} {namespace}/{name}" if namespace else f"{kind} {name}"
+
+
 class KubeCluster:
     """The API of one cluster, reached through one kubeconfig context.
 
@@ -72,7 +76,10 @@ class KubeCluster:
             raise KubeError(f"cannot load context {context!r} from {where}: {exc}") from exc
         if config is None:
             raise KubeError(f"no context {context!r} in {where}")
-        self.client = Client(config=config, field_manager=FIELD_MANAGER)
+        try:
+            self.client = Client(config=config, field_manager=FIELD_MANAGER)
+        except Exception as exc:
+            raise KubeError(f"cannot use context {context!r} from {where}: {exc}") from exc
         self._http: Any = None
 
     def close(self) -> None:
@@ -97,9 +104,9 @@ class KubeCluster:
         except ApiError as exc:
             if exc.status.code == 404:
                 return None
-            raise self._fail(f"get {kind} {namespace}/{name}", exc) from exc
+            raise self._fail(f"get {_ref(kind, name, namespace)}", exc) from exc
         except Exception as exc:
-            raise self._fail(f"get {kind} {namespace}/{name}", exc) from exc
+            raise self._fail(f"get {_ref(kind, name, namespace)}", exc) from exc
 
     def find(self, kind: str, namespace: str | None = None,
              labels: dict[str, str] | None = None) -> list[Manifest]:
@@ -146,9 +153,9 @@ class KubeCluster:
         except ApiError as exc:
             if exc.status.code == 404:
                 return False
-            raise self._fail(f"delete {kind} {namespace}/{name}", exc) from exc
+            raise self._fail(f"delete {_ref(kind, name, namespace)}", exc) from exc
         except Exception as exc:
-            raise self._fail(f"delete {kind} {namespace}/{name}", exc) from exc
+            raise self._fail(f"delete {_ref(kind, name, namespace)}", exc) from exc
         return True
 
     def namespace_terminating(self, name: str) -> bool:

@@ -200,13 +200,22 @@ def _kubeconfig_entry(c: ClusterLayout, identity: str) -> KubeconfigEntry:
 
 def kube(c: ClusterLayout, identity: str = "admin") -> KubeCluster:
     """The API of cluster ``c`` as ``identity`` (admin, or e.g. the read-only prometheus),
-    reached from the host as a user reaches it. Built from the cluster's certificates rather
-    than the combined kubeconfig, which does not exist yet while the control planes start."""
-    try:
-        config = kubeconfig_dict([_kubeconfig_entry(c, identity)])
-    except OSError as exc:
-        raise TestbedError(f"no {identity} certificates for cluster {c.name} ({exc}); "
-                           "is the testbed up?") from exc
+    reached from the host as a user reaches it. Built from the cluster's certificate files
+    (no copies of its keys), not the combined kubeconfig: that one does not exist yet while the
+    control planes start, and it holds the admin identity only."""
+    files = {name: c.pki_dir / name for name in ("ca.crt", f"{identity}.crt", f"{identity}.key")}
+    missing = [str(f) for f in files.values() if not f.is_file()]
+    if missing:
+        raise TestbedError(f"cluster {c.name} has no {missing[0]}; is the testbed up?")
+    config = {
+        "apiVersion": "v1", "kind": "Config", "current-context": c.name,
+        "clusters": [{"name": c.name, "cluster": {
+            "server": c.api_url, "certificate-authority": str(files["ca.crt"])}}],
+        "users": [{"name": c.name, "user": {
+            "client-certificate": str(files[f"{identity}.crt"]),
+            "client-key": str(files[f"{identity}.key"])}}],
+        "contexts": [{"name": c.name, "context": {"cluster": c.name, "user": c.name}}],
+    }
     return KubeCluster(kubeconfig=config, context=c.name, name=c.name)
 
 

@@ -21,6 +21,7 @@ from kubehop.testbed import testbed as tb
 from tests.conftest import KUBEHOP, assert_one_line_error
 
 from .conftest import CLUSTERS
+from .kube import kubectl
 
 pytestmark = pytest.mark.usefixtures("testbed")
 
@@ -69,9 +70,9 @@ def kh(*args: str) -> subprocess.CompletedProcess[str]:
 def _is_fresh() -> bool:
     """edge serves orc8r from its own pods, and no cluster holds anything kubehop made."""
     try:
-        svc = json.loads(tb.kubectl(EDGE, "get", "svc", "orc8r", "-n", NS, "-o", "json"))
+        svc = json.loads(kubectl(EDGE, "get", "svc", "orc8r", "-n", NS, "-o", "json"))
         made = [i for c in (EDGE, CLOUD) for kind in ("ingressroutes", "endpointslices", "svc")
-                for i in json.loads(tb.kubectl(c, "get", kind, "-A", "-o", "json"))["items"]
+                for i in json.loads(kubectl(c, "get", kind, "-A", "-o", "json"))["items"]
                 if "kubehop" in i["metadata"]["name"]]
         recent = record(time.time() - 2, time.time() - 0.2, complete=False)
     except Exception:
@@ -86,7 +87,7 @@ def _settled() -> None:
     snapshots compare a quiet cluster."""
     for _ in range(240):
         phases = [n["status"].get("phase") for c in (EDGE, CLOUD)
-                  for n in json.loads(tb.kubectl(c, "get", "namespaces", "-o", "json"))["items"]]
+                  for n in json.loads(kubectl(c, "get", "namespaces", "-o", "json"))["items"]]
         if "Terminating" not in phases:
             return
         time.sleep(0.5)
@@ -121,7 +122,7 @@ def snapshot() -> dict[str, object]:
     for c in (EDGE, CLOUD):
         for kind in ("namespaces", "svc", "deploy", "endpointslices", "ingressroutes",
                      "configmaps"):
-            items = json.loads(tb.kubectl(c, "get", kind, "-A", "-o", "json"))["items"]
+            items = json.loads(kubectl(c, "get", kind, "-A", "-o", "json"))["items"]
             state[f"{c.name}/{kind}"] = sorted(
                 (i["metadata"].get("namespace", ""), i["metadata"]["name"],
                  i["metadata"]["resourceVersion"])
@@ -133,7 +134,7 @@ def snapshot() -> dict[str, object]:
 
 
 def orc8r_deployments() -> dict[str, bool]:
-    return {c.name: bool(json.loads(tb.kubectl(c, "get", "deploy", "-n", NS, "-o", "json",
+    return {c.name: bool(json.loads(kubectl(c, "get", "deploy", "-n", NS, "-o", "json",
                                                 "--ignore-not-found") or '{"items": []}')
                          ["items"]) for c in (EDGE, CLOUD)}
 
@@ -165,11 +166,11 @@ def test_migration_under_load_loses_no_request(strategy: str) -> None:
             failed_at, switch)
     assert set(rec["served_by"]) == {"edge", "cloud"}  # type: ignore[arg-type]
     assert orc8r_deployments() == {"edge": False, "cloud": True}
-    pods = json.loads(tb.kubectl(EDGE, "get", "pods", "-n", NS, "-l", "app=orc8r", "-o",
+    pods = json.loads(kubectl(EDGE, "get", "pods", "-n", NS, "-l", "app=orc8r", "-o",
                                  "json"))["items"]
     assert [p for p in pods if not p["metadata"].get("deletionTimestamp")] == []
     assert served_now() .keys() == {"cloud"}
-    svc = json.loads(tb.kubectl(EDGE, "get", "svc", "orc8r", "-n", NS, "-o", "json"))
+    svc = json.loads(kubectl(EDGE, "get", "svc", "orc8r", "-n", NS, "-o", "json"))
     if strategy == "endpoints":
         assert svc["spec"]["type"] == "ClusterIP" and not svc["spec"].get("selector")
     else:
@@ -207,14 +208,14 @@ def test_round_trip_edge_cloud_edge_leaves_nothing_stale() -> None:
     assert served_now().keys() == {"edge"}
     assert orc8r_deployments() == {"edge": True, "cloud": False}
     # edge serves from its own pods again; cloud keeps only an alias back to edge
-    svc = json.loads(tb.kubectl(EDGE, "get", "svc", "orc8r", "-n", NS, "-o", "json"))
+    svc = json.loads(kubectl(EDGE, "get", "svc", "orc8r", "-n", NS, "-o", "json"))
     assert svc["spec"]["selector"] == {"app": "orc8r"}
-    edge_slices = json.loads(tb.kubectl(EDGE, "get", "endpointslices", "-n", NS, "-o",
+    edge_slices = json.loads(kubectl(EDGE, "get", "endpointslices", "-n", NS, "-o",
                                         "json"))["items"]
     assert not [s for s in edge_slices if s["metadata"]["name"] == "orc8r-kubehop"]
-    assert json.loads(tb.kubectl(CLOUD, "get", "ingressroutes", "-n", NS, "-o",
+    assert json.loads(kubectl(CLOUD, "get", "ingressroutes", "-n", NS, "-o",
                                  "json"))["items"] == []
-    cloud_alias = json.loads(tb.kubectl(CLOUD, "get", "endpointslice", "orc8r-kubehop", "-n",
+    cloud_alias = json.loads(kubectl(CLOUD, "get", "endpointslice", "orc8r-kubehop", "-n",
                                         NS, "-o", "json"))
     assert cloud_alias["endpoints"][0]["addresses"] == [str(EDGE.node_ip)]
     assert DnsZone(tb.inventory().dns).lookup_a(FQDN) == [str(EDGE.node_ip)]  # type: ignore[arg-type]
@@ -265,9 +266,9 @@ def test_failure_at_each_step_rolls_back_and_the_source_serves(step: str) -> Non
     assert rec["failed"] == 0, rec["errors"]
     assert served_now().keys() == {"edge"}
     assert orc8r_deployments() == {"edge": True, "cloud": False}
-    assert json.loads(tb.kubectl(CLOUD, "get", "ingressroutes", "-A", "-o", "json"))[
+    assert json.loads(kubectl(CLOUD, "get", "ingressroutes", "-A", "-o", "json"))[
         "items"] == []
-    svc = json.loads(tb.kubectl(EDGE, "get", "svc", "orc8r", "-n", NS, "-o", "json"))
+    svc = json.loads(kubectl(EDGE, "get", "svc", "orc8r", "-n", NS, "-o", "json"))
     assert svc["spec"]["type"] == "ClusterIP" and svc["spec"]["selector"] == {"app": "orc8r"}
 
 
@@ -330,7 +331,7 @@ def _inventory_variant(tmp_path: Path, change: str) -> str:
 
 @pytest.fixture(scope="module")
 def selectorless() -> Iterator[None]:
-    tb.kubectl(EDGE, "apply", "-f", "-", stdin="""
+    kubectl(EDGE, "apply", "-f", "-", stdin="""
 apiVersion: v1
 kind: Namespace
 metadata: {name: kh-sel}
@@ -341,7 +342,7 @@ metadata: {name: manual, namespace: kh-sel}
 spec: {ports: [{port: 80}]}
 """)
     yield
-    tb.kubectl(EDGE, "delete", "namespace", "kh-sel", "--wait=false")
+    kubectl(EDGE, "delete", "namespace", "kh-sel", "--wait=false")
 
 
 @pytest.mark.parametrize(

@@ -23,7 +23,7 @@ def kubectl(cluster: ClusterLayout | str, *args: str, stdin: str | None = None) 
                             check=False)
     if result.returncode != 0:
         raise AssertionError(f"kubectl {' '.join(args[:3])} on cluster {context} failed: "
-                             f"{result.stderr.strip().splitlines()[-1:]}")
+                             f"{result.stderr.strip()[-600:]}")
     return result.stdout
 
 

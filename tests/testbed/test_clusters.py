@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import subprocess
+from functools import partial
 
 import pytest
 
 from kubehop.testbed import layout
 from kubehop.testbed import testbed as tb
+from kubehop.waiting import NotYet, wait_for
 from tests.conftest import kubehop
 
 from .conftest import CLUSTERS
@@ -100,6 +102,15 @@ FETCH = (
 )
 
 
+def _service_answers(cluster: str) -> bool:
+    try:
+        kubectl(cluster, "-n", "kh-test", "exec", "client", "--", "python3", "-c", FETCH,
+                "http://httpd:8080/")
+    except AssertionError as exc:
+        raise NotYet(str(exc)[-200:]) from exc
+    return True
+
+
 @pytest.fixture(scope="module")
 def deployed() -> dict[str, int]:
     """httpd (2 replicas, NodePort) plus a client pod in every cluster; returns node ports."""
@@ -123,6 +134,9 @@ def deployed() -> dict[str, int]:
         )
         svc = json.loads(kubectl(cluster, "-n", "kh-test", "get", "svc", "httpd", "-o", "json"))
         ports[cluster] = svc["spec"]["ports"][0]["nodePort"]
+        # Ready pods are not yet a programmed Service: kube-proxy follows a moment later.
+        wait_for(partial(_service_answers, cluster), timeout=60, interval=0.5,
+                 what=f"the httpd Service in {cluster} to answer its client pod")
     yield ports
     for cluster in CLUSTERS:
         kubectl(cluster, "delete", "namespace", "kh-test", "--wait=false")

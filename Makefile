@@ -11,6 +11,7 @@ DEBS := containerd runc containernetworking-plugins mmdebstrap buildah conntrack
         bind9 bind9-utils prometheus \
         iproute2 util-linux ca-certificates
 PYTEST_ARGS ?=
+PYTEST_SEED ?=
 
 .PHONY: all deps venv build lint test unit demo bench clean testbed-down
 
@@ -43,8 +44,15 @@ lint: venv
 unit: venv
 	$(VENV)/bin/pytest -q tests/unit $(PYTEST_ARGS)
 
+# The tests run in a random order (modules shuffled, then the tests inside each), so none can
+# lean on another having run first; the seed is printed first: PYTEST_SEED=<it> replays an order.
+# results/test/junit.xml records the run (tests, failures, time: the README's CI figure).
 test: deps build lint ## everything: lint, unit tests, real-cluster tests on the testbed
-	$(VENV)/bin/pytest tests $(PYTEST_ARGS)
+	@seed=$(or $(PYTEST_SEED),$$RANDOM); \
+	echo "pytest order seed: $$seed (replay this order with: make test PYTEST_SEED=$$seed)"; \
+	mkdir -p results/test; \
+	$(VENV)/bin/pytest tests -p random_order --random-order-bucket=module \
+	  --random-order-seed=$$seed --junitxml=results/test/junit.xml $(PYTEST_ARGS)
 
 demo: deps build ## bring up the testbed and run the demo on it
 	bash scripts/demo.sh

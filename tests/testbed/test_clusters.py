@@ -4,30 +4,25 @@ from __future__ import annotations
 
 import json
 import subprocess
+from functools import partial
 
 import pytest
 
 from kubehop.testbed import layout
 from kubehop.testbed import testbed as tb
+from kubehop.waiting import NotYet, wait_for
 from tests.conftest import kubehop
 
 from .conftest import CLUSTERS
+from .kube import fresh_namespaces, kubectl
 
 pytestmark = pytest.mark.usefixtures("testbed")
 
 
-def kubectl(context: str, *args: str, stdin: str | None = None) -> str:
-    kubeconfig = kubehop("testbed", "kubeconfig").stdout.strip()
-    result = subprocess.run(
-        [str(tb.kubectl_binary()), "--kubeconfig", kubeconfig, "--context", context, *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
+def test_kubeconfig_command_names_the_testbed_kubeconfig() -> None:
+    result = kubehop("testbed", "kubeconfig")
     assert result.returncode == 0, result.stderr
-    return result.stdout
+    assert result.stdout.strip() == str(tb.kubeconfig_file())
 
 
 @pytest.mark.parametrize("context", CLUSTERS)
@@ -107,6 +102,15 @@ FETCH = (
 )
 
 
+def _service_answers(cluster: str) -> bool:
+    try:
+        kubectl(cluster, "-n", "kh-test", "exec", "client", "--", "python3", "-c", FETCH,
+                "http://httpd:8080/")
+    except AssertionError as exc:
+        raise NotYet(str(exc)[-200:]) from exc
+    return True
+
+
 @pytest.fixture(scope="module")
 def deployed() -> dict[str, int]:
     """httpd (2 replicas, NodePort) plus a client pod in every cluster; returns node ports."""
@@ -115,6 +119,7 @@ def deployed() -> dict[str, int]:
     image = images.httpd_image().ref()
     ports = {}
     for cluster in CLUSTERS:
+        fresh_namespaces(cluster, "kh-test")
         kubectl(cluster, "apply", "-f", "-", stdin=_manifest(cluster, image))
     for cluster in CLUSTERS:
         kubectl(cluster, "-n", "kh-test", "rollout", "status", "deployment/httpd", "--timeout=180s")
@@ -129,6 +134,9 @@ def deployed() -> dict[str, int]:
         )
         svc = json.loads(kubectl(cluster, "-n", "kh-test", "get", "svc", "httpd", "-o", "json"))
         ports[cluster] = svc["spec"]["ports"][0]["nodePort"]
+        # Ready pods are not yet a programmed Service: kube-proxy follows a moment later.
+        wait_for(partial(_service_answers, cluster), timeout=60, interval=0.5,
+                 what=f"the httpd Service in {cluster} to answer its client pod")
     yield ports
     for cluster in CLUSTERS:
         kubectl(cluster, "delete", "namespace", "kh-test", "--wait=false")

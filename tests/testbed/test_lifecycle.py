@@ -1,12 +1,15 @@
 """``up`` twice is a no-op; ``down`` leaves nothing behind; ``up`` after ``down`` works.
 
-Runs last among the testbed tests (it takes the testbed down and brings it back).
+These tests run in any order among the others (make test shuffles the modules): taking the
+testbed down and bringing it back must leave it as healthy as the session fixture made it, so
+whatever runs next finds the same testbed (new certificates, same clusters and services).
 """
 
 from __future__ import annotations
 
 import socket
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,7 +18,19 @@ from kubehop.testbed import layout
 from kubehop.testbed import testbed as tb
 from tests.conftest import assert_one_line_error, kubehop
 
+from .conftest import CLUSTERS
+
 pytestmark = pytest.mark.usefixtures("testbed")
+
+
+@pytest.fixture
+def healthy_after() -> Iterator[None]:
+    """Whatever the test does (or however it fails), the next test finds a healthy testbed."""
+    yield
+    if tb.recorded_clusters() != CLUSTERS or not tb.status().healthy:
+        tb.down()
+        tb.up(CLUSTERS)
+    assert tb.status().healthy
 
 
 def _pids() -> dict[str, int | None]:
@@ -70,6 +85,7 @@ def _machine_leftovers() -> list[str]:
     return found
 
 
+@pytest.mark.usefixtures("healthy_after")
 def test_down_leaves_nothing_and_up_comes_back() -> None:
     result = kubehop("testbed", "down")
     assert result.returncode == 0, result.stderr
@@ -89,6 +105,7 @@ def test_down_leaves_nothing_and_up_comes_back() -> None:
         assert_one_line_error(kubehop("testbed", "up"), f"port {layout.REGISTRY_PORT}", "in use")
     assert _machine_leftovers() == []
 
-    result = kubehop("testbed", "up")
+    result = kubehop("testbed", "up", "--clusters", ",".join(CLUSTERS))
     assert result.returncode == 0, result.stderr
     assert tb.status().healthy
+    assert tb.recorded_clusters() == CLUSTERS

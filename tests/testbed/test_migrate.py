@@ -21,6 +21,7 @@ from kubehop.testbed import testbed as tb
 from tests.conftest import KUBEHOP, assert_one_line_error
 
 from .conftest import CLUSTERS
+from .kube import kubectl
 
 pytestmark = pytest.mark.usefixtures("testbed")
 
@@ -67,9 +68,9 @@ def kh(*args: str) -> subprocess.CompletedProcess[str]:
 def _is_fresh() -> bool:
     """edge serves orc8r from its own pods, and no cluster holds anything kubehop made."""
     try:
-        svc = json.loads(tb.kubectl(EDGE, "get", "svc", "orc8r", "-n", NS, "-o", "json"))
+        svc = json.loads(kubectl(EDGE, "get", "svc", "orc8r", "-n", NS, "-o", "json"))
         made = [i for c in (EDGE, CLOUD) for kind in ("ingressroutes", "endpointslices", "svc")
-                for i in json.loads(tb.kubectl(c, "get", kind, "-A", "-o", "json"))["items"]
+                for i in json.loads(kubectl(c, "get", kind, "-A", "-o", "json"))["items"]
                 if "kubehop" in i["metadata"]["name"]]
         recent = record(time.time() - 2, time.time() - 0.2, complete=False)
     except Exception:
@@ -84,7 +85,7 @@ def _settled() -> None:
     snapshots compare a quiet cluster."""
     for _ in range(240):
         phases = [n["status"].get("phase") for c in (EDGE, CLOUD)
-                  for n in json.loads(tb.kubectl(c, "get", "namespaces", "-o", "json"))["items"]]
+                  for n in json.loads(kubectl(c, "get", "namespaces", "-o", "json"))["items"]]
         if "Terminating" not in phases:
             return
         time.sleep(0.5)
@@ -119,7 +120,7 @@ def snapshot() -> dict[str, object]:
     for c in (EDGE, CLOUD):
         for kind in ("namespaces", "svc", "deploy", "endpointslices", "ingressroutes",
                      "configmaps"):
-            items = json.loads(tb.kubectl(c, "get", kind, "-A", "-o", "json"))["items"]
+            items = json.loads(kubectl(c, "get", kind, "-A", "-o", "json"))["items"]
             state[f"{c.name}/{kind}"] = sorted(
                 (i["metadata"].get("namespace", ""), i["metadata"]["name"],
                  i["metadata"]["resourceVersion"])
@@ -131,7 +132,7 @@ def snapshot() -> dict[str, object]:
 
 
 def orc8r_deployments() -> dict[str, bool]:
-    return {c.name: bool(json.loads(tb.kubectl(c, "get", "deploy", "-n", NS, "-o", "json",
+    return {c.name: bool(json.loads(kubectl(c, "get", "deploy", "-n", NS, "-o", "json",
                                                 "--ignore-not-found") or '{"items": []}')
                          ["items"]) for c in (EDGE, CLOUD)}
 
@@ -163,11 +164,11 @@ def test_migration_under_load_loses_no_request(strategy: str) -> None:
             failed_at, switch)
     assert set(rec["served_by"]) == {"edge", "cloud"}  # type: ignore[arg-type]
     assert orc8r_deployments() == {"edge": False, "cloud": True}
-    pods = json.loads(tb.kubectl(EDGE, "get", "pods", "-n", NS, "-l", "app=orc8r", "-o",
+    pods = json.loads(kubectl(EDGE, "get", "pods", "-n", NS, "-l", "app=orc8r", "-o",
                                  "json"))["items"]
     assert [p for p in pods if not p["metadata"].get("deletionTimestamp")] == []
     assert served_now() .keys() == {"cloud"}
-    svc = json.loads(tb.kubectl(EDGE, "get", "svc", "orc8r", "-n", NS, "-o", "json"))
+    svc = json.loads(kubectl(EDGE, "get", "svc", "orc8r", "-n", NS, "-o", "json"))
     if strategy == "endpoints":
         assert svc["spec"]["type"] == "ClusterIP" and not svc["spec"].get("selector")
     else:
@@ -205,28 +206,17 @@ def test_round_trip_edge_cloud_edge_leaves_nothing_stale() -> None:
     assert served_now().keys() == {"edge"}
     assert orc8r_deployments() == {"edge": True, "cloud": False}
     # edge serves from its own pods again; cloud keeps only an alias back to edge
-    svc = json.loads(tb.kubectl(EDGE, "get", "svc", "orc8r", "-n", NS, "-o", "json"))
+    svc = json.loads(kubectl(EDGE, "get", "svc", "orc8r", "-n", NS, "-o", "json"))
     assert svc["spec"]["selector"] == {"app": "orc8r"}
-    edge_slices = json.loads(tb.kubectl(EDGE, "get", "endpointslices", "-n", NS, "-o",
+    edge_slices = json.loads(kubectl(EDGE, "get", "endpointslices", "-n", NS, "-o",
                                         "json"))["items"]
     assert not [s for s in edge_slices if s["metadata"]["name"] == "orc8r-kubehop"]
-    assert json.loads(tb.kubectl(CLOUD, "get", "ingressroutes", "-n", NS, "-o",
+    assert json.loads(kubectl(CLOUD, "get", "ingressroutes", "-n", NS, "-o",
                                  "json"))["items"] == []
-    cloud_alias = json.loads(tb.kubectl(CLOUD, "get", "endpointslice", "orc8r-kubehop", "-n",
+    cloud_alias = json.loads(kubectl(CLOUD, "get", "endpointslice", "orc8r-kubehop", "-n",
                                         NS, "-o", "json"))
     assert cloud_alias["endpoints"][0]["addresses"] == [str(EDGE.node_ip)]
     assert DnsZone(tb.inventory().dns).lookup_a(FQDN) == [str(EDGE.node_ip)]  # type: ignore[arg-type]
-
-
-def _journal_status(migration_id: str) -> str:
-    out = kh("migrations", "show", migration_id, "-o", "json")
-    assert out.returncode == 0, out.stderr
-    return str(json.loads(out.stdout)["status"])
-
-
-def _last_migration_id() -> str:
-    rows = json.loads(kh("migrations", "list", "-o", "json").stdout)
-    return str(rows[-1]["id"])
 
 
 def test_target_cannot_pull_the_image_rolls_back() -> None:
@@ -288,7 +278,7 @@ def _inventory_variant(tmp_path: Path, change: str) -> str:
 
 @pytest.fixture(scope="module")
 def selectorless() -> Iterator[None]:
-    tb.kubectl(EDGE, "apply", "-f", "-", stdin="""
+    kubectl(EDGE, "apply", "-f", "-", stdin="""
 apiVersion: v1
 kind: Namespace
 metadata: {name: kh-sel}
@@ -299,7 +289,7 @@ metadata: {name: manual, namespace: kh-sel}
 spec: {ports: [{port: 80}]}
 """)
     yield
-    tb.kubectl(EDGE, "delete", "namespace", "kh-sel", "--wait=false")
+    kubectl(EDGE, "delete", "namespace", "kh-sel", "--wait=false")
 
 
 @pytest.mark.parametrize(
@@ -401,7 +391,7 @@ spec:
 
 
 def _token(c: layout.ClusterLayout) -> str:
-    out = tb.kubectl(c, "get", "secret", "web-token", "-n", "kh-token", "-o",
+    out = kubectl(c, "get", "secret", "web-token", "-n", "kh-token", "-o",
                      "jsonpath={.data.token}", "--ignore-not-found")
     return out.strip()
 
@@ -409,11 +399,11 @@ def _token(c: layout.ClusterLayout) -> str:
 def test_workload_mounting_a_service_account_token_migrates_with_a_token_of_the_target() -> None:
     """Issue 8's defect 1: this workload made the engine raise ValueError mid-copy."""
     for c in (EDGE, CLOUD):
-        tb.kubectl(c, "delete", "namespace", "kh-token", "--ignore-not-found", "--wait=true",
+        kubectl(c, "delete", "namespace", "kh-token", "--ignore-not-found", "--wait=true",
                    "--timeout=120s")
-    tb.kubectl(EDGE, "apply", "-f", "-",
+    kubectl(EDGE, "apply", "-f", "-",
                stdin=TOKEN_APP.replace("IMAGE", images.httpd_image().ref()))
-    tb.kubectl(EDGE, "-n", "kh-token", "rollout", "status", "deployment/web", "--timeout=180s")
+    kubectl(EDGE, "-n", "kh-token", "rollout", "status", "deployment/web", "--timeout=180s")
     for _ in range(100):
         if _token(EDGE):
             break
@@ -428,10 +418,10 @@ def test_workload_mounting_a_service_account_token_migrates_with_a_token_of_the_
                 break
             time.sleep(0.2)
         assert _token(CLOUD) and _token(CLOUD) != _token(EDGE), "a token of cloud's own"
-        ready = tb.kubectl(CLOUD, "get", "deploy", "web", "-n", "kh-token", "-o",
+        ready = kubectl(CLOUD, "get", "deploy", "web", "-n", "kh-token", "-o",
                            "jsonpath={.status.readyReplicas}")
         assert ready.strip() == "1"
     finally:
         for c in (EDGE, CLOUD):
-            tb.kubectl(c, "delete", "namespace", "kh-token", "--ignore-not-found",
+            kubectl(c, "delete", "namespace", "kh-token", "--ignore-not-found",
                        "--wait=false")

@@ -19,18 +19,15 @@ import httpx
 import pytest
 
 from kubehop.testbed import clouddns, images, layout, monitoring, sample
-from kubehop.testbed import testbed as tb
+from kubehop.waiting import NotYet, wait_for
 from tests.conftest import kubehop
 
 from .conftest import CLUSTERS
+from .kube import fresh_namespaces, kubectl
 
 pytestmark = pytest.mark.usefixtures("testbed")
 
 EDGE, CLOUD = layout.layouts(CLUSTERS)
-
-
-def kubectl(c: layout.ClusterLayout, *args: str, stdin: str | None = None) -> str:
-    return tb.kubectl(c, *args, stdin=stdin)
 
 
 def in_netns(c: layout.ClusterLayout, code: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -122,6 +119,7 @@ spec:
 
 @pytest.fixture(scope="module")
 def routed() -> Iterator[None]:
+    fresh_namespaces(CLOUD, "kh-ing", "kh-routes")
     kubectl(CLOUD, "apply", "-f", "-", stdin=_backend("kh-ing", "cloud"))
     kubectl(CLOUD, "-n", "kh-ing", "rollout", "status", "deployment/web", "--timeout=180s")
     kubectl(CLOUD, "apply", "-f", "-", stdin=ROUTES)
@@ -132,13 +130,15 @@ def routed() -> Iterator[None]:
 def _through_cloud_lb(host: str) -> dict[str, str]:
     """Request Host ``host`` at cloud's load balancer from the edge cluster's namespace; the
     route may take a moment to be picked up by Traefik, so retry for a while."""
-    last = None
-    for _ in range(60):
-        last = in_netns(EDGE, HTTP_WITH_HOST, f"http://{CLOUD.node_ip}/", host)
-        if last.returncode == 0:
-            return dict(json.loads(last.stdout))
-        time.sleep(0.5)
-    raise AssertionError(f"no answer through cloud's Traefik for {host}: {last}")
+
+    def answer() -> dict[str, str]:
+        reply = in_netns(EDGE, HTTP_WITH_HOST, f"http://{CLOUD.node_ip}/", host)
+        if reply.returncode != 0:
+            raise NotYet(reply.stderr.strip()[-200:])
+        return dict(json.loads(reply.stdout))
+
+    return wait_for(answer, timeout=30, interval=0.5,
+                    what=f"an answer through cloud's Traefik for {host}")
 
 
 @pytest.mark.parametrize("host", ["web.kubehop.test", "cross.kubehop.test", "alias.kubehop.test"])
@@ -169,6 +169,7 @@ def _update(name: str, address: str, *, secret: str | None = None) -> int:
 
 @pytest.fixture(scope="module")
 def client_pod() -> Iterator[str]:
+    fresh_namespaces(EDGE, "kh-dns")
     kubectl(EDGE, "apply", "-f", "-", stdin=f"""
 apiVersion: v1
 kind: Namespace
@@ -247,12 +248,8 @@ def _prom(query: str) -> list[dict[str, object]]:
 
 
 def _prom_eventually(query: str) -> list[dict[str, object]]:
-    for _ in range(90):
-        result = _prom(query)
-        if result:
-            return result
-        time.sleep(1)
-    raise AssertionError(f"Prometheus has no series for {query}")
+    return wait_for(lambda: _prom(query) or None, timeout=90, interval=1,
+                    what=f"a Prometheus series for {query}")
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""The sample services' own logic: agw's record (the downtime probe) and orc8r's quantities."""
+"""The sample services' own logic: agw's record (the downtime probe)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from types import ModuleType
 import pytest
 
 from kubehop.testbed import images
-from kubehop.testbed.clusterexporter import parse_quantity
 
 
 def _load(name: str) -> ModuleType:
@@ -60,12 +59,3 @@ def test_recorder_tracks_the_longest_gap_since_reset(agw: ModuleType) -> None:
     assert rec.longest_gap == pytest.approx(0.5)
     rec.reset()
     assert rec.longest_gap == 0 and not rec.window(0, 100)
-
-
-@pytest.mark.parametrize(
-    ("text", "value"),
-    [("2", 2.0), ("1500m", 1.5), ("16Gi", 16 * 2**30), ("110", 110.0), ("512Ki", 512 * 1024),
-     ("1k", 1000.0)],
-)
-def test_kubernetes_quantities(text: str, value: float) -> None:
-    assert parse_quantity(text) == pytest.approx(value)

@@ -6,16 +6,18 @@ Works on plain dicts (the domain's manifests) and hides lightkube's and httpx's 
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from lightkube import ApiError, Client, KubeConfig, codecs
+from lightkube.config import client_adapter
+from lightkube.core.resource import NamespacedResource
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.resources.apps_v1 import Deployment, StatefulSet
 from lightkube.resources.core_v1 import (
     ConfigMap,
     Endpoints,
     Namespace,
+    Node,
     PersistentVolumeClaim,
     Pod,
     Secret,
@@ -26,6 +28,7 @@ from lightkube.resources.discovery_v1 import EndpointSlice
 from lightkube.types import PatchType
 
 from kubehop.errors import KubehopError
+from kubehop.waiting import NotYet, wait_for
 
 Manifest = dict[str, Any]
 FIELD_MANAGER = "kubehop"
@@ -37,7 +40,7 @@ KINDS: dict[str, Any] = {
     "ConfigMap": ConfigMap, "Secret": Secret, "ServiceAccount": ServiceAccount,
     "PersistentVolumeClaim": PersistentVolumeClaim, "Service": Service, "Pod": Pod,
     "Deployment": Deployment, "StatefulSet": StatefulSet, "EndpointSlice": EndpointSlice,
-    "IngressRoute": IngressRoute, "Namespace": Namespace, "Endpoints": Endpoints,
+    "IngressRoute": IngressRoute, "Namespace": Namespace, "Endpoints": Endpoints, "Node": Node,
 }
 
 
@@ -50,18 +53,45 @@ def _to_dict(obj: Any) -> Manifest:
     return data
 
 
-class KubeCluster:
-    """The API of one cluster, reached through one kubeconfig context."""
+def _ref(kind: str, name: str, namespace: str | None) -> str:
+    return f"{kind} {namespace}/{name}" if namespace else f"{kind} {name}"
 
-    def __init__(self, *, kubeconfig: str, context: str, name: str) -> None:
+
+class KubeCluster:
+    """The API of one cluster, reached through one kubeconfig context.
+
+    ``kubeconfig`` is a file, or the kubeconfig itself as a dict (for an identity that has no
+    file usable from here, like the testbed's read-only monitoring identity). Close it (or use it
+    as a context manager) when done, so its connections do not outlive it.
+    """
+
+    def __init__(self, *, kubeconfig: str | dict[str, Any], context: str, name: str) -> None:
         self.name = name
+        where = kubeconfig if isinstance(kubeconfig, str) else "the given kubeconfig"
         try:
-            config = KubeConfig.from_file(kubeconfig).get(context_name=context)
+            loaded = (KubeConfig.from_file(kubeconfig) if isinstance(kubeconfig, str)
+                      else KubeConfig.from_dict(kubeconfig))
+            config = loaded.get(context_name=context)
         except Exception as exc:
-            raise KubeError(f"cannot load context {context!r} from {kubeconfig}: {exc}") from exc
+            raise KubeError(f"cannot load context {context!r} from {where}: {exc}") from exc
         if config is None:
-            raise KubeError(f"no context {context!r} in {kubeconfig}")
-        self.client = Client(config=config, field_manager=FIELD_MANAGER)
+            raise KubeError(f"no context {context!r} in {where}")
+        try:
+            self.client = Client(config=config, field_manager=FIELD_MANAGER)
+        except Exception as exc:
+            raise KubeError(f"cannot use context {context!r} from {where}: {exc}") from exc
+        self._http: Any = None
+
+    def close(self) -> None:
+        self.client.close()
+        if self._http is not None:
+            self._http.close()
+
+    def __enter__(self) -> KubeCluster:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
 
     def _fail(self, what: str, exc: Exception) -> KubeError:
         detail = exc.status.message if isinstance(exc, ApiError) else str(exc)
@@ -74,16 +104,19 @@ class KubeCluster:
         except ApiError as exc:
             if exc.status.code == 404:
                 return None
-            raise self._fail(f"get {kind} {namespace}/{name}", exc) from exc
+            raise self._fail(f"get {_ref(kind, name, namespace)}", exc) from exc
         except Exception as exc:
-            raise self._fail(f"get {kind} {namespace}/{name}", exc) from exc
+            raise self._fail(f"get {_ref(kind, name, namespace)}", exc) from exc
 
     def find(self, kind: str, namespace: str | None = None,
              labels: dict[str, str] | None = None) -> list[Manifest]:
+        """Objects of ``kind`` in ``namespace`` (all namespaces if None), optionally by labels."""
+        res = KINDS[kind]
+        everywhere = "*" if issubclass(res, NamespacedResource) else None
         try:
             selector: dict[str, Any] = dict(labels or {})
             return [_to_dict(o) for o in self.client.list(
-                KINDS[kind], namespace=namespace or "*", labels=selector or None)]
+                res, namespace=namespace or everywhere, labels=selector or None)]
         except Exception as exc:
             raise self._fail(f"list {kind} in {namespace or 'all namespaces'}", exc) from exc
 
@@ -120,24 +153,24 @@ class KubeCluster:
         except ApiError as exc:
             if exc.status.code == 404:
                 return False
-            raise self._fail(f"delete {kind} {namespace}/{name}", exc) from exc
+            raise self._fail(f"delete {_ref(kind, name, namespace)}", exc) from exc
         except Exception as exc:
-            raise self._fail(f"delete {kind} {namespace}/{name}", exc) from exc
+            raise self._fail(f"delete {_ref(kind, name, namespace)}", exc) from exc
         return True
 
     def namespace_terminating(self, name: str) -> bool:
         ns = self.get("Namespace", name)
         return ns is not None and (ns.get("status") or {}).get("phase") == "Terminating"
 
+    def settle_namespace(self, name: str, *, timeout: float = 120) -> None:
+        """Wait out a deletion of the namespace in progress (nothing can be created in it)."""
+        wait_for(lambda: not self.namespace_terminating(name), timeout=timeout, interval=0.5,
+                 what=f"namespace {name} in {self.name} to finish being deleted", error=KubeError)
+
     def ensure_namespace(self, name: str, *, timeout: float = 120) -> bool:
         """Create the namespace unless it exists; wait out one still being deleted (a rolled
         back migration deletes the namespace it made). True if it was created here."""
-        deadline = time.monotonic() + timeout
-        while self.namespace_terminating(name):
-            if time.monotonic() > deadline:
-                raise KubeError(f"{self.name}: namespace {name} is still being deleted after "
-                                f"{timeout:.0f}s")
-            time.sleep(0.5)
+        self.settle_namespace(name, timeout=timeout)
         if self.get("Namespace", name) is not None:
             return False
         self.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
@@ -183,18 +216,88 @@ class KubeCluster:
 
     def wait_ready(self, kind: str, name: str, namespace: str, selector: dict[str, str], *,
                    timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        why = ""
-        while time.monotonic() < deadline:
+        """Wait until every replica is ready; fail at once on a pod problem that will not
+        resolve by itself (so a missing image fails in seconds, not after the timeout)."""
+
+        def ready() -> bool:
             ok, why = self.workload_ready(kind, name, namespace)
             if ok:
-                return
+                return True
             problems = self.pod_problems(namespace, selector)
             if problems:
                 raise KubeError(f"{self.name}: {kind} {namespace}/{name} cannot become ready: "
                                 f"{'; '.join(problems[:3])}")
-            time.sleep(0.25)
-        raise KubeError(f"{self.name}: {kind} {namespace}/{name} not ready after "
-                        f"{timeout:.0f}s ({why})")
+            raise NotYet(why)
 
+        wait_for(ready, timeout=timeout, interval=0.25, error=KubeError,
+                 what=f"{kind} {namespace}/{name} in {self.name} to become ready")
 
+    def wait_rollout(self, kind: str, name: str, namespace: str, *, timeout: float) -> None:
+        """Like ``kubectl rollout status``: wait until the workload's replicas are all ready
+        (its pods found through its own selector)."""
+        obj = wait_for(lambda: self.get(kind, name, namespace), timeout=timeout, interval=0.25,
+                       what=f"{kind} {namespace}/{name} in {self.name} to exist", error=KubeError)
+        selector = dict(obj["spec"]["selector"].get("matchLabels") or {})
+        self.wait_ready(kind, name, namespace, selector, timeout=timeout)
+
+    def apply_yaml(self, text: str) -> list[Manifest]:
+        """Server-side apply every document of a multi-document YAML, in order (what
+        ``kubectl apply --server-side --force-conflicts -f`` does); CRDs in the stream make
+        their kinds known for the documents after them."""
+        try:
+            objs = codecs.load_all_yaml(text, create_resources_for_crds=True)
+        except Exception as exc:
+            raise KubeError(f"{self.name}: cannot read the manifests to apply: {exc}") from exc
+        applied = []
+        for obj in objs:
+            meta = _to_dict(obj).get("metadata") or {}
+            where = f"{meta['namespace']}/" if meta.get("namespace") else ""
+            what = f"apply {obj.kind} {where}{meta.get('name', '')}"
+            try:
+                applied.append(_to_dict(self.client.apply(obj, force=True)))
+            except Exception as exc:
+                raise self._fail(what, exc) from exc
+        return applied
+
+    def delete_all(self, kinds: tuple[str, ...], namespace: str, *,
+                   timeout: float | None = None) -> None:
+        """Delete every object of ``kinds`` in ``namespace``; with ``timeout``, wait until
+        they are gone (``kubectl delete KINDS --all --wait``)."""
+        deleted = [(kind, o["metadata"]["name"]) for kind in kinds
+                   for o in self.find(kind, namespace)
+                   if self.delete(kind, o["metadata"]["name"], namespace)]
+        if timeout is not None and deleted:
+            wait_for(lambda: all(self.get(k, n, namespace) is None for k, n in deleted),
+                     timeout=timeout, interval=0.25, error=KubeError,
+                     what=f"the {', '.join(kinds)} of {namespace} in {self.name} to be deleted")
+
+    def delete_namespaces(self, *names: str, timeout: float | None = 180) -> list[str]:
+        """Delete namespaces and everything in them (those that exist: returned); with
+        ``timeout``, wait until all of them are gone."""
+        deleted = [n for n in names if self.delete("Namespace", n)]
+        if timeout is not None and deleted:
+            wait_for(lambda: all(self.get("Namespace", n) is None for n in deleted),
+                     timeout=timeout, interval=0.5, error=KubeError,
+                     what=f"namespace {', '.join(deleted)} in {self.name} to be deleted")
+        return deleted
+
+    def scale(self, kind: str, name: str, namespace: str, replicas: int) -> Manifest:
+        return self.merge_patch(kind, name, namespace, {"spec": {"replicas": replicas}})
+
+    def node_ready(self, name: str) -> bool:
+        node = self.get("Node", name)
+        conditions = ((node or {}).get("status") or {}).get("conditions") or []
+        return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+    def get_path(self, path: str, *, params: dict[str, str] | None = None,
+                 timeout: float = 10) -> tuple[int, str]:
+        """(HTTP status, body) of a GET of ``path`` on the API server, for what has no
+        resource type: ``/readyz``, a service's proxy subresource."""
+        try:
+            if self._http is None:
+                self._http = client_adapter.Client(self.client.config,
+                                                   client_adapter.ConnectionParams())
+            reply = self._http.get(path, params=params, timeout=timeout)
+        except Exception as exc:
+            raise self._fail(f"GET {path}", exc) from exc
+        return int(reply.status_code), str(reply.text)

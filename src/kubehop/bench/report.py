@@ -1,4 +1,8 @@
-"""The benchmark's files: every run as JSON, a markdown summary, and PNG plots."""
+"""The benchmark's files: every run as JSON, a markdown summary, and PNG plots.
+
+matplotlib is in the ``kubehop[bench]`` extra, not in kubehop's own dependencies: it is imported
+here only when plotting (:func:`pyplot`), so the rest of kubehop works without it.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +11,27 @@ import platform
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-
+from kubehop.errors import PreconditionError
 from kubehop.testbed import layout
 
 COLORS = {"endpoints": "tab:green", "externalname": "tab:blue", "paper": "tab:orange",
           "naive": "tab:red"}
+
+
+def pyplot() -> Any:
+    """matplotlib's pyplot (drawing to files only), or a one-line error saying how to get it.
+    Called before the benchmark starts, so a missing matplotlib fails in a second, not after
+    the runs."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        raise PreconditionError("kubehop bench draws its plots with matplotlib, which is not "
+                                "installed; install it with: pip install 'kubehop[bench]'"
+                                ) from exc
+    return plt
 
 
 def _cell(pair: list[float | None] | tuple[float | None, float | None], digits: int = 2) -> str:
@@ -75,6 +91,7 @@ def timeline_png(run: dict[str, Any], path: Path) -> None:
     t0 = run["start"]
     ok = [(r[0] - t0, r[1] * 1000) for r in run["samples"] if r[2]]
     bad = [r[0] - t0 for r in run["samples"] if not r[2]]
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(10, 4))
     for i, phase in enumerate(run["phases"]):
         ax.axvspan(float(phase["start"]) - t0, float(phase["end"]) - t0,
@@ -102,6 +119,7 @@ def timeline_png(run: dict[str, Any], path: Path) -> None:
 def comparison_png(data: dict[str, Any], path: Path) -> None:
     rows = data["summary"]
     names = [r["strategy"] for r in rows]
+    plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.8))
     metrics = (("failed_requests", "failed requests"), ("longest_gap_ms", "longest gap (ms)"),
                ("total_s", "total migration time (s)"))

@@ -69,33 +69,31 @@ def _cloud() -> layout.ClusterLayout:
 def reset(say: Say) -> None:
     """orc8r in edge only, nothing kubehop made anywhere; agw keeps running (and recording)."""
     edge, cloud = _edge(), _cloud()
+    agw_ns = sample.AGW_NAMESPACE
     # agw restarts after orc8r is back (see agw.wait_for_orc8r); the objects a run leaves are
     # deleted, the namespaces kept (deleting them takes far longer).
-    has_agw = bool(tb.kubectl(edge, "get", "namespace", sample.AGW_NAMESPACE,
-                              "--ignore-not-found"))
-    if has_agw:
-        tb.kubectl(edge, "-n", sample.AGW_NAMESPACE, "scale", "deployment/agw", "--replicas=0")
-    for c in (edge, cloud):
-        if tb.kubectl(c, "get", "namespace", NS, "--ignore-not-found"):
-            tb.kubectl(c, "-n", NS, "delete", "deployments,services,ingressroutes,endpointslices",
-                       "--all", "--wait=true", "--timeout=180s")
-    if not has_agw:
-        sample.deploy("edge")
-    else:
-        tb.kubectl(edge, "apply", "--server-side", "-f", "-",
-                   stdin=sample.manifests(edge, interval_ms=10, only_namespace=NS))
-        tb.kubectl(edge, "-n", NS, "rollout", "status", "deployment/orc8r", "--timeout=180s")
-        tb.kubectl(edge, "-n", sample.AGW_NAMESPACE, "scale", "deployment/agw", "--replicas=1")
-        tb.kubectl(edge, "-n", sample.AGW_NAMESPACE, "rollout", "status", "deployment/agw",
-                   "--timeout=180s")
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        rec = sample.agw_record(edge, since=time.time() - 1.5, until=time.time() - 0.2,
-                                complete=False)
-        if rec["ok"] > 0 and rec["failed"] == 0:
-            return
-        time.sleep(0.5)
-    say("warning: agw not yet clean after reset")
+    with tb.kube(edge) as ke, tb.kube(cloud) as kc:
+        for k in (ke, kc):  # an earlier user of the sample may still be deleting it
+            for ns in (NS, agw_ns):
+                k.settle_namespace(ns, timeout=180)
+        has_agw = ke.get("Deployment", "agw", agw_ns) is not None
+        if has_agw:
+            ke.scale("Deployment", "agw", agw_ns, 0)
+        for k in (ke, kc):
+            if k.get("Namespace", NS) is not None:
+                k.delete_all(("Deployment", "Service", "IngressRoute", "EndpointSlice"), NS,
+                             timeout=180)
+        if not has_agw:
+            sample.deploy("edge")
+        else:
+            ke.apply_yaml(sample.manifests(edge, interval_ms=10, only_namespace=NS))
+            ke.wait_rollout("Deployment", "orc8r", NS, timeout=180)
+            ke.scale("Deployment", "agw", agw_ns, 1)
+            ke.wait_rollout("Deployment", "agw", agw_ns, timeout=180)
+    try:
+        sample.wait_agw_clean(edge, timeout=60)
+    except KubehopError:
+        say("warning: agw not yet clean after reset")
 
 
 def _percentiles(values: list[float]) -> dict[str, float | None]:
@@ -162,8 +160,8 @@ def scale_run(count: int, journal: Journal, say: Say) -> dict[str, Any]:
     edge, cloud = _edge(), _cloud()
     ns = "kh-scale"
     for c in (edge, cloud):
-        tb.kubectl(c, "delete", "namespace", ns, "--ignore-not-found", "--wait=true",
-                   "--timeout=180s")
+        with tb.kube(c) as k:
+            k.delete_namespaces(ns, timeout=180)
     docs = [f"apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}"]
     image = images.httpd_image().ref()
     for i in range(count):
@@ -188,9 +186,10 @@ metadata: {{name: svc{i}, namespace: {ns}}}
 spec:
   selector: {{app: svc{i}}}
   ports: [{{name: http, port: 80, targetPort: 8080}}]""")
-    tb.kubectl(edge, "apply", "-f", "-", stdin="\n---\n".join(docs))
-    for i in range(count):
-        tb.kubectl(edge, "-n", ns, "rollout", "status", f"deployment/svc{i}", "--timeout=300s")
+    with tb.kube(edge) as k:
+        k.apply_yaml("\n---\n".join(docs))
+        for i in range(count):
+            k.wait_rollout("Deployment", f"svc{i}", ns, timeout=300)
     results: list[str | None] = [None] * count
 
     def migrate_one(i: int) -> None:
@@ -211,7 +210,8 @@ spec:
     total = time.time() - start
     failures = [r for r in results if r]
     for c in (edge, cloud):
-        tb.kubectl(c, "delete", "namespace", ns, "--ignore-not-found", "--wait=false")
+        with tb.kube(c) as k:
+            k.delete_namespaces(ns, timeout=None)
     say(f"scale {count}: {total:.2f}s, {len(failures)} failed")
     return {"services": count, "total_s": round(total, 3), "failed": len(failures),
             "errors": failures[:3]}

@@ -51,6 +51,7 @@ def bench(
         sizes = [int(x) for x in scale.split(",") if x.strip()]
     except ValueError as exc:
         raise UsageError(f"--scale wants numbers like 1,4,16, not {scale!r}") from exc
+    report.pyplot()  # matplotlib is an extra: say so now, not after the runs
     if quick:
         runs, sizes = 1, [1] if sizes else []
     if not {"edge", "cloud"} <= set(tb.recorded_clusters()):

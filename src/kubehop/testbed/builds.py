@@ -10,6 +10,7 @@ component it is on, how far it got (packages compiled out of the total) and wher
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import shutil
@@ -276,8 +277,10 @@ def build(component: GoComponent, *, progress: Progress | None = None) -> Path:
         out.flush()
         offset = out.tell()
         proc = subprocess.Popen(args, cwd=src, env=_go_env(), stdout=out, stderr=subprocess.STDOUT)
-        while proc.poll() is None:
-            time.sleep(2)
+        while True:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=2)  # returns the moment the build ends
+                break
             if progress is not None:
                 done = _count_lines_after(log, offset)
                 progress(component.key, min(done, total), total, time.monotonic() - start, log)

@@ -16,41 +16,23 @@ from __future__ import annotations
 
 import json
 import os
-import ssl
 import sys
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
 
-import httpx
+from lightkube.utils.quantity import parse_quantity
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import REGISTRY, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from kubehop.errors import KubehopError
 from kubehop.testbed import layout
+from kubehop.testbed import testbed as tb
 from kubehop.testbed.layout import ClusterLayout
 from kubehop.testbed.monitoring import EXPORTER_PORT
 
 _UNITS = {"cpu": "core", "memory": "byte", "pods": "integer", "ephemeral-storage": "byte"}
-
-
-def parse_quantity(text: str) -> float:
-    """A Kubernetes resource quantity ("1500m", "16Gi", "110") as a float in base units."""
-    suffixes = {
-        "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
-        "n": 1e-9, "u": 1e-6, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15,
-        "E": 1e18,
-    }
-    for suffix in sorted(suffixes, key=len, reverse=True):
-        if text.endswith(suffix):
-            return float(text[: -len(suffix)]) * suffixes[suffix]
-    return float(text)
-
-
-def _client(c: ClusterLayout) -> httpx.Client:
-    ctx = ssl.create_default_context(cafile=str(c.pki_dir / "ca.crt"))
-    ctx.load_cert_chain(str(c.pki_dir / "prometheus.crt"), str(c.pki_dir / "prometheus.key"))
-    return httpx.Client(base_url=c.api_url, verify=ctx, timeout=3)
 
 
 def scrape_targets(pods: list[dict[str, Any]], c: ClusterLayout) -> list[dict[str, Any]]:
@@ -90,9 +72,9 @@ class NodeCollector(Collector):
                                labels=["cluster"])
         for c in self.clusters:
             try:
-                with _client(c) as client:
-                    nodes = client.get("/api/v1/nodes").json()["items"]
-            except (httpx.HTTPError, KeyError, ValueError):
+                with tb.kube(c, "prometheus") as k:
+                    nodes = k.find("Node")
+            except KubehopError:
                 up.add_metric([c.name], 0)
                 continue
             up.add_metric([c.name], 1)
@@ -101,7 +83,8 @@ class NodeCollector(Collector):
                 for family, key in ((capacity, "capacity"), (alloc, "allocatable")):
                     for resource, value in node["status"].get(key, {}).items():
                         unit = _UNITS.get(resource, "integer")
-                        family.add_metric([c.name, name, resource, unit], parse_quantity(value))
+                        family.add_metric([c.name, name, resource, unit],
+                                          float(parse_quantity(value) or 0))
         yield capacity
         yield alloc
         yield up
@@ -125,9 +108,9 @@ class Handler(BaseHTTPRequestHandler):
             groups: list[dict[str, Any]] = []
             for c in self.clusters:
                 try:
-                    with _client(c) as client:
-                        pods = client.get("/api/v1/pods").json()["items"]
-                except (httpx.HTTPError, KeyError, ValueError):
+                    with tb.kube(c, "prometheus") as k:
+                        pods = k.find("Pod")
+                except KubehopError:
                     continue
                 groups += scrape_targets(pods, c)
             self._send(json.dumps(groups).encode(), "application/json")

@@ -13,11 +13,11 @@ import contextlib
 import os
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from kubehop.errors import TestbedError
+from kubehop.waiting import WaitTimeoutError, wait_for
 
 
 def spawn(
@@ -74,17 +74,16 @@ def pid_alive(pid: int) -> bool:
 
 
 def stop_pids(pids: list[int], *, timeout: float = 10.0) -> None:
-    """SIGTERM, wait up to ``timeout`` seconds, then SIGKILL whatever is left."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
+    """SIGTERM, wait up to ``timeout`` seconds, then SIGKILL whatever is left (and wait up to
+    5 s more; a process stuck in the kernel is left to the caller's leftover check)."""
+    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
-        deadline = time.monotonic() + (timeout if sig == signal.SIGTERM else 5.0)
-        while time.monotonic() < deadline:
-            pids = [p for p in pids if pid_alive(p)]
-            if not pids:
-                return
-            time.sleep(0.1)
+        with contextlib.suppress(WaitTimeoutError):
+            wait_for(lambda: not any(pid_alive(p) for p in pids), timeout=wait, interval=0.1,
+                     what="processes to exit")
+            return
 
 
 def stop(pidfile: Path, *, timeout: float = 10.0) -> None:

@@ -7,15 +7,17 @@ has to be exposed for it.
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
 import yaml
 
-from kubehop.errors import TestbedError, UsageError
+from kubehop.errors import KubehopError, TestbedError, UsageError
 from kubehop.testbed import images, layout
 from kubehop.testbed import testbed as tb
 from kubehop.testbed.layout import ClusterLayout
+from kubehop.waiting import NotYet, WaitTimeoutError, wait_for
 
 ORC8R_NAMESPACE = "orc8r-ns"
 AGW_NAMESPACE = "agw-ns"
@@ -58,6 +60,8 @@ def agw_record(c: ClusterLayout, *, since: float | None = None, until: float | N
     Otherwise requests still in flight (possibly failing) are not in the record yet.
     """
     if until is not None and complete:
+        # A wait for a moment, not a condition: nothing but agw's own timeout says when the
+        # last request of the window has ended.
         wait = until + AGW_TIMEOUT_S + 0.5 - time.time()
         if wait > 0:
             time.sleep(wait)
@@ -65,20 +69,20 @@ def agw_record(c: ClusterLayout, *, since: float | None = None, until: float | N
     if raw:
         path += "/raw"
     params = {k: str(v) for k, v in (("since", since), ("until", until)) if v is not None}
-    with tb.api_client(c) as client:
-        reply = client.get(path, params=params, timeout=30)
-    if reply.status_code != 200:
+    with tb.kube(c) as k:
+        code, body = k.get_path(path, params=params, timeout=30)
+    if code != 200:
         raise TestbedError(f"agw's record is not available in {c.name} (HTTP "
-                           f"{reply.status_code}); is the sample deployed there?")
-    data: dict[str, Any] = reply.json()
+                           f"{code}); is the sample deployed there?")
+    data: dict[str, Any] = json.loads(body)
     return data
 
 
 def remove(*, wait: bool = True) -> None:
     """Delete the sample (and whatever migrations made of it) from every testbed cluster."""
     for c in layout.layouts(tb.recorded_clusters()):
-        tb.kubectl(c, "delete", "namespace", ORC8R_NAMESPACE, AGW_NAMESPACE, "--ignore-not-found",
-                   f"--wait={str(wait).lower()}", "--timeout=180s")
+        with tb.kube(c) as k:
+            k.delete_namespaces(ORC8R_NAMESPACE, AGW_NAMESPACE, timeout=180 if wait else None)
 
 
 def deploy(cluster: str, *, interval_ms: float = 10, timeout: float = 180) -> dict[str, Any]:
@@ -92,21 +96,31 @@ def deploy(cluster: str, *, interval_ms: float = 10, timeout: float = 180) -> di
         images.build_and_push(spec)
     # orc8r first, agw once orc8r serves: a client's first connections should not race
     # kube-proxy programming the new Service.
-    for ns, name in ((ORC8R_NAMESPACE, "orc8r"), (AGW_NAMESPACE, "agw")):
-        tb.kubectl(c, "apply", "--server-side", "-f", "-",
-                   stdin=manifests(c, interval_ms=interval_ms, only_namespace=ns))
-        tb.kubectl(c, "-n", ns, "rollout", "status", f"deployment/{name}",
-                   f"--timeout={int(timeout)}s")
-    deadline = time.monotonic() + 60
-    record: dict[str, Any] = {}
-    while time.monotonic() < deadline:
+    with tb.kube(c) as k:
+        for ns, name in ((ORC8R_NAMESPACE, "orc8r"), (AGW_NAMESPACE, "agw")):
+            k.apply_yaml(manifests(c, interval_ms=interval_ms, only_namespace=ns))
+            k.wait_rollout("Deployment", name, ns, timeout=timeout)
+    return wait_agw_clean(c, timeout=60)
+
+
+def wait_agw_clean(c: ClusterLayout, *, timeout: float) -> dict[str, Any]:
+    """agw's record of the last moments once its check-ins all succeed (and there are some)."""
+    last: dict[str, Any] = {}
+
+    def clean() -> dict[str, Any]:
+        nonlocal last
         try:
-            record = agw_record(c, since=time.time() - 2, until=time.time() - 0.5,
-                                complete=False)
-        except TestbedError:
-            record = {}
-        if record.get("ok", 0) > 0 and record.get("failed", 1) == 0:
-            return record
-        time.sleep(1)
-    raise TestbedError(f"agw in {cluster} is running but its check-ins to orc8r did not all "
-                       f"succeed within 60s (last errors: {record.get('errors')})")
+            last = agw_record(c, since=time.time() - 2, until=time.time() - 0.5,
+                              complete=False)
+        except KubehopError as exc:
+            raise NotYet(str(exc)) from exc
+        if last.get("ok", 0) > 0 and last.get("failed", 1) == 0:
+            return last
+        raise NotYet(f"last errors: {last.get('errors')}")
+
+    try:
+        return wait_for(clean, timeout=timeout, interval=1, what=f"agw's check-ins in {c.name}")
+    except WaitTimeoutError as exc:
+        raise TestbedError(f"agw in {c.name} is running but its check-ins to orc8r did not all "
+                           f"succeed within {timeout:.0f}s (last errors: {last.get('errors')})"
+                           ) from exc

@@ -13,7 +13,6 @@ import ipaddress
 import json
 import os
 import shutil
-import ssl
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ import httpx
 import yaml
 
 from kubehop.adapters import inventory as inv_file
+from kubehop.adapters.kube import KubeCluster
 from kubehop.domain.model import ClusterInfo, DnsZoneInfo, Inventory
 from kubehop.errors import PreconditionError, TestbedError
 from kubehop.testbed import (
@@ -43,6 +43,7 @@ from kubehop.testbed import (
 from kubehop.testbed import wan as testbed_wan
 from kubehop.testbed.layout import ClusterLayout
 from kubehop.testbed.pki import KubeconfigEntry, kubeconfig_dict, write_kubeconfig
+from kubehop.waiting import NotYet, WaitTimeoutError, wait_for
 
 Say = Callable[[str], None]
 
@@ -157,18 +158,26 @@ def check_port_free(port: int) -> None:
 
 def _wait(what: str, check: Callable[[], bool], *, timeout: float, log: Path | None,
           pidfile: Path | None = None) -> None:
-    """Poll ``check`` until it is true; fail at once if the process behind it has exited."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(Exception):
+    """Wait until ``check`` is true (an exception from it counts as not yet); fail at once if
+    the process behind it has exited, and name its log either way."""
+
+    def ready() -> bool:
+        why = ""
+        try:
             if check():
-                return
+                return True
+        except Exception as exc:
+            why = str(exc)[:200]
         if pidfile is not None and procs.read_pid(pidfile) is None:
             last = _last_line(log) if log else ""
             raise TestbedError(f"{what} exited while starting ({last}); see its log: {log}")
-        time.sleep(0.5)
-    where = f"; see its log: {log}" if log else ""
-    raise TestbedError(f"{what} did not become ready within {timeout:.0f}s{where}")
+        raise NotYet(why)
+
+    try:
+        wait_for(ready, timeout=timeout, interval=0.5, what=what)
+    except WaitTimeoutError as exc:
+        where = f"; see its log: {log}" if log else ""
+        raise TestbedError(f"{what} did not become ready within {timeout:.0f}s{where}") from exc
 
 
 def _last_line(log: Path) -> str:
@@ -180,46 +189,54 @@ def _last_line(log: Path) -> str:
     return lines[-1][-200:] if lines else "empty log"
 
 
-def api_client(c: ClusterLayout) -> httpx.Client:
-    ctx = ssl.create_default_context(cafile=str(c.pki_dir / "ca.crt"))
-    ctx.load_cert_chain(str(c.pki_dir / "admin.crt"), str(c.pki_dir / "admin.key"))
-    return httpx.Client(base_url=c.api_url, verify=ctx, timeout=5)
+def _kubeconfig_entry(c: ClusterLayout, identity: str) -> KubeconfigEntry:
+    return KubeconfigEntry(
+        context=c.name,
+        server=c.api_url,
+        ca_pem=(c.pki_dir / "ca.crt").read_bytes(),
+        cert_pem=(c.pki_dir / f"{identity}.crt").read_bytes(),
+        key_pem=(c.pki_dir / f"{identity}.key").read_bytes(),
+    )
+
+
+def kube(c: ClusterLayout, identity: str = "admin") -> KubeCluster:
+    """The API of cluster ``c`` as ``identity`` (admin, or e.g. the read-only prometheus),
+    reached from the host as a user reaches it. Built from the cluster's certificate files
+    (no copies of its keys), not the combined kubeconfig: that one does not exist yet while the
+    control planes start, and it holds the admin identity only."""
+    files = {name: c.pki_dir / name for name in ("ca.crt", f"{identity}.crt", f"{identity}.key")}
+    missing = [str(f) for f in files.values() if not f.is_file()]
+    if missing:
+        raise TestbedError(f"cluster {c.name} has no {missing[0]}; is the testbed up?")
+    config = {
+        "apiVersion": "v1", "kind": "Config", "current-context": c.name,
+        "clusters": [{"name": c.name, "cluster": {
+            "server": c.api_url, "certificate-authority": str(files["ca.crt"])}}],
+        "users": [{"name": c.name, "user": {
+            "client-certificate": str(files[f"{identity}.crt"]),
+            "client-key": str(files[f"{identity}.key"])}}],
+        "contexts": [{"name": c.name, "context": {"cluster": c.name, "user": c.name}}],
+    }
+    return KubeCluster(kubeconfig=config, context=c.name, name=c.name)
 
 
 def _api_ready(c: ClusterLayout) -> bool:
-    with api_client(c) as client:
-        return bool(client.get("/readyz").status_code == 200)
+    with kube(c) as k:
+        return k.get_path("/readyz", timeout=5)[0] == 200
 
 
 def _node_ready(c: ClusterLayout) -> bool:
-    with api_client(c) as client:
-        node = client.get(f"/api/v1/nodes/{c.node_name}").json()
-    conditions = node.get("status", {}).get("conditions", [])
-    return any(x["type"] == "Ready" and x["status"] == "True" for x in conditions)
+    with kube(c) as k:
+        return k.node_ready(c.node_name)
 
 
 def _deployment_available(c: ClusterLayout, namespace: str, name: str) -> bool:
-    with api_client(c) as client:
-        dep = client.get(f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}").json()
+    with kube(c) as k:
+        dep = k.get("Deployment", name, namespace)
+    if dep is None:
+        return False
     want = int(dep.get("spec", {}).get("replicas", 1))
-    return int(dep.get("status", {}).get("availableReplicas", 0)) >= want
-
-
-def kubectl(c: ClusterLayout, *args: str, stdin: str | None = None) -> str:
-    """kubectl 1.34 (built with the cluster) against one testbed cluster as admin."""
-    argv = [
-        str(kubectl_binary()),
-        "--kubeconfig",
-        str(components.kubeconfig_path(c, "admin")),
-        *args,
-    ]
-    result = subprocess.run(argv, input=stdin, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise TestbedError(
-            f"kubectl {' '.join(args[:2])} on cluster {c.name} failed: "
-            f"{result.stderr.strip().splitlines()[-1:]}"
-        )
-    return result.stdout
+    return int((dep.get("status") or {}).get("availableReplicas") or 0) >= want
 
 
 # --- up -----------------------------------------------------------------------------------------
@@ -383,7 +400,8 @@ def _up(clusters: list[ClusterLayout], say: Say) -> None:
 
 
 def _apply(c: ClusterLayout, manifests: str) -> None:
-    kubectl(c, "apply", "--server-side", "--force-conflicts", "-f", "-", stdin=manifests)
+    with kube(c) as k:
+        k.apply_yaml(manifests)
 
 
 def _traefik_manifests(c: ClusterLayout, image: str) -> str:
@@ -442,16 +460,7 @@ def start_monitoring(clusters: list[ClusterLayout], say: Say) -> None:
 
 def write_combined_kubeconfig(clusters: list[ClusterLayout]) -> None:
     """One kubeconfig, one context per cluster named after it, admin credentials (mode 0600)."""
-    entries = [
-        KubeconfigEntry(
-            context=c.name,
-            server=c.api_url,
-            ca_pem=(c.pki_dir / "ca.crt").read_bytes(),
-            cert_pem=(c.pki_dir / "admin.crt").read_bytes(),
-            key_pem=(c.pki_dir / "admin.key").read_bytes(),
-        )
-        for c in clusters
-    ]
+    entries = [_kubeconfig_entry(c, "admin") for c in clusters]
     write_kubeconfig(kubeconfig_file(), kubeconfig_dict(entries))
 
 

@@ -18,10 +18,11 @@ from kubehop.adapters import inventory as inv_file
 from kubehop.adapters.dns import DnsZone
 from kubehop.testbed import images, layout, sample
 from kubehop.testbed import testbed as tb
+from kubehop.waiting import wait_for
 from tests.conftest import KUBEHOP, assert_one_line_error
 
 from .conftest import CLUSTERS
-from .kube import kubectl
+from .kube import fresh_namespaces, kubectl
 
 pytestmark = pytest.mark.usefixtures("testbed")
 
@@ -83,12 +84,12 @@ def _is_fresh() -> bool:
 def _settled() -> None:
     """Wait until no namespace is still being deleted (a rollback deletes the one it made), so
     snapshots compare a quiet cluster."""
-    for _ in range(240):
+    def quiet() -> bool:
         phases = [n["status"].get("phase") for c in (EDGE, CLOUD)
                   for n in json.loads(kubectl(c, "get", "namespaces", "-o", "json"))["items"]]
-        if "Terminating" not in phases:
-            return
-        time.sleep(0.5)
+        return "Terminating" not in phases
+
+    wait_for(quiet, timeout=180, interval=0.5, what="no namespace being deleted")
 
 
 def fresh_sample() -> float:
@@ -278,6 +279,7 @@ def _inventory_variant(tmp_path: Path, change: str) -> str:
 
 @pytest.fixture(scope="module")
 def selectorless() -> Iterator[None]:
+    fresh_namespaces(EDGE, "kh-sel")
     kubectl(EDGE, "apply", "-f", "-", stdin="""
 apiVersion: v1
 kind: Namespace

@@ -161,6 +161,7 @@ def listeners(c: layout.ClusterLayout) -> set[tuple[str, str, int]]:
 def test_listeners_bind_only_the_addresses_they_need(name: str) -> None:
     c = layout.layouts(CLUSTERS)[CLUSTERS.index(name)]
     found = listeners(c)
+    # Compares, binds nothing.
     wildcard = {entry for entry in found if entry[1] in {"0.0.0.0", "*", "::", ""}}  # noqa: S104
     assert not wildcard, f"listening on every address: {sorted(wildcard)}"
     expected = expected_listeners(c)

@@ -2,9 +2,10 @@
 
 Each kubelet's container GC (every minute) deletes the pod log directories of pods it does not
 know; with one shared /var/log/pods, the other clusters' kubelets deleted ours. The test does
-not sleep: it plants a decoy log directory of an unknown pod in every kubelet's pod log
-directory and polls until every decoy is gone (so every GC has run), checking the logs at each
-poll.
+not sleep: it polls the logs until every kubelet has provably run its GC. The proof, per
+kubelet: a dangling link in /var/log/containers named after a finished container that only
+that cluster's containerd knows. A kubelet removes such a link only for a container its own
+runtime reports as exited, and only after the pod log directories in the same GC pass.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import json
 import secrets
 import subprocess
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,14 +27,17 @@ from .conftest import CLUSTERS
 
 pytestmark = pytest.mark.usefixtures("testbed")
 
-EDGE = layout.layouts(CLUSTERS)[0]
+CLUSTER_LAYOUTS = layout.layouts(CLUSTERS)
+EDGE = CLUSTER_LAYOUTS[0]
+CONTAINER_LOG_LINKS = Path("/var/log/containers")
 
 
-def kubectl(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+def kubectl(*args: str, context: str = EDGE.name,
+            check: bool = True) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
         [str(tb.kubectl_binary()), "--kubeconfig", str(tb.kubeconfig_file()),
-         "--context", EDGE.name, *args],
-        capture_output=True, text=True, check=False, timeout=120)
+         "--context", context, *args],
+        capture_output=True, text=True, check=False, timeout=240)
     assert not check or result.returncode == 0, result.stderr
     return result
 
@@ -48,17 +51,40 @@ def pod_logs_dir(c: layout.ClusterLayout) -> Path:
 @pytest.fixture
 def namespace() -> Iterator[str]:
     ns = f"kh-logs-{secrets.token_hex(3)}"
-    kubectl("create", "namespace", ns)
+    for c in CLUSTER_LAYOUTS:
+        kubectl("create", "namespace", ns, context=c.name)
     yield ns
-    kubectl("delete", "namespace", ns, "--wait=false")
+    for c in CLUSTER_LAYOUTS:
+        kubectl("delete", "namespace", ns, "--wait=false", context=c.name)
+
+
+def _finished_pod(c: layout.ClusterLayout, ns: str, name: str, word: str) -> dict[str, object]:
+    """Run ``print(word)`` to completion in cluster ``c``; the pod as the API shows it."""
+    kubectl("-n", ns, "run", name, "--restart=Never", f"--image={images.agw_image().ref()}",
+            "--command", "--", "python3", "-c", f"print({word!r})", context=c.name)
+    kubectl("-n", ns, "wait", f"pod/{name}", "--for=jsonpath={.status.phase}=Succeeded",
+            "--timeout=180s", context=c.name)
+    pod: dict[str, object] = json.loads(
+        kubectl("-n", ns, "get", "pod", name, "-o", "json", context=c.name).stdout)
+    return pod
+
+
+def _gc_witness(c: layout.ClusterLayout, pod: dict[str, object]) -> Path:
+    """A dangling log link for the pod's (exited) container: only ``c``'s kubelet removes it."""
+    status = pod["status"]
+    assert isinstance(status, dict)
+    container_id = status["containerStatuses"][0]["containerID"].split("://")[-1]
+    link = CONTAINER_LOG_LINKS / f"kh-gc-witness_{c.name}_probe-{container_id}.log"
+    CONTAINER_LOG_LINKS.mkdir(parents=True, exist_ok=True)
+    link.unlink(missing_ok=True)
+    # Into the state directory, so 'testbed down' sweeps it if the test fails half-way.
+    link.symlink_to(c.dir / "no-such-log" / "0.log")
+    return link
 
 
 def test_finished_pod_logs_survive_every_kubelets_gc(namespace: str) -> None:
     word = f"kubehop-{secrets.token_hex(4)}"
-    kubectl("-n", namespace, "run", "lt", "--restart=Never", f"--image={images.agw_image().ref()}",
-            "--command", "--", "python3", "-c", f"print({word!r})")
-    kubectl("-n", namespace, "wait", "pod/lt", "--for=jsonpath={.status.phase}=Succeeded",
-            "--timeout=180s")
+    lt = _finished_pod(EDGE, namespace, "lt", word)
 
     def logs_readable() -> None:
         result = kubectl("-n", namespace, "logs", "lt", check=False)
@@ -66,27 +92,24 @@ def test_finished_pod_logs_survive_every_kubelets_gc(namespace: str) -> None:
             f"the finished pod's logs are gone: {result.stderr.strip()}")
 
     logs_readable()
-    pod = json.loads(kubectl("-n", namespace, "get", "pod", "lt", "-o", "json").stdout)
-    ours = pod_logs_dir(EDGE) / f"{namespace}_lt_{pod['metadata']['uid']}"
-    assert ours.is_dir()
+    metadata = lt["metadata"]
+    assert isinstance(metadata, dict)
+    assert (pod_logs_dir(EDGE) / f"{namespace}_lt_{metadata['uid']}").is_dir()
 
-    decoys = []
-    for c in layout.layouts(CLUSTERS):
-        decoy = pod_logs_dir(c) / f"kh-decoy_{c.name}_{uuid.uuid4()}"
-        decoy.mkdir(parents=True)
-        decoys.append(decoy)
+    witnesses = [_gc_witness(EDGE, lt)]
+    for c in CLUSTER_LAYOUTS[1:]:
+        witnesses.append(_gc_witness(c, _finished_pod(c, namespace, "probe", word)))
 
     def every_gc_ran() -> bool:
         logs_readable()  # an AssertionError ends the wait at once
-        left = [d.name for d in decoys if d.exists()]
+        left = [w.name for w in witnesses if w.is_symlink()]
         if left:
-            raise NotYet(f"decoys not collected yet: {left}")
+            raise NotYet(f"kubelets whose GC has not run yet: {left}")
         return True
 
-    # The container GC runs every minute; two periods and some slack.
-    wait_for(every_gc_ran, timeout=200, what="every kubelet's pod log GC", interval=2)
+    # The container GC runs every minute in each kubelet; one period and ample slack.
+    wait_for(every_gc_ran, timeout=240, what="every kubelet's container GC", interval=2)
     logs_readable()
-    assert ours.is_dir()
 
 
 def test_each_cluster_keeps_its_pod_logs_under_its_state_directory() -> None:

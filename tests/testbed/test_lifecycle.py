@@ -80,6 +80,10 @@ def _machine_leftovers() -> list[str]:
     queues = Path("/proc/net/netfilter/nfnetlink_queue")
     found += [f"nfqueue {q}" for q in queues.read_text().splitlines()] if queues.exists() else []
     found += [str(p) for p in Path("/sys/fs/cgroup").glob("*/kubehop-*")]
+    # The kubelets link container logs (kept in each cluster's pod log directory) from here.
+    logs = Path("/var/log/containers")
+    found += [str(p) for p in (logs.iterdir() if logs.is_dir() else ())
+              if p.is_symlink() and state in str(p.readlink())]
     if layout.state_dir().exists():
         found.append(state)
     return found
@@ -100,7 +104,8 @@ def test_down_leaves_nothing_and_up_comes_back() -> None:
     # A port the testbed needs, taken by someone else: refused before anything is created.
     with socket.socket() as squatter:
         squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        squatter.bind(("0.0.0.0", layout.REGISTRY_PORT))
+        # Every address on purpose: a careless service squatting the registry's port.
+        squatter.bind(("0.0.0.0", layout.REGISTRY_PORT))  # noqa: S104
         squatter.listen()
         assert_one_line_error(kubehop("testbed", "up"), f"port {layout.REGISTRY_PORT}", "in use")
     assert _machine_leftovers() == []

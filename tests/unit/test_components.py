@@ -53,7 +53,50 @@ def test_kubernetes_wrapper_maps_every_staging_module() -> None:
     assert f"k8s.io/client-go/pkg/version.gitVersion=v{layout.KUBERNETES_VERSION}" in comp.ldflags
 
 
-def test_etcd_listens_on_loopback_only(cluster: layout.ClusterLayout) -> None:
+def test_etcd_listens_on_loopback_only_and_wants_a_client_certificate(
+    cluster: layout.ClusterLayout,
+) -> None:
     argv = components.etcd_argv(cluster)
-    urls = [a for a in argv if a.startswith("--listen-")]
-    assert urls and all("127.0.0.1" in a for a in urls)
+    urls = [a.split("=", 1)[1] for a in argv if a.startswith("--listen-")]
+    assert sorted(urls) == ["https://127.0.0.1:2379", "https://127.0.0.1:2380"]
+    assert "--client-cert-auth" in argv and "--peer-client-cert-auth" in argv
+    assert f"--trusted-ca-file={cluster.pki_dir / 'etcd-ca.crt'}" in argv
+    api = components.apiserver_argv(cluster)
+    assert "--etcd-servers=https://127.0.0.1:2379" in api
+    assert f"--etcd-certfile={cluster.pki_dir / 'apiserver-etcd-client.crt'}" in api
+
+
+def test_every_listener_binds_one_address(cluster: layout.ClusterLayout) -> None:
+    node = str(cluster.node_ip)
+    assert f"--bind-address={node}" in components.apiserver_argv(cluster)
+    for argv in (components.controller_manager_argv(cluster),
+                 components.scheduler_argv(cluster)):
+        assert "--bind-address=127.0.0.1" in argv
+    kubelet = yaml.safe_load(components.kubelet_config(cluster).read_text())
+    assert (kubelet["address"], kubelet["healthzBindAddress"]) == (node, "127.0.0.1")
+    proxy_config = components.kube_proxy_argv(cluster)[1].removeprefix("--config=")
+    proxy = yaml.safe_load(Path(proxy_config).read_text())
+    assert proxy["bindAddress"] == node
+    assert proxy["metricsBindAddress"] == "127.0.0.1:10249"
+    assert proxy["healthzBindAddress"] == "127.0.0.1:10256"
+
+
+def test_control_plane_kubeconfigs_use_the_address_the_api_server_listens_on(
+    cluster: layout.ClusterLayout,
+) -> None:
+    components.write_pki(cluster)
+    for stem in ("admin", "controller-manager", "scheduler", "kubelet", "kube-proxy"):
+        config = yaml.safe_load(components.kubeconfig_path(cluster, stem).read_text())
+        assert config["clusters"][0]["cluster"]["server"] == cluster.api_url, stem
+
+
+def test_each_kubelet_keeps_pod_logs_in_its_own_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A shared /var/log/pods loses pod logs: each kubelet deletes those of pods it does not
+    know."""
+    monkeypatch.setenv("KUBEHOP_STATE", str(tmp_path))
+    dirs = [yaml.safe_load(components.kubelet_config(c).read_text())["podLogsDir"]
+            for c in layout.layouts(("edge", "cloud"))]
+    assert len(set(dirs)) == 2
+    assert all(d.startswith(str(tmp_path) + "/") for d in dirs)

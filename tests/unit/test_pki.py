@@ -1,10 +1,13 @@
 """The testbed PKI: the certificates each component needs, keys kept private."""
 
+import os
+import stat
 from pathlib import Path
 
 import pytest
 import yaml
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 
 from kubehop.testbed import components, layout
 from kubehop.testbed.pki import ClusterPKI, write_kubeconfig
@@ -41,13 +44,56 @@ def test_kubelet_client_cert_is_in_the_nodes_group(cluster: layout.ClusterLayout
 
 
 def test_private_keys_and_kubeconfigs_are_owner_only(cluster: layout.ClusterLayout) -> None:
-    pki = ClusterPKI(cluster)
-    pki.create_all(components.client_identities(cluster))
-    for key in pki.dir.glob("*.key"):
-        assert key.stat().st_mode & 0o077 == 0, key
-    path = cluster.dir / "admin.kubeconfig"
-    write_kubeconfig(path, pki.kubeconfig("admin", context="cloud"))
-    assert path.stat().st_mode & 0o077 == 0
+    old_umask = os.umask(0)
+    try:
+        stale = cluster.pki_dir / "admin.key"
+        stale.parent.mkdir(parents=True)
+        stale.write_text("from an older run, world-readable")
+        stale.chmod(0o644)
+        cluster.pki_dir.chmod(0o755)
+        pki = ClusterPKI(cluster)
+        pki.create_all(components.client_identities(cluster))
+        path = cluster.dir / "admin.kubeconfig"
+        path.write_text("")
+        path.chmod(0o666)
+        write_kubeconfig(path, pki.kubeconfig("admin", context="cloud"))
+    finally:
+        os.umask(old_umask)
+    keys = list(pki.dir.glob("*.key"))
+    assert {"ca.key", "etcd-ca.key", "admin.key", "apiserver-etcd-client.key"} <= {
+        k.name for k in keys}
+    for key in keys:
+        assert stat.S_IMODE(key.stat().st_mode) == 0o600, key
+    assert stat.S_IMODE(pki.dir.stat().st_mode) == 0o700
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
     config = yaml.safe_load(path.read_text())
     assert config["current-context"] == "cloud"
     assert config["clusters"][0]["cluster"]["server"] == f"https://{cluster.node_ip}:6443"
+
+
+def _signed_by(cert_path: Path, ca_path: Path) -> bool:
+    cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    ca = x509.load_pem_x509_certificate(ca_path.read_bytes())
+    try:
+        cert.verify_directly_issued_by(ca)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
+def test_etcd_has_its_own_ca_that_signs_only_etcd_and_the_api_server(
+    cluster: layout.ClusterLayout,
+) -> None:
+    """A certificate of the cluster CA (any approved CSR) must not open etcd."""
+    pki = ClusterPKI(cluster)
+    pki.create_all(components.client_identities(cluster))
+    etcd_ca = pki.cert_path("etcd-ca")
+    assert _signed_by(pki.cert_path("apiserver-etcd-client"), etcd_ca)
+    assert _signed_by(pki.cert_path("etcd-server"), etcd_ca)
+    assert not _signed_by(pki.cert_path("apiserver-etcd-client"), pki.ca_cert_path)
+    signed_by_etcd_ca = sorted(p.stem for p in pki.dir.glob("*.crt")
+                               if p.stem != "etcd-ca" and _signed_by(p, etcd_ca))
+    assert signed_by_etcd_ca == ["apiserver-etcd-client", "etcd-server"]
+    ips = {str(ip) for ip in _sans(pki.cert_path("etcd-server")).get_values_for_type(
+        x509.IPAddress)}
+    assert ips == {"127.0.0.1"}

@@ -26,11 +26,19 @@ dns: {zone: testnetwork.internal, server: 10.0.0.2, port: 53, tsigKeyFile: /path
 """
 
 
+def _expand(path: str, what: str) -> Path:
+    """``~`` expanded; a ``~user`` that does not exist is the user's mistake, not a crash."""
+    try:
+        return Path(path).expanduser()
+    except RuntimeError as exc:
+        raise UsageError(f"{what} {path!r}: cannot expand '~' ({exc})") from exc
+
+
 def locate(path: str | None) -> Path:
     if path:
-        return Path(path).expanduser()
+        return _expand(path, "--inventory")
     if os.environ.get("KUBEHOP_INVENTORY"):
-        return Path(os.environ["KUBEHOP_INVENTORY"]).expanduser()
+        return _expand(os.environ["KUBEHOP_INVENTORY"], "KUBEHOP_INVENTORY")
     if TESTBED_INVENTORY.exists():
         return TESTBED_INVENTORY
     raise UsageError("no inventory: pass --inventory FILE or set KUBEHOP_INVENTORY "
@@ -41,48 +49,116 @@ def _bad(path: Path, what: str) -> UsageError:
     return UsageError(f"inventory {path}: {what}")
 
 
+def _text(data: dict[Any, Any], key: str, where: str, path: Path,
+          default: str | None = None) -> str:
+    """A one-line string field: names, addresses, paths. YAML numbers, lists or dates in
+    their place are mistakes to report, not values to ``str()``."""
+    value = data.get(key)
+    if value is None and default is not None:
+        return default
+    if value is None or value == "":
+        raise _bad(path, f"{where or 'the inventory'} lacks {key}")
+    field = f"{where}.{key}" if where else key
+    if not isinstance(value, str):
+        raise _bad(path, f"{field} must be a string, not {type(value).__name__}")
+    if not value.strip() or not value.isprintable():
+        raise _bad(path, f"{field} must be printable text on one line, got {value[:60]!r}")
+    return value
+
+
+def _port(value: object, what: str, path: Path) -> int:
+    # bool is an int to Python, and 80.9 would silently become 80: accept true integers only.
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 65536:
+        raise _bad(path, f"{what} must be a port number (1-65535), got {str(value)[:40]!r}")
+    return value
+
+
+def _entrypoints(item: dict[Any, Any], where: str, path: Path) -> dict[int, str]:
+    entry = item.get("entrypoints")
+    if entry is None:
+        return {80: "web"}
+    if not isinstance(entry, dict) or not entry:
+        raise _bad(path, f"{where}.entrypoints must map names to ports, e.g. {{web: 80}}")
+    entrypoints: dict[int, str] = {}
+    for name, port in entry.items():
+        if not isinstance(name, str) or not name.isprintable() or not name.strip():
+            raise _bad(path, f"{where}.entrypoints must map names to ports, e.g. {{web: 80}}; "
+                             f"{str(name)[:40]!r} is not a name")
+        number = _port(port, f"{where}.entrypoints.{name}", path)
+        if number in entrypoints:
+            raise _bad(path, f"{where}.entrypoints gives port {number} twice "
+                             f"({entrypoints[number]}, {name})")
+        entrypoints[number] = name
+    return entrypoints
+
+
 def parse(data: Any, path: Path) -> Inventory:
+    """The inventory from parsed YAML; any mistake is a one-line :class:`UsageError` naming
+    the field, so a hand-written file never ends in a traceback."""
     if not isinstance(data, dict) or not isinstance(data.get("clusters"), list):
         raise _bad(path, "want a mapping with a 'clusters' list")
     clusters: dict[str, ClusterInfo] = {}
     for i, item in enumerate(data["clusters"]):
+        where = f"clusters[{i}]"
         if not isinstance(item, dict):
-            raise _bad(path, f"clusters[{i}] is not a mapping")
-        missing = [k for k in ("name", "context", "loadBalancer") if not item.get(k)]
+            raise _bad(path, f"{where} is not a mapping")
+        missing = [k for k in ("name", "context", "loadBalancer") if item.get(k) in (None, "")]
         if missing:
-            raise _bad(path, f"clusters[{i}] lacks {', '.join(missing)}")
-        entry = item.get("entrypoints") or {"web": 80}
-        try:
-            entrypoints = {int(port): str(name) for name, port in entry.items()}
-        except (TypeError, ValueError, AttributeError) as exc:
-            raise _bad(path, f"clusters[{i}].entrypoints must map names to ports") from exc
-        clusters[str(item["name"])] = ClusterInfo(
-            name=str(item["name"]), context=str(item["context"]),
-            tier=str(item.get("tier", "edge")), load_balancer=str(item["loadBalancer"]),
-            entrypoints=entrypoints,
-            cluster_domain=str(item.get("clusterDomain", "cluster.local")),
+            raise _bad(path, f"{where} lacks {', '.join(missing)}")
+        name = _text(item, "name", where, path)
+        if name in clusters:
+            raise _bad(path, f"{where}: cluster {name!r} is listed twice")
+        clusters[name] = ClusterInfo(
+            name=name, context=_text(item, "context", where, path),
+            tier=_text(item, "tier", where, path, default="edge"),
+            load_balancer=_text(item, "loadBalancer", where, path),
+            entrypoints=_entrypoints(item, where, path),
+            cluster_domain=_text(item, "clusterDomain", where, path, default="cluster.local"),
         )
     dns_data = data.get("dns")
     dns_info = None
-    if dns_data:
-        missing = [k for k in ("zone", "server", "tsigKeyFile") if not dns_data.get(k)]
+    if dns_data is not None:
+        if not isinstance(dns_data, dict):
+            raise _bad(path, "dns must be a mapping with zone, server, port and tsigKeyFile")
+        missing = [k for k in ("zone", "server", "tsigKeyFile") if dns_data.get(k) in (None, "")]
         if missing:
             raise _bad(path, f"dns lacks {', '.join(missing)}")
-        dns_info = DnsZoneInfo(zone=str(dns_data["zone"]).rstrip("."),
-                               server=str(dns_data["server"]), port=int(dns_data.get("port", 53)),
-                               key_file=str(Path(dns_data["tsigKeyFile"]).expanduser()))
-    kubeconfig = str(Path(str(data.get("kubeconfig", "~/.kube/config"))).expanduser())
-    return Inventory(kubeconfig=kubeconfig, clusters=clusters, dns=dns_info)
+        zone = _text(dns_data, "zone", "dns", path).rstrip(".")
+        if not zone:
+            raise _bad(path, "dns.zone must name a zone, not the root")
+        key_file = _expand(_text(dns_data, "tsigKeyFile", "dns", path),
+                           f"inventory {path}: dns.tsigKeyFile")
+        dns_info = DnsZoneInfo(zone=zone, server=_text(dns_data, "server", "dns", path),
+                               port=_port(dns_data.get("port", 53), "dns.port", path),
+                               key_file=str(key_file))
+    kubeconfig = _text(data, "kubeconfig", "", path, default="~/.kube/config")
+    return Inventory(kubeconfig=str(_expand(kubeconfig, f"inventory {path}: kubeconfig")),
+                     clusters=clusters, dns=dns_info)
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """PyYAML's messages span several lines; keep the problem and where it is."""
+    if isinstance(exc, yaml.MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        return f"{exc.problem or exc.context or 'syntax error'}{where}"
+    return " ".join(str(exc).split())
 
 
 def load(path: str | None = None) -> Inventory:
     where = locate(path)
     try:
-        data = yaml.safe_load(where.read_text())
+        data = yaml.safe_load(where.read_bytes().decode())
     except OSError as exc:
         raise UsageError(f"cannot read inventory {where}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"inventory {where} is not UTF-8 text") from exc
     except yaml.YAMLError as exc:
-        raise UsageError(f"inventory {where} is not valid YAML: {exc}") from exc
+        raise UsageError(f"inventory {where} is not valid YAML: {_yaml_problem(exc)}") from exc
+    except (ValueError, RecursionError) as exc:
+        # PyYAML lets some values through its checks, e.g. a date 2024-13-01 or deep nesting.
+        raise UsageError(f"inventory {where} has a value YAML cannot represent: "
+                         f"{' '.join(str(exc).split())[:120]}") from exc
     return parse(data, where)
 
 

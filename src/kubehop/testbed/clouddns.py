@@ -16,6 +16,7 @@ from pathlib import Path
 
 from kubehop.adapters.dns import read_tsig_key
 from kubehop.errors import PreconditionError
+from kubehop.files import write_private
 from kubehop.testbed import layout
 
 DEFAULT_ZONE = "testnetwork.internal"
@@ -41,11 +42,7 @@ def write_key() -> None:
     """A fresh random HMAC-SHA256 key, readable only by its owner (root, and named's user)."""
     secret = base64.b64encode(secrets.token_bytes(32)).decode()
     text = f'key "{KEY_NAME}" {{\n\talgorithm {KEY_ALGORITHM};\n\tsecret "{secret}";\n}};\n'
-    path = key_file()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
+    write_private(key_file(), text)
 
 
 def read_key() -> tuple[str, str, str]:

@@ -12,9 +12,17 @@ from pathlib import Path
 
 import yaml
 
+from kubehop.files import private_dir
 from kubehop.testbed import builds, layout
 from kubehop.testbed.layout import API_PORT, CLUSTER_DOMAIN, ClusterLayout
 from kubehop.testbed.pki import ClientIdentity, ClusterPKI, write_kubeconfig
+
+# Every listener of a cluster's network namespace binds the one address its clients use: the
+# node address for what the host, the other clusters or pods call (API server, kubelet,
+# Traefik), the loopback for the rest. The namespace is shared with hostNetwork pods, so the
+# loopback is not private: etcd also demands a client certificate of its own CA.
+ETCD_CLIENT_URL = "https://127.0.0.1:2379"
+ETCD_PEER_URL = "https://127.0.0.1:2380"
 
 
 def client_identities(c: ClusterLayout) -> list[ClientIdentity]:
@@ -38,36 +46,40 @@ def kubeconfig_path(c: ClusterLayout, stem: str) -> Path:
 
 
 def write_pki(c: ClusterLayout) -> ClusterPKI:
-    """Certificates and one kubeconfig per client identity (local loopback for the control
-    plane, the node address for the node components as on a real separate node)."""
+    """Certificates and one kubeconfig per client identity, all for the API server at the node
+    address (the only address it listens on), in owner-only files and directories."""
     pki = ClusterPKI(c)
     idents = client_identities(c)
     pki.create_all(idents)
+    private_dir(kubeconfig_path(c, "admin").parent)
     for ident in idents:
-        server = (
-            None
-            if ident.stem in {"admin", "kubelet", "kube-proxy"}
-            else (f"https://127.0.0.1:{API_PORT}")
-        )
-        write_kubeconfig(
-            kubeconfig_path(c, ident.stem),
-            pki.kubeconfig(ident.stem, context=c.name, server=server),
-        )
+        write_kubeconfig(kubeconfig_path(c, ident.stem), pki.kubeconfig(ident.stem, context=c.name))
     return pki
 
 
 def etcd_argv(c: ClusterLayout) -> list[str]:
+    """TLS on the loopback, and only clients with a certificate of the etcd CA (the API
+    server's) get in; the peer listener likewise. No separate plain-HTTP metrics listener:
+    metrics stay behind the client port's authentication."""
     data = c.dir / "etcd"
+    pki = c.pki_dir
     return [
         str(builds.etcd().binary("etcd")),
         f"--name={c.name}",
         f"--data-dir={data}",
-        "--listen-client-urls=http://127.0.0.1:2379",
-        "--advertise-client-urls=http://127.0.0.1:2379",
-        "--listen-peer-urls=http://127.0.0.1:2380",
-        "--initial-advertise-peer-urls=http://127.0.0.1:2380",
-        f"--initial-cluster={c.name}=http://127.0.0.1:2380",
-        "--listen-metrics-urls=http://127.0.0.1:2381",
+        f"--listen-client-urls={ETCD_CLIENT_URL}",
+        f"--advertise-client-urls={ETCD_CLIENT_URL}",
+        f"--listen-peer-urls={ETCD_PEER_URL}",
+        f"--initial-advertise-peer-urls={ETCD_PEER_URL}",
+        f"--initial-cluster={c.name}={ETCD_PEER_URL}",
+        f"--cert-file={pki / 'etcd-server.crt'}",
+        f"--key-file={pki / 'etcd-server.key'}",
+        f"--trusted-ca-file={pki / 'etcd-ca.crt'}",
+        "--client-cert-auth",
+        f"--peer-cert-file={pki / 'etcd-server.crt'}",
+        f"--peer-key-file={pki / 'etcd-server.key'}",
+        f"--peer-trusted-ca-file={pki / 'etcd-ca.crt'}",
+        "--peer-client-cert-auth",
         "--log-level=warn",
         # A disposable test cluster: trading durability for far less disk I/O is right here.
         "--unsafe-no-fsync",
@@ -80,8 +92,12 @@ def apiserver_argv(c: ClusterLayout) -> list[str]:
     return [
         str(builds.kubernetes().binary("kube-apiserver")),
         f"--advertise-address={c.node_ip}",
+        f"--bind-address={c.node_ip}",
         f"--secure-port={API_PORT}",
-        "--etcd-servers=http://127.0.0.1:2379",
+        f"--etcd-servers={ETCD_CLIENT_URL}",
+        f"--etcd-cafile={pki / 'etcd-ca.crt'}",
+        f"--etcd-certfile={pki / 'apiserver-etcd-client.crt'}",
+        f"--etcd-keyfile={pki / 'apiserver-etcd-client.key'}",
         f"--service-cluster-ip-range={c.service_cidr}",
         f"--client-ca-file={pki / 'ca.crt'}",
         f"--tls-cert-file={pki / 'apiserver.crt'}",
@@ -246,6 +262,9 @@ def kubelet_config(c: ClusterLayout) -> Path:
         "clusterDomain": CLUSTER_DOMAIN,
         # No upstream resolvers: pods resolve cluster names only and call nothing outside.
         "resolvConf": "",
+        # Its own pod log directory: each kubelet's garbage collection deletes the directories
+        # of pods it does not know, so a shared /var/log/pods loses the other clusters' logs.
+        "podLogsDir": str(c.pod_logs_dir),
         "healthzBindAddress": "127.0.0.1",
         "healthzPort": 10248,
         # The testbed shares one disk with everything else on the machine: keep images (the
@@ -296,7 +315,8 @@ def kube_proxy_argv(c: ClusterLayout) -> list[str]:
         "mode": "iptables",
         "clusterCIDR": str(c.pod_cidr),
         "hostnameOverride": c.node_name,
-        "bindAddress": "0.0.0.0",
+        # No listener in iptables mode; it names the node's primary address.
+        "bindAddress": str(c.node_ip),
         "metricsBindAddress": "127.0.0.1:10249",
         "healthzBindAddress": "127.0.0.1:10256",
         "oomScoreAdj": 0,

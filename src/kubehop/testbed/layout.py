@@ -142,6 +142,11 @@ class ClusterLayout:
         return self.dir / "logs"
 
     @property
+    def pod_logs_dir(self) -> Path:
+        """The kubelet's pod log directory (``podLogsDir``), this cluster's alone."""
+        return self.dir / "pod-logs"
+
+    @property
     def containerd_socket(self) -> Path:
         return self.dir / "containerd" / "containerd.sock"
 

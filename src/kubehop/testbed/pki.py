@@ -1,8 +1,11 @@
 """Certificates and kubeconfigs of one testbed cluster.
 
-One CA per cluster, as separate clusters would have; ECDSA P-256 keys because they are fast to
-make and every Kubernetes component accepts them. Private keys are written with mode 0600 and
-never printed.
+One CA per cluster, as separate clusters would have, and a second one for etcd alone: etcd
+trusts only certificates of its own CA (its peer certificate and the API server's client
+certificate), so no certificate the cluster CA signs (an approved CSR, a kubelet's) opens the
+database. ECDSA P-256 keys because they are fast to make and every component accepts them.
+Private keys and kubeconfigs are owner-only files from the start (:mod:`kubehop.files`), in an
+owner-only directory, and never printed.
 """
 
 from __future__ import annotations
@@ -10,7 +13,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import ipaddress
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from kubehop.files import private_dir, write_private
 from kubehop.testbed.layout import CLUSTER_DOMAIN, ClusterLayout
 
 _VALIDITY = dt.timedelta(days=365)
@@ -35,11 +38,9 @@ class ClientIdentity:
     organizations: tuple[str, ...] = ()
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
+CLUSTER_CA = "ca"
+ETCD_CA = "etcd-ca"
+LOOPBACK = ipaddress.IPv4Address("127.0.0.1")
 
 
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
@@ -66,12 +67,11 @@ class ClusterPKI:
     def __init__(self, cluster: ClusterLayout) -> None:
         self.cluster = cluster
         self.dir = cluster.pki_dir
-        self._ca_key: ec.EllipticCurvePrivateKey | None = None
-        self._ca_cert: x509.Certificate | None = None
+        self._cas: dict[str, tuple[ec.EllipticCurvePrivateKey, x509.Certificate]] = {}
 
     @property
     def ca_cert_path(self) -> Path:
-        return self.dir / "ca.crt"
+        return self.cert_path(CLUSTER_CA)
 
     def cert_path(self, stem: str) -> Path:
         return self.dir / f"{stem}.crt"
@@ -79,10 +79,10 @@ class ClusterPKI:
     def key_path(self, stem: str) -> Path:
         return self.dir / f"{stem}.key"
 
-    def create_ca(self) -> None:
+    def create_ca(self, stem: str = CLUSTER_CA) -> None:
         now = dt.datetime.now(dt.UTC)
         key = ec.generate_private_key(ec.SECP256R1())
-        name = _name(f"kubehop-{self.cluster.name}-ca")
+        name = _name(f"kubehop-{self.cluster.name}-{stem}")
         cert = (
             x509.CertificateBuilder()
             .subject_name(name)
@@ -108,9 +108,9 @@ class ClusterPKI:
             )
             .sign(key, hashes.SHA256())
         )
-        self._ca_key, self._ca_cert = key, cert
-        _write_private(self.key_path("ca"), _key_pem(key))
-        self.ca_cert_path.write_bytes(_cert_pem(cert))
+        self._cas[stem] = (key, cert)
+        write_private(self.key_path(stem), _key_pem(key))
+        self.cert_path(stem).write_bytes(_cert_pem(cert))
 
     def issue(
         self,
@@ -122,10 +122,12 @@ class ClusterPKI:
         ips: tuple[IPAddress, ...] = (),
         server: bool = False,
         client: bool = False,
+        ca: str = CLUSTER_CA,
     ) -> None:
-        """Issue a leaf certificate signed by this cluster's CA."""
-        if self._ca_key is None or self._ca_cert is None:
-            raise RuntimeError("ClusterPKI.create_ca() must run before issue()")
+        """Issue a leaf certificate signed by CA ``ca`` (the cluster's, or etcd's)."""
+        if ca not in self._cas:
+            raise RuntimeError(f"ClusterPKI.create_ca({ca!r}) must run before issue()")
+        ca_key, ca_cert = self._cas[ca]
         now = dt.datetime.now(dt.UTC)
         key = ec.generate_private_key(ec.SECP256R1())
         usages = []
@@ -136,7 +138,7 @@ class ClusterPKI:
         builder = (
             x509.CertificateBuilder()
             .subject_name(_name(common_name, organizations))
-            .issuer_name(self._ca_cert.subject)
+            .issuer_name(ca_cert.subject)
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - dt.timedelta(minutes=5))
@@ -148,13 +150,13 @@ class ClusterPKI:
         sans += [x509.IPAddress(ip) for ip in ips]
         if sans:
             builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        cert = builder.sign(self._ca_key, hashes.SHA256())
-        _write_private(self.key_path(stem), _key_pem(key))
+        cert = builder.sign(ca_key, hashes.SHA256())
+        write_private(self.key_path(stem), _key_pem(key))
         self.cert_path(stem).write_bytes(_cert_pem(cert))
 
     def create_service_account_keys(self) -> None:
         key = ec.generate_private_key(ec.SECP256R1())
-        _write_private(self.key_path("service-account"), _key_pem(key))
+        write_private(self.key_path("service-account"), _key_pem(key))
         self.dir.joinpath("service-account.pub").write_bytes(
             key.public_key().public_bytes(
                 serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -162,10 +164,12 @@ class ClusterPKI:
         )
 
     def create_all(self, clients: list[ClientIdentity]) -> None:
-        """Everything a cluster needs: CA, API server and kubelet serving certs, client certs."""
+        """Everything a cluster needs: CA, API server and kubelet serving certs, client certs,
+        and etcd's own CA with its serving/peer certificate and the API server's client one."""
         c = self.cluster
-        self.dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.dir)
         self.create_ca()
+        self.create_etcd()
         self.create_service_account_keys()
         self.issue(
             "apiserver",
@@ -177,7 +181,7 @@ class ClusterPKI:
                 f"kubernetes.default.svc.{CLUSTER_DOMAIN}",
                 "localhost",
             ),
-            ips=(c.api_service_ip, c.node_ip, ipaddress.IPv4Address("127.0.0.1")),
+            ips=(c.api_service_ip, c.node_ip, LOOPBACK),
             server=True,
         )
         self.issue(
@@ -192,6 +196,15 @@ class ClusterPKI:
             self.issue(
                 ident.stem, ident.common_name, organizations=ident.organizations, client=True
             )
+
+    def create_etcd(self) -> None:
+        """etcd listens on the loopback only; one certificate serves clients and its peer
+        listener (as server and client), and only the API server gets a client certificate."""
+        self.create_ca(ETCD_CA)
+        self.issue("etcd-server", f"etcd-{self.cluster.name}", dns_names=("localhost",),
+                   ips=(LOOPBACK,), server=True, client=True, ca=ETCD_CA)
+        self.issue("apiserver-etcd-client", "kube-apiserver-etcd-client", client=True,
+                   ca=ETCD_CA)
 
     def kubeconfig(
         self, stem: str, *, context: str, server: str | None = None
@@ -254,5 +267,5 @@ def kubeconfig_dict(entries: list[KubeconfigEntry]) -> dict[str, object]:
 
 
 def write_kubeconfig(path: Path, config: dict[str, object]) -> None:
-    """Write a kubeconfig with mode 0600: it holds a private key."""
-    _write_private(path, yaml.safe_dump(config, sort_keys=False).encode())
+    """Write a kubeconfig owner-only (0600) from the start: it holds a private key."""
+    write_private(path, yaml.safe_dump(config, sort_keys=False))

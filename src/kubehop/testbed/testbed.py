@@ -144,7 +144,8 @@ def _listening(port: int) -> list[str]:
 
 def check_port_free(port: int) -> None:
     """The registry binds the bridge address; fail before changing anything if that is taken."""
-    wanted = {"0.0.0.0", str(layout.HOST_ADDRESS), "::"}
+    # Compares, binds nothing: a listener on every address also takes the bridge's.
+    wanted = {"0.0.0.0", str(layout.HOST_ADDRESS), "::"}  # noqa: S104
     taken = [a for a in _listening(port) if a in wanted]
     if taken:
         raise PreconditionError(
@@ -580,6 +581,22 @@ def _unmount_all(base: Path) -> None:
             subprocess.run(["umount", "-l", m], capture_output=True, check=False)
 
 
+CONTAINER_LOG_LINKS = Path("/var/log/containers")
+
+
+def container_log_links() -> list[Path]:
+    """The kubelets' links in the machine-wide /var/log/containers to our pod logs (each
+    cluster's pod log directory is its own, but this legacy directory of links is not)."""
+    prefix = str(layout.state_dir()) + "/"
+    found = []
+    with contextlib.suppress(OSError):
+        for link in CONTAINER_LOG_LINKS.iterdir():
+            with contextlib.suppress(OSError):
+                if link.is_symlink() and str(link.readlink()).startswith(prefix):
+                    found.append(link)
+    return found
+
+
 def _down_cluster(c: ClusterLayout, say: Say) -> None:
     for name in ("kubelet", "kube-proxy"):
         procs.stop(run_dir(c) / f"{name}.pid")
@@ -623,6 +640,8 @@ def down(*, say: Say = _quiet) -> list[str]:
     procs.stop_pids(list(procs.pids_matching(str(layout.state_dir()))), timeout=5)
     testbed_wan.clear(tuple(names))
     hostnet.delete_bridge()
+    for link in container_log_links():
+        link.unlink(missing_ok=True)
     base = layout.state_dir()
     _unmount_all(base)
     if base.exists() and not _mounts_under(base):
@@ -643,6 +662,7 @@ def leftovers() -> list[str]:
     found += [f"cgroup {r}" for r in cgroups.leftover_roots()]
     found += [f"mount {m}" for m in _mounts_under(layout.state_dir())]
     found += [f"process {p}" for p in procs.pids_matching(str(layout.state_dir()))]
+    found += [f"log link {p}" for p in container_log_links()]
     if layout.state_dir().exists():
         found.append(f"directory {layout.state_dir()}")
     return found

@@ -39,13 +39,20 @@ def ensure_private(path: Path) -> None:
     """Create ``path`` empty with mode 0600 if it is missing, else tighten it to 0600.
 
     For files another library creates and writes (SQLite): call this before handing it the
-    path, so the file is private before the first secret goes in."""
+    path, so the file is private before the first secret goes in. An existing file is never
+    opened here, only chmod-ed: closing any descriptor of a file drops every POSIX lock this
+    process holds on it, and SQLite's locks are POSIX locks, so opening and closing a database
+    another connection of this process has open would silently break its locking."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, PRIVATE_MODE)
     try:
-        os.fchmod(fd, PRIVATE_MODE)
-    finally:
-        os.close(fd)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     PRIVATE_MODE)
+    except FileExistsError:
+        if path.is_symlink():
+            raise
+        path.chmod(PRIVATE_MODE)
+        return
+    os.close(fd)
 
 
 def private_dir(path: Path) -> Path:

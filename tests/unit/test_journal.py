@@ -37,3 +37,16 @@ def test_an_existing_readable_journal_is_tightened(tmp_path: Path) -> None:
     assert journal.get("m1").request == {"service": "orc8r"}
     for p in tmp_path.iterdir():
         assert mode(p) == 0o600, p.name
+
+
+def test_opening_the_journal_again_keeps_the_first_connection_working(tmp_path: Path) -> None:
+    """Opening and closing a file drops this process's POSIX locks on it, which SQLite uses:
+    a second Journal in the same process must not open the database file behind its back."""
+    path = tmp_path / "journal.sqlite"
+    first = Journal(path)
+    first.create("m1", {"n": 1})
+    for i in range(5):
+        Journal(path).create(f"other{i}", {"n": i})
+        first.save_context("m1", {"i": i})
+    assert first.get("m1").context == {"i": 4}
+    assert [r.id for r in Journal(path).list()] == ["m1", *[f"other{i}" for i in range(5)]]

@@ -8,7 +8,6 @@ WAL mode so ``kubehop migrations list`` can read while a migration writes.
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from kubehop.errors import UsageError
+from kubehop.files import ensure_private, private_dir
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS migrations (
@@ -63,16 +63,14 @@ class MigrationRow:
 
 
 def _private(path: Path) -> None:
-    """Create ``path`` readable by its owner only, from the first byte: the journal holds the
-    Services and workloads it moved (and may hold Secrets' names and more). SQLite gives its
-    ``-wal`` and ``-shm`` files the mode of the database file, so they are private too; files a
-    wider umask or an older version left readable are tightened."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
-    os.close(fd)
-    for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
-        if p.exists() and p.stat().st_mode & 0o077:
-            p.chmod(0o600)
+    """The journal holds the Services and workloads it moved: owner-only from the first byte.
+    SQLite gives its ``-wal`` and ``-shm`` files the mode of the database file, so they are
+    private too; files a wider umask or an older version left readable are tightened."""
+    private_dir(path.parent)
+    ensure_private(path)
+    for extra in (path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        if extra.exists():
+            ensure_private(extra)
 
 
 class Journal:

@@ -18,7 +18,7 @@ import dns.update
 import httpx
 import pytest
 
-from kubehop.testbed import clouddns, images, layout, monitoring, sample
+from kubehop.testbed import clouddns, images, layout, monitoring, sample, wan
 from kubehop.waiting import NotYet, wait_for
 from tests.conftest import kubehop
 
@@ -286,7 +286,9 @@ def test_prometheus_has_the_sample_services_own_metrics(sample_deployed: None) -
 
 def test_status_reports_the_services() -> None:
     data = json.loads(kubehop("testbed", "status", "-o", "json").stdout)
-    assert data["services"] == {"registry": True, "clouddns": True, "prometheus": True,
-                                "clusterexporter": True}
+    expected = {"registry": True, "clouddns": True, "prometheus": True, "clusterexporter": True}
+    if wan.delayer_config().exists():  # the WAN profile delays something: its delayer runs
+        expected["wan-delayer"] = True
+    assert data["services"] == expected
     assert data["prometheus"] == monitoring.prometheus_url()
     assert all(c["ingress_ready"] for c in data["clusters"])

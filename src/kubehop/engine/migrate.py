@@ -23,11 +23,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, Protocol
 
-import httpx
-
+from kubehop.adapters import probe
 from kubehop.adapters.dns import DnsZone
 from kubehop.adapters.journal import Journal
 from kubehop.adapters.kube import KubeCluster
+from kubehop.adapters.probe import ProbeError
 from kubehop.domain import manifests as mf
 from kubehop.domain.model import (
     BASELINES,
@@ -76,10 +76,6 @@ class Connector(Protocol):
         ...
 
 
-class ProbeError(KubehopError):
-    """A probe request got no HTTP answer (refused, reset, timed out)."""
-
-
 class Adapters:
     """The real clients: lightkube per kubeconfig context, dnspython for the private zone."""
 
@@ -91,11 +87,7 @@ class Adapters:
         return DnsZone(info)
 
     def http_get(self, url: str, host: str) -> tuple[int, str]:
-        try:
-            reply = httpx.get(url, headers={"Host": host}, timeout=3)
-        except httpx.HTTPError as exc:
-            raise ProbeError(f"{url} (Host {host}): {type(exc).__name__}") from exc
-        return reply.status_code, reply.text
+        return probe.http_get(url, host)
 
 
 class NoHooks:

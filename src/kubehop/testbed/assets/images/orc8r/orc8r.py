@@ -94,6 +94,10 @@ ROUTES: list[tuple[str, re.Pattern[str], str]] = [
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes; on a kept-alive connection (Traefik's to its
+    # backends) Nagle holds the body until the headers are ACKed, and the peer delays that ACK
+    # by 40 ms: TCP_NODELAY sends both at once (docs/latency.md).
+    disable_nagle_algorithm = True
     store: Store
     raw_body = b""
 

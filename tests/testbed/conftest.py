@@ -15,10 +15,9 @@ CLUSTERS = ("edge", "cloud")
 @pytest.fixture(scope="session")
 def testbed() -> Iterator[tb.Status]:
     was_up = tb.recorded_clusters() == CLUSTERS and tb.status().healthy
-    if not was_up:
-        if tb.recorded_clusters():
-            tb.down()
-        tb.up(CLUSTERS, say=print)
+    if not was_up and tb.recorded_clusters():
+        tb.down()
+    tb.up(CLUSTERS, say=print)  # on a healthy testbed: only the sample images, if new
     st = tb.status()
     assert st.healthy, st.to_dict()
     yield st

@@ -292,6 +292,11 @@ class UpResult:
     kubeconfig: str
 
 
+def sample_images() -> tuple[images.ImageSpec, ...]:
+    """The images of the sample services and the tests' HTTP server."""
+    return (images.httpd_image(), images.orc8r_image(), images.agw_image())
+
+
 def up(
     names: tuple[str, ...], *, say: Say = _quiet, progress: builds.Progress | None = None,
     wan: str | None = None,
@@ -312,6 +317,10 @@ def up(
         if report.healthy:
             if wan is not None:
                 say("wan: " + testbed_wan.summary(testbed_wan.apply(profile, names)))
+            # A newer kubehop may ship newer sample images than the running testbed has; each
+            # is a registry check when it is there already.
+            for spec in sample_images():
+                images.build_and_push(spec)
             say("testbed already up and healthy: nothing to do")
             return UpResult(list(existing), True, time.monotonic() - start, str(kubeconfig_file()))
         say("testbed is partly up: cleaning it before starting again")
@@ -390,7 +399,7 @@ def _up(clusters: list[ClusterLayout], say: Say) -> None:
               log=c.log_dir / "kubelet.log")
         say(f"{c.name}: node {c.node_name} Ready")
     # The sample images are built while the nodes settle (the first time only).
-    for spec in (images.httpd_image(), images.orc8r_image(), images.agw_image()):
+    for spec in sample_images():
         images.build_and_push(spec)
     for c in clusters:
         _wait(f"CoreDNS of {c.name}", partial(_deployment_available, c, "kube-system", "coredns"),

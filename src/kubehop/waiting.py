@@ -36,27 +36,17 @@ def wait_for(check: Callable[[], T | None], *, timeout: float, what: str,
     once (a failure that will not fix itself, like an image that cannot be pulled). On timeout,
     ``error`` is raised: "timed out after Ns waiting for WHAT (last reason)".
     """
-    last = ""
-
     def attempt() -> T:
-        nonlocal last
         result = check()
         if result is None or result is False:
             raise NotYet("")
         return result
 
     try:
-        for trial in tenacity.Retrying(
-                stop=tenacity.stop_after_delay(timeout),
-                wait=tenacity.wait_fixed(interval),
-                retry=tenacity.retry_if_exception_type(NotYet),
-                reraise=True):
-            with trial:
-                return attempt()
+        return retry(attempt, timeout=timeout, interval=interval, on=(NotYet,))
     except NotYet as exc:
-        last = str(exc)
-    raise error(f"timed out after {timeout:g}s waiting for {what}" + (f" ({last})" if last
-                                                                       else ""))
+        reason = f" ({exc})" if str(exc) else ""
+        raise error(f"timed out after {timeout:g}s waiting for {what}{reason}") from None
 
 
 def retry(call: Callable[[], T], *, timeout: float = 10, interval: float = 0.05,

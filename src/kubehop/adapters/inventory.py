@@ -23,6 +23,8 @@ clusters:
   - {name: edge, context: edge-admin, tier: edge, loadBalancer: 10.0.0.10,
      entrypoints: {web: 80}}
 dns: {zone: testnetwork.internal, server: 10.0.0.2, port: 53, tsigKeyFile: /path/tsig.key}
+prometheus: http://10.0.0.3:9090          # for the controller: scrapes every cluster
+probeImage: registry.example/kubehop/linkprobe:TAG   # measures RTTs between clusters
 """
 
 
@@ -132,8 +134,11 @@ def parse(data: Any, path: Path) -> Inventory:
                                port=_port(dns_data.get("port", 53), "dns.port", path),
                                key_file=str(key_file))
     kubeconfig = _text(data, "kubeconfig", "", path, default="~/.kube/config")
+    prometheus = _text(data, "prometheus", "", path, default="") or None
+    probe_image = _text(data, "probeImage", "", path, default="") or None
     return Inventory(kubeconfig=str(_expand(kubeconfig, f"inventory {path}: kubeconfig")),
-                     clusters=clusters, dns=dns_info)
+                     clusters=clusters, dns=dns_info, prometheus=prometheus,
+                     probe_image=probe_image)
 
 
 def _yaml_problem(exc: yaml.YAMLError) -> str:
@@ -173,4 +178,8 @@ def dump(inv: Inventory) -> str:
     if inv.dns:
         data["dns"] = {"zone": inv.dns.zone, "server": inv.dns.server, "port": inv.dns.port,
                        "tsigKeyFile": inv.dns.key_file}
+    if inv.prometheus:
+        data["prometheus"] = inv.prometheus
+    if inv.probe_image:
+        data["probeImage"] = inv.probe_image
     return yaml.safe_dump(data, sort_keys=False)

@@ -16,6 +16,7 @@ from lightkube.resources.apps_v1 import Deployment, StatefulSet
 from lightkube.resources.core_v1 import (
     ConfigMap,
     Endpoints,
+    Event,
     Namespace,
     Node,
     PersistentVolumeClaim,
@@ -41,6 +42,7 @@ KINDS: dict[str, Any] = {
     "PersistentVolumeClaim": PersistentVolumeClaim, "Service": Service, "Pod": Pod,
     "Deployment": Deployment, "StatefulSet": StatefulSet, "EndpointSlice": EndpointSlice,
     "IngressRoute": IngressRoute, "Namespace": Namespace, "Endpoints": Endpoints, "Node": Node,
+    "Event": Event,
 }
 
 

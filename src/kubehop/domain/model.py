@@ -75,6 +75,10 @@ class Inventory:
     kubeconfig: str
     clusters: dict[str, ClusterInfo]
     dns: DnsZoneInfo | None
+    prometheus: str | None = None
+    """URL of the Prometheus that scrapes every cluster (the controller's metrics)."""
+    probe_image: str | None = None
+    """Image of the link prober the controller runs in each cluster to measure RTTs."""
 
     def cluster(self, name: str) -> ClusterInfo | None:
         """By inventory name or kubeconfig context."""

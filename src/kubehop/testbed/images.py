@@ -299,3 +299,11 @@ def registry_config() -> Path:
         f"http:\n  addr: {layout.registry_address()}\n"
     )
     return path
+
+
+def linkprobe_image() -> ImageSpec:
+    """The controller's link prober (RTT between clusters, measured from inside each)."""
+    return ImageSpec(name="kubehop/linkprobe", base="python",
+                     files={"/app/linkprobe.py": asset("images", "linkprobe", "linkprobe.py"),
+                            "/app/prometheus_client": _prometheus_client_dir()},
+                     entrypoint=("python3", "-u", "/app/linkprobe.py"))

@@ -294,7 +294,8 @@ class UpResult:
 
 def sample_images() -> tuple[images.ImageSpec, ...]:
     """The images of the sample services and the tests' HTTP server."""
-    return (images.httpd_image(), images.orc8r_image(), images.agw_image())
+    return (images.httpd_image(), images.orc8r_image(), images.agw_image(),
+            images.linkprobe_image())
 
 
 def up(
@@ -321,6 +322,7 @@ def up(
             # is a registry check when it is there already.
             for spec in sample_images():
                 images.build_and_push(spec)
+            inventory_file().write_text(inventory_yaml())  # names those images' tags
             say("testbed already up and healthy: nothing to do")
             return UpResult(list(existing), True, time.monotonic() - start, str(kubeconfig_file()))
         say("testbed is partly up: cleaning it before starting again")
@@ -690,6 +692,8 @@ def inventory() -> Inventory:
         },
         dns=DnsZoneInfo(zone=clouddns.DEFAULT_ZONE, server=str(layout.HOST_ADDRESS),
                         port=clouddns.DNS_PORT, key_file=str(clouddns.key_file())),
+        prometheus=monitoring.prometheus_url(),
+        probe_image=images.linkprobe_image().ref(),
     )
 
 

@@ -8,7 +8,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 KUBEHOP := $(VENV)/bin/kubehop
 DEBS := containerd runc containernetworking-plugins mmdebstrap buildah conntrack iptables \
-        bind9 bind9-utils prometheus \
+        bind9 bind9-utils prometheus postgresql \
         iproute2 util-linux ca-certificates
 PYTEST_ARGS ?=
 PYTEST_SEED ?=

@@ -1,10 +1,15 @@
-"""Shared test helpers: run the real ``kubehop`` command as a user would."""
+"""Shared test helpers: run the real ``kubehop`` command as a user would; a real PostgreSQL."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
+
+from .pg import PostgresServer
 
 KUBEHOP = str(Path(sys.executable).with_name("kubehop"))
 
@@ -28,3 +33,26 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: 
     assert "Traceback" not in result.stderr + result.stdout
     for fragment in fragments:
         assert fragment in lines[0], (fragment, lines[0])
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One real PostgreSQL server for the session (started only if a test asks for it)."""
+    server = PostgresServer()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A URL of an empty database, once per backend kubehop supports."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'state' / 'kubehop.db'}"
+        return
+    server: PostgresServer = request.getfixturevalue("postgres")
+    name = server.create_database()
+    yield server.url(name)
+    server.drop_database(name)

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from kubehop.adapters.journal import Journal
 from kubehop.adapters.kube import KubeCluster
+from kubehop.adapters.store import DB_FILE, Store
 from kubehop.domain.model import MigrationRequest
 from kubehop.engine.migrate import STEP_TYPES, STEPS, Executor, MigrationError
 from kubehop.testbed import layout, sample
@@ -85,7 +85,8 @@ def request(src: str, dst: str) -> MigrationRequest:
 def cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "KUBEHOP_HOME": str(home),
            "KUBEHOP_INVENTORY": str(tb.inventory_file())}
-    return subprocess.run([KUBEHOP, "migrate", *args], capture_output=True, text=True, env=env,
+    return subprocess.run([KUBEHOP, "migrate", "--db", f"sqlite:///{home / DB_FILE}", *args],
+                          capture_output=True, text=True, env=env,
                           timeout=600, check=False)
 
 
@@ -118,7 +119,7 @@ def test_failure_at_every_point_inside_a_step(where: tuple[str, str], home: Path
     """Before the point of no return: rolled back, the source serves; after it: ``failed``, and
     the real ``kubehop migrate --resume`` finishes it."""
     start = time.time()
-    journal = Journal(home / "journal.sqlite")
+    journal = Store(f"sqlite:///{home / DB_FILE}")
     for point in points(step):
         src = runs_in()[0]
         dst = "cloud" if src == "edge" else "edge"
@@ -148,7 +149,7 @@ def test_crash_at_every_point_inside_a_step_then_resume(where: tuple[str, str], 
                                                         step: str) -> None:
     """The process stops dead at the point; the real ``kubehop migrate --resume`` finishes."""
     start = time.time()
-    journal = Journal(home / "journal.sqlite")
+    journal = Store(f"sqlite:///{home / DB_FILE}")
     for point in points(step):
         src = runs_in()[0]
         dst = "cloud" if src == "edge" else "edge"
@@ -167,7 +168,7 @@ def test_crash_at_every_point_inside_a_step_then_resume(where: tuple[str, str], 
 def test_crash_then_rollback_restores_the_source(where: tuple[str, str], home: Path) -> None:
     """``kubehop migrate --rollback`` undoes a crashed migration from a half-done step."""
     start = time.time()
-    journal = Journal(home / "journal.sqlite")
+    journal = Store(f"sqlite:///{home / DB_FILE}")
     src, dst = where
     for step, point in (("copy", "workload"), ("dns", "record-set"),
                         ("switch", "selector-removed")):

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from kubehop.adapters.journal import Journal
+from kubehop.adapters.store import Store
 from kubehop.domain.model import MigrationRequest, Strategy
 from kubehop.engine.migrate import STEP_TYPES, STEPS, Executor, MigrationError
 from kubehop.errors import UsageError
@@ -79,8 +79,12 @@ def snapshot(world: World) -> dict[str, Any]:
     return out
 
 
+def store(tmp_path: Path) -> Store:
+    return Store(f"sqlite:///{tmp_path / 'kubehop.db'}")
+
+
 def executor(world: World, tmp_path: Path, hooks: FaultAt | None = None) -> Executor:
-    return Executor(Journal(tmp_path / "journal.sqlite"), hooks=hooks,
+    return Executor(store(tmp_path), hooks=hooks,
                     connect=FakeConnector(world))
 
 
@@ -156,7 +160,7 @@ def test_failure_at_every_point_rolls_back_or_is_resumable(
     message = str(failed.value)
     assert f"step {step} failed: RuntimeError: boom at {step}/{point}" in message
     assert "\n" not in message
-    journal = Journal(tmp_path / "journal.sqlite")
+    journal = store(tmp_path)
     row = journal.list()[-1]
     if STEP_TYPES[step].forward_only:
         assert "--resume" in message and row.status == "failed"
@@ -176,7 +180,7 @@ def test_crash_at_every_point_then_resume_finishes(
     with pytest.raises(Crash):
         executor(world, tmp_path, FaultAt(step, point, Crash())).start(
             world.inventory(), request(strategy))
-    row = Journal(tmp_path / "journal.sqlite").list()[-1]
+    row = store(tmp_path).list()[-1]
     assert row.status == "running"
     report = executor(world, tmp_path).resume(world.inventory(), row.id)
     assert report.status == "succeeded"
@@ -192,7 +196,7 @@ def test_crash_at_every_point_then_rollback_restores_or_is_refused(
     with pytest.raises(Crash):
         executor(world, tmp_path, FaultAt(step, point, Crash())).start(
             world.inventory(), request(strategy))
-    row = Journal(tmp_path / "journal.sqlite").list()[-1]
+    row = store(tmp_path).list()[-1]
     if STEP_TYPES[step].forward_only:
         with pytest.raises(UsageError, match="point of no return"):
             executor(world, tmp_path).abort(world.inventory(), row.id)
@@ -218,7 +222,7 @@ def test_crash_during_rollback_then_resume_finishes_the_rollback(tmp_path: Path,
 
     with pytest.raises(Crash):
         executor(world, tmp_path, FailThenCrash()).start(world.inventory(), request())
-    row = Journal(tmp_path / "journal.sqlite").list()[-1]
+    row = store(tmp_path).list()[-1]
     assert row.status == "rolling-back"
     report = executor(world, tmp_path).resume(world.inventory(), row.id)
     assert report.status == "rolled-back"

@@ -1,1 +1,1 @@
-"""One module per outside system kubehop talks to (Kubernetes, DNS, the journal)."""
+"""One module per outside system kubehop talks to (Kubernetes, DNS, its database)."""

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kubehop.adapters.journal import Journal
+from kubehop.adapters.store import DB_FILE, Store
 from kubehop.domain.model import MigrationRequest, Strategy
 from kubehop.engine.migrate import BASELINES, Executor
 from kubehop.errors import KubehopError
@@ -127,7 +127,7 @@ def _request(strategy: Strategy) -> MigrationRequest:
                             target_namespace=NS, strategy=strategy, drain_seconds=2.0)
 
 
-def run_plan(strategy: str, journal: Journal) -> list[dict[str, float | str]]:
+def run_plan(strategy: str, journal: Store) -> list[dict[str, float | str]]:
     """kubehop's own strategies, or a baseline plan, all through the engine's public interface
     (baselines use the paper's ExternalName switch, so their request says ``externalname``)."""
     if strategy in BASELINES:
@@ -138,7 +138,7 @@ def run_plan(strategy: str, journal: Journal) -> list[dict[str, float | str]]:
     return [{"name": p.name, "start": p.start, "end": p.end} for p in report.phases]
 
 
-def one_run(strategy: str, index: int, journal: Journal, say: Say) -> Run:
+def one_run(strategy: str, index: int, journal: Store, say: Say) -> Run:
     reset(say)
     time.sleep(2)  # a steady "before" window
     start = time.time()
@@ -155,7 +155,7 @@ def one_run(strategy: str, index: int, journal: Journal, say: Say) -> Run:
     return run
 
 
-def scale_run(count: int, journal: Journal, say: Say) -> dict[str, Any]:
+def scale_run(count: int, journal: Store, say: Say) -> dict[str, Any]:
     """``count`` independent copies of a small service migrated edge -> cloud at once."""
     edge, cloud = _edge(), _cloud()
     ns = "kh-scale"
@@ -197,7 +197,7 @@ spec:
                                    target="cloud", target_namespace=ns, drain_seconds=1.0,
                                    ready_timeout=300)
         try:
-            Executor(Journal(journal.path)).start(tb.inventory(), request)
+            Executor(journal).start(tb.inventory(), request)  # the store is thread-safe
         except KubehopError as exc:
             results[i] = str(exc)
 
@@ -242,7 +242,7 @@ def summarize(runs: list[Run]) -> list[dict[str, Any]]:
 
 def run_bench(*, runs: int, strategies: list[str], scale: list[int], out: Path,
               say: Say) -> dict[str, Any]:
-    journal = Journal(out / "journal.sqlite")
+    journal = Store(f"sqlite:///{(out / DB_FILE).resolve()}")
     all_runs: list[Run] = []
     for i in range(runs):
         for strategy in strategies:

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import sys
 import time
 from enum import StrEnum
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -17,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from kubehop.adapters import inventory as inv_file
-from kubehop.adapters.journal import Journal
+from kubehop.adapters.store import OLD_JOURNAL, Store, default_home, default_url
 from kubehop.domain.model import MigrationRequest, Strategy
 from kubehop.engine.migrate import Executor, Report
 from kubehop.errors import UsageError
@@ -32,9 +30,22 @@ class Output(StrEnum):
     yaml = "yaml"
 
 
-def journal_path() -> Path:
-    base = os.environ.get("KUBEHOP_HOME", "~/.local/state/kubehop")
-    return Path(base).expanduser() / "journal.sqlite"
+Db = Annotated[str | None, typer.Option(
+    "--db", envvar="KUBEHOP_DB", show_envvar=True,
+    help="Database URL: sqlite:///PATH or postgresql+psycopg://USER@HOST/DB "
+         "(default: kubehop.db in KUBEHOP_HOME or ~/.local/state/kubehop).")]
+
+
+def open_store(db: str | None) -> Store:
+    """The store at ``db`` (default: the state directory's); says so when it took over the
+    journal of an older kubehop."""
+    store = Store(db or default_url())
+    if store.imported:
+        old = default_home() / OLD_JOURNAL
+        err.print(f"imported {store.imported} migration{'s' * (store.imported != 1)} from "
+                  f"the old journal {old} "
+                  f"(kept as {old.name}.imported)", markup=False)
+    return store
 
 
 class _Progress:
@@ -119,13 +130,13 @@ def migrate(
         help="Roll back migration ID instead of finishing it (before the point of no return).")]
         = None,
     output: Annotated[Output, typer.Option("-o", "--output")] = Output.table,
+    db: Db = None,
 ) -> None:
     """Move SERVICE's workload from one cluster to another with no downtime."""
     inv = inv_file.load(inventory)
     if kubeconfig:
         inv = type(inv)(kubeconfig=kubeconfig, clusters=inv.clusters, dns=inv.dns)
-    journal = Journal(journal_path())
-    executor = Executor(journal, say=_Progress())
+    executor = Executor(open_store(db), say=_Progress())
     if resume and rollback:
         raise UsageError("give either --resume ID or --rollback ID, not both")
     if resume:
@@ -149,17 +160,18 @@ migrations = typer.Typer(help="Read the migration journal.", no_args_is_help=Tru
 
 
 @migrations.command("list")
-def list_migrations(output: Annotated[Output, typer.Option("-o", "--output")] = Output.table
-                    ) -> None:
+def list_migrations(output: Annotated[Output, typer.Option("-o", "--output")] = Output.table,
+                    db: Db = None) -> None:
     """Every migration in the journal."""
-    rows = Journal(journal_path()).list()
+    store = open_store(db)
+    rows = store.list()
     if output is not Output.table:
         data = [{"id": r.id, "status": r.status, "request": r.request, "error": r.error}
                 for r in rows]
         sys.stdout.write(json.dumps(data, indent=2) + "\n" if output is Output.json
                          else yaml.safe_dump(data))
         return
-    table = Table(title=f"journal {journal_path()}")
+    table = Table(title=f"migrations in {store.shown}")
     for col in ("id", "service", "from", "to", "strategy", "status"):
         table.add_column(col)
     for r in rows:
@@ -171,10 +183,10 @@ def list_migrations(output: Annotated[Output, typer.Option("-o", "--output")] = 
 
 @migrations.command("show")
 def show_migration(migration_id: str,
-                   output: Annotated[Output, typer.Option("-o", "--output")] = Output.table
-                   ) -> None:
+                   output: Annotated[Output, typer.Option("-o", "--output")] = Output.table,
+                   db: Db = None) -> None:
     """One migration's steps as the journal recorded them."""
-    row = Journal(journal_path()).get(migration_id)
+    row = open_store(db).get(migration_id)
     steps = [{"seq": s.seq, "step": s.name, "state": s.state,
               "seconds": None if s.ended is None else round(s.ended - s.started, 3),
               "detail": s.detail} for s in row.steps]

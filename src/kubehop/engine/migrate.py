@@ -25,9 +25,9 @@ from typing import Any, ClassVar, Protocol
 
 from kubehop.adapters import probe
 from kubehop.adapters.dns import DnsZone
-from kubehop.adapters.journal import Journal
 from kubehop.adapters.kube import KubeCluster
 from kubehop.adapters.probe import ProbeError
+from kubehop.adapters.store import Store
 from kubehop.domain import manifests as mf
 from kubehop.domain.model import (
     BASELINES,
@@ -780,7 +780,7 @@ class Executor:
     ``hooks`` is the test seam (see :class:`Hooks`); production passes none.
     """
 
-    def __init__(self, journal: Journal, *, say: Say = _quiet, hooks: Hooks | None = None,
+    def __init__(self, journal: Store, *, say: Say = _quiet, hooks: Hooks | None = None,
                  connect: Connector | None = None) -> None:
         self.journal = journal
         self.say = say

@@ -385,7 +385,8 @@ def parse_policy(text: str, source: str) -> Policy:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else 1
-        problem = " ".join(str(exc.problem or exc.context or "malformed YAML").split())
+        said = " ".join(str(part) for part in (exc.context, exc.problem) if part)
+        problem = " ".join((said or "malformed YAML").split())
         raise UsageError(f"{source}:{line}: (yaml): {problem}; fix the YAML syntax") from exc
     except yaml.YAMLError as exc:
         raise UsageError(f"{source}:1: (yaml): {' '.join(str(exc).split())}; "

@@ -184,7 +184,7 @@ def _fit(kind: str, alloc: float, used: float, need: float, here: bool) -> tuple
     if alloc <= 0:
         return 0.0, f"reports no allocatable {kind}"
     free_after = alloc - used - (0.0 if here else need)
-    if free_after >= -EPS:
+    if free_after / alloc >= -EPS:  # relative: bytes are big numbers with big rounding
         return free_after / alloc, None
     if kind == "cpu":
         amounts = (f"{need:.2f} cores", f"{max(alloc - used, 0.0):.2f}", f"{alloc:.2f}",

@@ -21,11 +21,20 @@ from kubehop.domain.placement import (
     ServiceView,
     decide,
     gate,
+    hold,
     limit_concurrency,
+    no_data,
     place,
     rtt_between,
 )
-from kubehop.domain.policy import TIERS, ClientSite, PlacementConfig, Rule, ServicePolicy
+from kubehop.domain.policy import (
+    TIERS,
+    ClientSite,
+    PlacementConfig,
+    Rule,
+    ServicePolicy,
+    Weights,
+)
 from kubehop.domain.rules import INACTIVE, RuleState, evaluate, exclusions, missing_data
 
 GI, MI = 2**30, 2**20
@@ -232,7 +241,8 @@ def test_views_from_the_policy() -> None:
     view = ServiceView.from_policy(policy, cluster="edge", cpu=0.3, mem=64.0 * MI)
     assert view == ServiceView("orc8r-ns", "orc8r", "edge", 0.1, 64.0 * MI, (("edge", 2.0),),
                                2.0, ("edge", "fog"), 100.0)
-    assert PlacementSettings.from_policy(PlacementConfig(weight_latency=3.0, min_gain=0.1)) == \
+    assert PlacementSettings.from_policy(
+        PlacementConfig(weights=Weights(latency=3.0), min_gain=0.1)) == \
         PlacementSettings(1.0, 3.0, 0.1)
 
 
@@ -253,6 +263,23 @@ def test_gate(forced: bool, last_move: float | None, now: float, allowed: bool,
     p = place(orc8r("edge"), topology(on="edge"), RTT, {}, SETTINGS)
     assert gate(p, forced=forced, now=now, last_move=last_move, cooldown=60.0,
                 min_dwell=120.0) == (allowed, why)
+
+
+@pytest.mark.parametrize(
+    ("forced", "last_move", "since", "allowed", "why"),
+    [(False, 900.0, 950.0, False, "on edge for 50s, a voluntary move needs minDwell 2m (1m10s "
+                                  "left)"),
+     (True, 900.0, 950.0, True, "moved 1m40s ago, past cooldown"),
+     (False, None, 950.0, False, "on edge for 50s, a voluntary move needs minDwell 2m (1m10s "
+                                 "left)"),
+     (False, None, 800.0, True, "past minDwell"),
+     (False, 990.0, 800.0, False, "moved 10s ago, cooldown 1m (50s left)")],
+)
+def test_dwell_counts_from_arrival_and_cooldown_from_the_last_attempt(
+        forced: bool, last_move: float | None, since: float, allowed: bool, why: str) -> None:
+    p = place(orc8r("edge"), topology(on="edge"), RTT, {}, SETTINGS)
+    assert gate(p, forced=forced, now=1000.0, last_move=last_move, cooldown=60.0,
+                min_dwell=120.0, since=since) == (allowed, why)
 
 
 def test_gate_takes_forced_from_the_placement_by_default() -> None:
@@ -311,6 +338,18 @@ def test_decide_stays_or_has_no_data() -> None:
                                  "decision until data returns")
     unknown = _decide("edge", clusters=topology(on="edge")[1:])
     assert unknown.action == "no-data" and "no fresh metrics" in unknown.explanation
+
+
+def test_holds_and_no_data_from_outside_placement() -> None:
+    busy = hold("ns/a", ["edge", "fog"], "ready pods in edge, fog: not exactly one cluster")
+    assert (busy.action, busy.source, busy.target) == ("hold", "edge, fog", None)
+    assert busy.explanation == "hold ns/a: ready pods in edge, fog: not exactly one cluster"
+    blind = no_data("ns/a", "edge", ["rule r on edge: no data", "cluster fog: metrics 40s old"])
+    assert blind.action == "no-data" and blind.table["missing"] == [
+        "rule r on edge: no data", "cluster fog: metrics 40s old"]
+    assert blind.explanation == ("no data: ns/a stays on edge: rule r on edge: no data; cluster "
+                                 "fog: metrics 40s old; no decision until data returns")
+    json.dumps([busy.to_dict(), blind.to_dict()])
 
 
 def _move(service: str, *, forced: bool, gain: float | None) -> Decision:

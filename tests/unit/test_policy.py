@@ -19,6 +19,7 @@ from kubehop.domain.policy import (
     Policy,
     Rule,
     ServicePolicy,
+    Weights,
     format_duration,
     parse_bytes,
     parse_duration,
@@ -86,7 +87,7 @@ def test_the_documented_example_parses_to_every_field() -> None:
     assert (slow.scope, slow.above, slow.below, slow.for_seconds, slow.clusters) == (
         "service", 50.0, None, 0.0, None)
     assert not slow.builtin and policy.rules[0].builtin
-    assert policy.placement == PlacementConfig(weight_headroom=1.0, weight_latency=2.0,
+    assert policy.placement == PlacementConfig(weights=Weights(headroom=1.0, latency=2.0),
                                                min_gain=0.05, cooldown=60.0, min_dwell=120.0,
                                                max_concurrent=2, max_data_age=30.0)
     assert policy.services == (ServicePolicy(
@@ -95,6 +96,14 @@ def test_the_documented_example_parses_to_every_field() -> None:
         memory=128 * 2**20),)
     assert policy.service("orc8r-ns", "orc8r") is policy.services[0]
     assert policy.rule("orc8r-slow") is slow and policy.rule("nope") is None
+
+
+def test_the_policy_knows_the_line_of_every_field() -> None:
+    lines = parse(GOOD).lines
+    assert lines["rules[1].expr"] == 14
+    assert lines["rules[0]"] == 5
+    assert lines["placement.weights.latency"] == 17
+    assert lines["services[0].clients[0].cluster"] == 26
 
 
 def test_a_minimal_policy_takes_the_defaults() -> None:
@@ -386,7 +395,7 @@ def policies(draw: st.DrawFn) -> Policy:
         interval=draw(durations.filter(lambda d: d > 0)),
         rules=tuple(draw(rules(n)) for n in rule_names),
         placement=PlacementConfig(
-            weight_headroom=draw(non_negative), weight_latency=draw(non_negative),
+            weights=Weights(draw(non_negative), draw(non_negative)),
             min_gain=draw(non_negative), cooldown=draw(durations), min_dwell=draw(durations),
             max_concurrent=draw(st.integers(1, 100)),
             max_data_age=draw(durations.filter(lambda d: d > 0))),

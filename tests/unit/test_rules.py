@@ -132,6 +132,12 @@ def test_a_corrupt_stored_state_is_refused(data: object) -> None:
         RuleState.from_dict(data)  # type: ignore[arg-type]
 
 
+def test_an_empty_stored_state_is_inactive_and_subject_may_be_positional() -> None:
+    assert RuleState.from_dict({}) == INACTIVE
+    state, e = evaluate(CPU, RuleState.from_dict({}), 0.1, 0.0, "edge")
+    assert (state.state, e.subject) == ("pending", "edge")
+
+
 def _ev(rule: str, scope: str, subject: str, state: str, condition: str = "c") -> Evaluation:
     return Evaluation(rule, scope, subject, 0.0, None, state, condition, "d")
 

@@ -89,7 +89,7 @@ class PlacementSettings:
 
     @classmethod
     def from_policy(cls, config: PlacementConfig) -> PlacementSettings:
-        return cls(config.weight_headroom, config.weight_latency, config.min_gain)
+        return cls(config.weights.headroom, config.weights.latency, config.min_gain)
 
 
 @dataclass(frozen=True)
@@ -141,9 +141,10 @@ class Placement:
         }
 
 
-@dataclass(frozen=True)
+@dataclass
 class Decision:
-    """What the controller does about one service this cycle, and why."""
+    """What the controller does about one service this cycle, and why. Not frozen: the loop
+    turns a move it cannot start into a hold and records the migration it started."""
 
     action: str
     """``move`` (now), ``stay`` (nothing to gain, or nowhere to go), ``hold`` (a move is due
@@ -154,12 +155,32 @@ class Decision:
     forced: bool
     gain: float | None
     explanation: str
-    table: Mapping[str, Any]
+    table: dict[str, Any]
+    migration_id: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"action": self.action, "service": self.service, "source": self.source,
                 "target": self.target, "forced": self.forced, "gain": self.gain,
-                "explanation": self.explanation, "table": dict(self.table)}
+                "explanation": self.explanation, "table": dict(self.table),
+                "migrationId": self.migration_id}
+
+
+def hold(service: str, where: str | Sequence[str], why: str) -> Decision:
+    """A decision not to judge a move now, for a reason outside placement (a migration of
+    the service is running; it runs in no cluster or in several)."""
+    source = where if isinstance(where, str) else ", ".join(where)
+    return Decision("hold", service, source, None, False, None,
+                    f"hold {service}: {why}", {"service": service, "action": "hold",
+                                               "why": why})
+
+
+def no_data(service: str, cluster: str, missing: Sequence[str]) -> Decision:
+    """No decision: some data it would rest on is missing or stale (named in ``missing``)."""
+    listed = "; ".join(missing)
+    return Decision("no-data", service, cluster, None, False, None,
+                    f"no data: {service} stays on {cluster}: {listed}; no decision until data "
+                    f"returns", {"service": service, "current": cluster, "action": "no-data",
+                                 "missing": list(missing)})
 
 
 def tier_rank(tier: str) -> int:
@@ -342,34 +363,42 @@ def place(service: ServiceView, clusters: Sequence[ClusterView],
 
 
 def gate(placement: Placement, *, forced: bool | None = None, now: float,
-         last_move: float | None, cooldown: float, min_dwell: float) -> tuple[bool, str]:
+         last_move: float | None, cooldown: float, min_dwell: float,
+         since: float | None = None) -> tuple[bool, str]:
     """Whether a move ``place`` wants may start now, and why (not).
 
-    ``last_move``: when this service last moved (arrived where it is); None if never.
-    Cooldown holds every move; minDwell holds only voluntary ones (``forced`` defaults to
-    ``placement.forced``): a forced move out of an excluded cluster waits only for cooldown.
+    ``last_move``: when a migration of this service last started or ended (None: never);
+    cooldown counts from it and holds every move. ``since``: when the service arrived where
+    it is (default ``last_move``); minDwell counts from it and holds only voluntary moves
+    (``forced`` defaults to ``placement.forced``): a forced move out of an excluded cluster
+    waits only for cooldown.
     """
     forced = placement.forced if forced is None else forced
-    if last_move is None:
-        return True, "never moved before"
-    since = max(now - last_move, 0.0)
-    if since < cooldown:
-        return False, (f"moved {human_duration(since)} ago, cooldown "
-                       f"{format_duration(cooldown)} ({human_duration(cooldown - since)} left)")
-    if not forced and since < min_dwell:
-        return False, (f"on {placement.current} for {human_duration(since)}, a voluntary move "
+    arrived = since if since is not None else last_move
+    if last_move is not None and now - last_move < cooldown:
+        ago = max(now - last_move, 0.0)
+        return False, (f"moved {human_duration(ago)} ago, cooldown "
+                       f"{format_duration(cooldown)} ({human_duration(cooldown - ago)} left)")
+    if not forced and arrived is not None and now - arrived < min_dwell:
+        dwelt = max(now - arrived, 0.0)
+        return False, (f"on {placement.current} for {human_duration(dwelt)}, a voluntary move "
                        f"needs minDwell {format_duration(min_dwell)} "
-                       f"({human_duration(min_dwell - since)} left)")
-    return True, f"moved {human_duration(since)} ago, past cooldown" + (
+                       f"({human_duration(min_dwell - dwelt)} left)")
+    if last_move is None and arrived is None:
+        return True, "never moved before"
+    if last_move is None:
+        return True, "past minDwell" if not forced else "never moved before"
+    return True, f"moved {human_duration(now - last_move)} ago, past cooldown" + (
         "" if forced else " and minDwell")
 
 
 def decide(service: ServiceView, clusters: Sequence[ClusterView],
            rtt_ms: Mapping[tuple[str, str], float], excluded: Mapping[str, str],
            settings: PlacementSettings, *, now: float, last_move: float | None,
-           cooldown: float, min_dwell: float,
+           cooldown: float, min_dwell: float, since: float | None = None,
            stale: Mapping[str, str] | None = None) -> Decision:
     """:func:`place` then :func:`gate`: the action for ``service`` this cycle, explained.
+    ``last_move``/``since``: see :func:`gate`.
 
     ``no-data`` when the service's own cluster is missing from ``clusters`` or is ``stale``
     (its rules have no data): without knowing how it fares where it is, no move is judged.
@@ -391,9 +420,10 @@ def decide(service: ServiceView, clusters: Sequence[ClusterView],
     if not p.move:
         table["action"] = "stay"
         return Decision("stay", svc, here, None, p.forced, p.gain, p.reason, table)
-    open_, why = gate(p, now=now, last_move=last_move, cooldown=cooldown, min_dwell=min_dwell)
-    table["gate"] = {"open": open_, "why": why, "lastMove": last_move, "now": now,
-                     "cooldown": cooldown, "minDwell": min_dwell}
+    open_, why = gate(p, now=now, last_move=last_move, cooldown=cooldown, min_dwell=min_dwell,
+                      since=since)
+    table["gate"] = {"open": open_, "why": why, "lastMove": last_move, "since": since,
+                     "now": now, "cooldown": cooldown, "minDwell": min_dwell}
     if open_:
         table["action"] = "move"
         return Decision("move", svc, here, p.best, p.forced, p.gain, p.reason, table)

@@ -116,11 +116,18 @@ class ServicePolicy:
 
 
 @dataclass(frozen=True)
+class Weights:
+    """How much each term of the placement score counts."""
+
+    headroom: float = 1.0
+    latency: float = 1.0
+
+
+@dataclass(frozen=True)
 class PlacementConfig:
     """Score weights and the damping that keeps the controller from flapping."""
 
-    weight_headroom: float = 1.0
-    weight_latency: float = 1.0
+    weights: Weights = field(default_factory=Weights)
     min_gain: float = 0.05
     cooldown: float = 60.0
     min_dwell: float = 120.0
@@ -134,6 +141,9 @@ class Policy:
     rules: tuple[Rule, ...] = ()
     placement: PlacementConfig = field(default_factory=PlacementConfig)
     services: tuple[ServicePolicy, ...] = ()
+    lines: Mapping[str, int] = field(default_factory=dict, compare=False, repr=False)
+    """The line of each field path (``rules[0].expr``) in the source, for errors found later
+    (promtool's, an unknown cluster's); empty for a policy not parsed from text."""
 
     def rule(self, name: str) -> Rule | None:
         return next((r for r in self.rules if r.name == name), None)
@@ -240,6 +250,7 @@ class _Walker:
     def __init__(self, source: str) -> None:
         self.source = source
         self._constructor = yaml.SafeLoader("")
+        self.lines: dict[str, int] = {}
 
     def fail(self, node: Node, path: str, message: str) -> NoReturn:
         raise UsageError(f"{self.source}:{node.start_mark.line + 1}: {path}: {message}")
@@ -282,6 +293,7 @@ class _Walker:
             if key in out:
                 self.fail(key_node, where, f"duplicate field {key!r}; keep only one")
             out[key] = value_node
+            self.lines[where] = key_node.start_mark.line + 1
         return out
 
     def sequence(self, node: Node, path: str, what: str) -> list[Node]:
@@ -289,6 +301,8 @@ class _Walker:
             return []
         if not isinstance(node, SequenceNode):
             self.fail(node, path, f"must be a list of {what}, not {self.describe(node)}")
+        for i, item in enumerate(node.value):
+            self.lines[f"{path}[{i}]"] = item.start_mark.line + 1
         return list(node.value)
 
     def string(self, node: Node, path: str, hint: str = "") -> str:
@@ -434,7 +448,8 @@ def _policy(w: _Walker, root: Node) -> Policy:
                    f"duplicate service {service.key} (also services[{keys[service.key]}]); "
                    f"list each service once")
         keys[service.key] = i
-    return Policy(interval=interval, rules=rules, placement=placement, services=services)
+    return Policy(interval=interval, rules=rules, placement=placement, services=services,
+                  lines=dict(w.lines))
 
 
 def _rule(w: _Walker, node: Node, path: str) -> Rule:
@@ -509,10 +524,11 @@ def _placement(w: _Walker, node: Node) -> PlacementConfig:
     d = PlacementConfig()
     weights = w.mapping(f["weights"], f"{path}.weights", _WEIGHTS) if "weights" in f else {}
     return PlacementConfig(
-        weight_headroom=(w.number(weights["headroom"], f"{path}.weights.headroom")
-                         if "headroom" in weights else d.weight_headroom),
-        weight_latency=(w.number(weights["latency"], f"{path}.weights.latency")
-                        if "latency" in weights else d.weight_latency),
+        weights=Weights(
+            headroom=(w.number(weights["headroom"], f"{path}.weights.headroom")
+                      if "headroom" in weights else d.weights.headroom),
+            latency=(w.number(weights["latency"], f"{path}.weights.latency")
+                     if "latency" in weights else d.weights.latency)),
         min_gain=w.number(f["minGain"], f"{path}.minGain") if "minGain" in f else d.min_gain,
         cooldown=w.duration(f["cooldown"], f"{path}.cooldown") if "cooldown" in f
         else d.cooldown,
@@ -611,8 +627,8 @@ def policy_to_dict(policy: Policy) -> dict[str, Any]:
         "interval": format_duration(policy.interval),
         "rules": [_rule_to_dict(r) for r in policy.rules],
         "placement": {
-            "weights": {"headroom": policy.placement.weight_headroom,
-                        "latency": policy.placement.weight_latency},
+            "weights": {"headroom": policy.placement.weights.headroom,
+                        "latency": policy.placement.weights.latency},
             "minGain": policy.placement.min_gain,
             "cooldown": format_duration(policy.placement.cooldown),
             "minDwell": format_duration(policy.placement.min_dwell),

@@ -50,7 +50,10 @@ class RuleState:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RuleState:
-        """The state :meth:`to_dict` stored; ValueError if it was not (a corrupt store)."""
+        """The state :meth:`to_dict` stored (an empty mapping: never evaluated, inactive);
+        ValueError if it was not (a corrupt store)."""
+        if isinstance(data, Mapping) and not data:
+            return INACTIVE
         if not isinstance(data, Mapping) or set(data) != {"state", "activeSince", "lastTrue",
                                                            "firedAt"}:
             raise ValueError(f"not a stored rule state: {data!r}")
@@ -112,7 +115,7 @@ def label(rule: Rule) -> str:
     return expr if len(expr) <= 40 else expr[:39] + "…"
 
 
-def evaluate(rule: Rule, state: RuleState, value: float | None, now: float, *,
+def evaluate(rule: Rule, state: RuleState, value: float | None, now: float,
              subject: str) -> tuple[RuleState, Evaluation]:
     """The rule's next state given this cycle's ``value`` (None: missing or stale) at ``now``.
 

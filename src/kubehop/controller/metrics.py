@@ -35,6 +35,8 @@ class ControllerMetrics:
         self.last_any = Gauge("kubehop_controller_last_cycle_timestamp_seconds",
                               "When the last cycle ended (complete data or not).",
                               registry=self.registry)
+        self.last_cycle_at: float | None = None
+        """For the health check: when the last cycle ended, complete data or not."""
 
     def evaluated(self, rule: str, state: str) -> None:
         self.evaluations.labels(rule, state).inc()
@@ -51,6 +53,7 @@ class ControllerMetrics:
         self.reaction.observe(max(0.0, seconds))
 
     def cycle_done(self, at: float, missing: bool) -> None:
+        self.last_cycle_at = at
         self.cycles.labels("missing-data" if missing else "ok").inc()
         self.last_any.set(at)
         if not missing:

@@ -285,10 +285,10 @@ class Observer:
             running: list[str] = []
             cpu = mem = 0.0
             for cluster, cluster_services in services.items():
-                svc = next((s for s in cluster_services
-                            if (s.get("metadata") or {}).get("namespace") == w.namespace
-                            and (s.get("metadata") or {}).get("name") == w.name), None)
-                selector = ((svc or {}).get("spec") or {}).get("selector") or {}
+                found = [s for s in cluster_services
+                         if (s.get("metadata") or {}).get("namespace") == w.namespace
+                         and (s.get("metadata") or {}).get("name") == w.name]
+                selector = ((found[0] if found else {}).get("spec") or {}).get("selector") or {}
                 mine = [p for p in pods.get(cluster, [])
                         if (p.get("metadata") or {}).get("namespace") == w.namespace
                         and matches(selector, p)]

@@ -793,14 +793,21 @@ class Executor:
                          hooks=self.hooks, connect=self.connect,
                          persist=lambda s: self.journal.save_context(migration_id, s.to_dict()))
 
+    @staticmethod
+    def new_id() -> str:
+        """A migration id: sortable by time, unique by its random tail."""
+        return time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+
     def start(self, inventory: Inventory, request: MigrationRequest, *,
-              dry_run: bool = False, plan: Sequence[str] = STEPS) -> Report:
+              dry_run: bool = False, plan: Sequence[str] = STEPS,
+              migration_id: str | None = None) -> Report:
         """Discover, then (unless ``dry_run``) run ``plan``: kubehop's steps by default, or a
-        baseline of :data:`kubehop.domain.model.BASELINES` for the benchmark."""
+        baseline of :data:`kubehop.domain.model.BASELINES` for the benchmark. A caller that
+        must record the id before anything happens (the controller) passes ``migration_id``."""
         unknown = [s for s in plan if s not in STEP_TYPES]
         if unknown:
             raise UsageError(f"unknown step {unknown[0]!r}; steps are {', '.join(STEP_TYPES)}")
-        migration_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+        migration_id = migration_id or self.new_id()
         m = self._migration(inventory, request, migration_id)
         m.discover()
         report = _report(m, "planned" if dry_run else Status.RUNNING)

@@ -1,0 +1,276 @@
+"""``kubehop controller``: run the placement controller, and read what it saw and decided."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from kubehop.adapters import inventory as inv_file
+from kubehop.adapters.kube import KubeCluster
+from kubehop.adapters.prometheus import Prometheus, promql_error
+from kubehop.adapters.store import Store, default_url
+from kubehop.cli.migrate import Output
+from kubehop.controller import probes
+from kubehop.controller.loop import Controller, CycleReport
+from kubehop.controller.metrics import ControllerMetrics
+from kubehop.controller.observe import Observer
+from kubehop.domain.policy import BUILTINS, Policy, parse_policy
+from kubehop.engine.migrate import Adapters, Executor
+from kubehop.errors import UsageError
+from kubehop.web import api
+
+app = typer.Typer(help="The placement controller: decides on its own where services run.",
+                  no_args_is_help=True)
+out = Console(highlight=False, soft_wrap=True)
+
+DbOption = Annotated[str | None, typer.Option(
+    "--db", help="Store URL: sqlite:///FILE or postgresql+psycopg://... (or KUBEHOP_DB).")]
+OutputOption = Annotated[Output, typer.Option("-o", "--output")]
+
+
+def load_policy(path: Path) -> Policy:
+    """The policy file, validated: its schema (line-numbered errors), then every PromQL
+    expression through Prometheus's own parser. Any problem stops the controller before it
+    starts."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise UsageError(f"cannot read policy {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"policy {path} is not UTF-8 text") from exc
+    policy = parse_policy(text, str(path))
+    for i, rule in enumerate(policy.rules):
+        if rule.expr in BUILTINS:
+            continue
+        problem = promql_error(rule.expr)
+        if problem:
+            line = policy.lines.get(f"rules[{i}].expr", 0)
+            raise UsageError(f"{path}:{line}: rules[{i}].expr: not valid PromQL ({problem}); "
+                             f"use PromQL or one of {', '.join(sorted(BUILTINS))}")
+    return policy
+
+
+def _emit(data: Any, output: Output, table: Table | None = None) -> None:
+    if output == Output.json:
+        typer.echo(json.dumps(data, indent=2, default=str))
+    elif output == Output.yaml:
+        typer.echo(yaml.safe_dump(json.loads(json.dumps(data, default=str)), sort_keys=False))
+    elif table is not None:
+        out.print(table)
+
+
+def _clock(t: float | None) -> str:
+    return "-" if t is None else time.strftime("%H:%M:%S", time.localtime(t))
+
+
+def _print_cycle(report: CycleReport) -> None:
+    for line in report.missing:
+        out.print(f"missing data: {line}", markup=False)
+    for ev in report.evaluations:
+        out.print(f"rule {ev.rule} on {ev.subject}: {ev.detail}", markup=False)
+    for d in report.decisions:
+        out.print(f"{d.action:8} {d.service}: {d.explanation}", markup=False)
+
+
+@app.command()
+def run(
+    policy: Annotated[Path, typer.Option(help="Policy file (YAML, kind PlacementPolicy).")],
+    db: DbOption = None,
+    interval: Annotated[float | None, typer.Option(
+        help="Seconds between cycles (default: the policy's interval).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Decide and explain; move nothing.")]
+        = False,
+    once: Annotated[bool, typer.Option("--once", help="One cycle (and its migrations), then "
+                                       "exit.")] = False,
+    listen: Annotated[str, typer.Option(help="HOST:PORT of /healthz, /metrics and the "
+                                        "read-only API; '' for none.")] = "127.0.0.1:9180",
+    inventory: Annotated[str | None, typer.Option(help="Inventory YAML (or "
+                                                  "KUBEHOP_INVENTORY).")] = None,
+) -> None:
+    """Watch every cluster, apply the policy's rules, and move services where they should run,
+    explaining every decision."""
+    pol = load_policy(policy)
+    if interval is not None and interval <= 0:
+        raise UsageError("--interval must be more than 0 seconds")
+    inv = inv_file.load(inventory)
+    if not inv.prometheus:
+        raise UsageError("the inventory names no prometheus URL; add 'prometheus: http://...' "
+                         "(the Prometheus that scrapes every cluster)")
+    host, port = _listen(listen)
+    store = Store(db or default_url())
+    clusters = {name: KubeCluster(kubeconfig=inv.kubeconfig, context=c.context, name=name)
+                for name, c in inv.clusters.items()}
+    probes.ensure(inv, clusters)
+    metrics = ControllerMetrics()
+    prometheus = Prometheus(inv.prometheus)
+    controller = Controller(
+        inventory=inv, policy=pol, store=store,
+        observer=Observer(inv, clusters, prometheus, max_age=pol.placement.max_data_age),
+        clusters=clusters, executor=lambda: Executor(store, connect=Adapters()),
+        dry_run=dry_run, say=lambda line: out.print(line, markup=False), metrics=metrics)
+    period = interval or pol.interval
+
+    def health() -> tuple[bool, str]:
+        last = metrics.last_cycle_at
+        if last is not None and time.time() - last <= 3 * period + 30:
+            return True, f"ok: last cycle {time.time() - last:.1f}s ago"
+        return False, "no cycle has ended recently"
+
+    server = api.Server(api.create_app(store, metrics.registry, health), host, port) \
+        if host else None
+    if server:
+        server.start()
+        out.print(f"controller API on http://{host}:{port} (/healthz, /metrics, /api/v1)",
+                  markup=False)
+    try:
+        controller.recover()
+        if once:
+            _print_cycle(controller.cycle())
+            controller.wait_idle()
+            return
+        stop = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+        out.print(f"controller running: every {period:g}s"
+                  + (" (dry run: nothing moves)" if dry_run else ""), markup=False)
+        controller.run(stop, interval=period)
+        controller.wait_idle()
+    finally:
+        if server:
+            server.stop()
+        controller.close()
+        prometheus.close()
+        for kube in clusters.values():
+            kube.close()
+
+
+def _listen(listen: str) -> tuple[str, int]:
+    if not listen:
+        return "", 0
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UsageError(f"--listen {listen!r}: want HOST:PORT, e.g. 127.0.0.1:9180, or ''")
+    return host, int(port)
+
+
+@app.command()
+def check(policy: Annotated[Path, typer.Argument(help="Policy file to validate.")]) -> None:
+    """Validate a policy file (schema and PromQL) without running anything."""
+    pol = load_policy(policy)
+    out.print(f"{policy}: ok ({len(pol.rules)} rules, {len(pol.services)} services)",
+              markup=False)
+
+
+@app.command()
+def topology(db: DbOption = None, output: OutputOption = Output.table) -> None:
+    """Clusters, links with their measured RTT, and where each managed service runs."""
+    data = api.topology(Store(db or default_url()))
+    table = Table(title="clusters")
+    for col in ("cluster", "tier", "cpu alloc", "mem alloc GiB", "load balancer", "seen"):
+        table.add_column(col)
+    for c in data["clusters"]:
+        table.add_row(c["name"], c["tier"], f"{c['cpu_allocatable']:g}",
+                      f"{c['mem_allocatable'] / 2**30:.1f}", c["load_balancer"],
+                      _clock(c["seen"]))
+    _emit(data, output, table)
+    if output == Output.table:
+        links = Table(title="links")
+        for col in ("link", "rtt ms", "at"):
+            links.add_column(col)
+        for link in data["links"]:
+            links.add_row(f"{link['source']}-{link['target']}", f"{link['rtt_ms']:.1f}",
+                          _clock(link["at"]))
+        out.print(links)
+        svcs = Table(title="services")
+        for col in ("service", "runs in", "since"):
+            svcs.add_column(col)
+        for s in data["services"]:
+            svcs.add_row(f"{s['namespace']}/{s['name']}", s["cluster"] or "-",
+                         _clock(s["since"]))
+        out.print(svcs)
+
+
+def _candidates(table: dict[str, Any]) -> Table:
+    t = Table()
+    for col in ("cluster", "tier", "filtered", "headroom after", "latency ms", "terms", "score"):
+        t.add_column(col)
+    for c in table.get("candidates", []):
+        terms = ", ".join(f"{k} {v:+.3f}" for k, v in (c.get("terms") or {}).items())
+        t.add_row(c["cluster"], c["tier"], c.get("filtered") or "",
+                  "-" if c.get("headroom_after") is None else f"{c['headroom_after']:.3f}",
+                  "-" if c.get("latency_ms") is None else f"{c['latency_ms']:.1f}",
+                  terms, "-" if c.get("score") is None else f"{c['score']:.3f}")
+    return t
+
+
+@app.command()
+def decisions(
+    decision_id: Annotated[int | None, typer.Argument(help="Show one decision whole.")] = None,
+    namespace: Annotated[str | None, typer.Option("-n", "--namespace")] = None,
+    service: Annotated[str | None, typer.Option(help="Only this service.")] = None,
+    limit: int = 20,
+    db: DbOption = None,
+    output: OutputOption = Output.table,
+) -> None:
+    """The controller's decisions, newest first, or one with its candidate table."""
+    store = Store(db or default_url())
+    if decision_id is not None:
+        d = store.decision(decision_id)
+        data = api.plain(d)
+        if output == Output.table:
+            out.print(f"decision {d.id} at {_clock(d.at)}: {d.action} "
+                      f"{d.namespace}/{d.service}" + (f" (migration {d.migration_id})"
+                                                       if d.migration_id else ""),
+                      markup=False)
+            out.print(d.explanation, markup=False)
+            out.print(_candidates(d.table))
+            return
+        _emit(data, output)
+        return
+    rows = store.decisions(limit=limit, namespace=namespace, service=service)
+    table = Table()
+    for col in ("id", "at", "service", "action", "from", "to", "explanation"):
+        table.add_column(col)
+    for d in rows:
+        table.add_row(str(d.id), _clock(d.at), f"{d.namespace}/{d.service}", d.action,
+                      d.source or "-", d.target or "-", d.explanation)
+    _emit(api.plain(rows), output, table)
+
+
+@app.command()
+def explain(
+    service: Annotated[str, typer.Argument(help="The managed Service.")],
+    namespace: Annotated[str, typer.Option("-n", "--namespace")] = "default",
+    db: DbOption = None,
+    output: OutputOption = Output.table,
+) -> None:
+    """Why SERVICE is where it is, and what would make it move."""
+    store = Store(db or default_url())
+    rows = store.decisions(limit=1, namespace=namespace, service=service)
+    if not rows:
+        raise UsageError(f"no decision about {namespace}/{service} in the store; is it managed "
+                         "(listed in the policy or labelled kubehop.io/managed=true) and has "
+                         "the controller run?")
+    d = rows[0]
+    here = store.current_placement(namespace, service)
+    what_if = d.table.get("what_would_move", [])
+    data = {"decision": api.plain(d), "placement": api.plain(here), "what_would_move": what_if}
+    if output != Output.table:
+        _emit(data, output)
+        return
+    out.print(f"{namespace}/{service} runs in {here.cluster if here else '?'} since "
+              f"{_clock(here.since if here else None)}", markup=False)
+    out.print(f"last decision ({d.id}, {_clock(d.at)}): {d.action}: {d.explanation}",
+              markup=False)
+    out.print(_candidates(d.table))
+    for line in what_if:
+        out.print(f"- {line}", markup=False)

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
 STRATEGY="${STRATEGY:-endpoints}"
 
-kubehop testbed up
+kubehop testbed up --clusters edge,fog,cloud
 kubehop testbed status
 KC="$(kubehop testbed kubeconfig)"
 echo "--- deploying orc8r (orc8r-ns) and agw (agw-ns) in edge"
@@ -35,3 +35,6 @@ print(f"requests {r['count']}, failed {r['failed']}, longest gap {r['longest_gap
       f"latency p50 {lat['p50']} ms p99 {lat['p99']} ms, served by {r['served_by']}")
 PY
 echo "--- done; the testbed stays up. Try: kubectl --kubeconfig $KC --context cloud -n orc8r-ns get pods"
+
+echo "=== part two: the controller decides on its own (edge, fog, cloud; default WAN)"
+python scripts/demo_controller.py

@@ -1,0 +1,248 @@
+"""The controller on the real testbed (edge, fog, cloud with the default WAN): the paper's
+automatic scenario, missing data, and a controller killed in the middle of a migration.
+
+The controller runs as users run it (``kubehop controller run`` in its own process) against a
+real store, SQLite or PostgreSQL; the load is real (``kubehop testbed stress``), and so are
+Prometheus and the link probers it reads. agw checks in every 10 ms throughout and must see no
+failed request.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kubehop.adapters.store import Store
+from kubehop.testbed import layout, monitoring, sample
+from kubehop.testbed import testbed as tb
+from kubehop.waiting import NotYet, wait_for
+
+from ..conftest import KUBEHOP
+from .kube import kubectl
+
+pytestmark = pytest.mark.usefixtures("testbed")
+
+NS = sample.ORC8R_NAMESPACE
+KEY = f"{NS}/orc8r"
+EDGE_CPU_STRESS = "0.6"
+"""With edge's allocatable CPU (1 core) and what edge already runs, this leaves edge less than
+the policy's 25 % headroom: the rule fires."""
+
+POLICY = """\
+apiVersion: kubehop.io/v1alpha1
+kind: PlacementPolicy
+interval: 2s
+rules:
+  - name: cpu-exhausted
+    scope: cluster
+    expr: cpu_headroom
+    below: 0.25
+    for: 4s
+    keepFiringFor: 10s
+placement:
+  weights: {headroom: 1.0, latency: 2.0}
+  minGain: 0.05
+  cooldown: 10s
+  minDwell: 20s
+  maxConcurrent: 1
+  maxDataAge: 20s
+services:
+  - name: orc8r
+    namespace: orc8r-ns
+    clients: [{cluster: edge, weight: 1}]
+    serviceTimeMs: 2
+    maxLatencyMs: 50
+"""
+
+
+def edge() -> layout.ClusterLayout:
+    return sample.cluster_layout("edge")
+
+
+class ControllerProcess:
+    """``kubehop controller run`` in its own process (as a user or a systemd unit runs it)."""
+
+    def __init__(self, tmp: Path, db: str) -> None:
+        self.policy = tmp / "policy.yaml"
+        self.policy.write_text(POLICY)
+        self.db = db
+        self.log = tmp / "controller.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = {**os.environ, "KUBEHOP_INVENTORY": str(tb.inventory_file())}
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [KUBEHOP, "controller", "run", "--policy", str(self.policy), "--db", self.db,
+                 "--listen", ""], stdout=log, stderr=subprocess.STDOUT, env=env)
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(timeout=300)
+
+    def output(self) -> str:
+        return self.log.read_text()
+
+
+def decisions(store: Store) -> list[dict[str, object]]:
+    return [{"action": d.action, "source": d.source, "target": d.target,
+             "explanation": d.explanation, "migration": d.migration_id, "at": d.at}
+            for d in reversed(store.decisions(limit=1000, namespace=NS, service="orc8r"))]
+
+
+def runs_in(cluster: str) -> bool:
+    """orc8r's pods are ready in ``cluster`` and nowhere else, and agw is served."""
+    where = {c.name: json.loads(kubectl(c, "get", "pods", "-n", NS, "-l", "app=orc8r", "-o",
+                                        "json"))["items"]
+             for c in layout.layouts(tb.recorded_clusters())}
+    ready = {name for name, pods in where.items() if any(
+        cond["type"] == "Ready" and cond["status"] == "True"
+        for p in pods for cond in p["status"].get("conditions", []))}
+    return ready == {cluster}
+
+
+def wait_decision(store: Store, ctl: ControllerProcess, predicate: str, *,
+                  timeout: float) -> dict[str, object]:
+    """The first decision whose action (and target) match ``predicate`` ("stay", "move:fog")."""
+    action, _, target = predicate.partition(":")
+
+    def found() -> dict[str, object]:
+        if ctl.proc is not None and ctl.proc.poll() is not None:
+            raise AssertionError(f"the controller exited: {ctl.output()[-2000:]}")
+        for d in decisions(store):
+            if d["action"] == action and (not target or d["target"] == target):
+                return d
+        raise NotYet(f"decisions so far: {[(d['action'], d['target']) for d in decisions(store)]}")
+
+    return wait_for(found, timeout=timeout, interval=1, what=f"a decision {predicate}")
+
+
+def migration_done(store: Store, migration_id: str, *, timeout: float) -> str:
+    def done() -> str:
+        try:
+            row = store.get(migration_id)
+        except Exception as exc:
+            raise NotYet(str(exc)) from exc
+        if row.status in ("running", "rolling-back"):
+            raise NotYet(row.status)
+        return row.status
+
+    return wait_for(done, timeout=timeout, interval=1, what=f"migration {migration_id}")
+
+
+def stress(*args: str) -> None:
+    result = subprocess.run([KUBEHOP, "testbed", "stress", *args], capture_output=True,
+                            text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.fixture
+def scenario(tmp_path: Path, db_url: str) -> Iterator[tuple[ControllerProcess, Store, float]]:
+    """A fresh sample in edge, no stress anywhere, the controller running on ``db_url``; at the
+    end everything is stopped and the sample removed, whatever the test left."""
+    stress("--stop")
+    sample.deploy("edge")
+    since = time.time()
+    ctl = ControllerProcess(tmp_path, db_url)
+    store = Store(db_url)
+    ctl.start()
+    try:
+        yield ctl, store, since
+    finally:
+        ctl.stop()
+        stress("--stop")
+        sample.remove()
+        store.close()
+
+
+def test_stress_moves_orc8r_to_fog_and_back_when_it_ends_with_no_failed_request(
+        scenario: tuple[ControllerProcess, Store, float]) -> None:
+    ctl, store, since = scenario
+    calm = wait_decision(store, ctl, "stay", timeout=90)
+    assert "edge" in str(calm["source"])
+    stress("--cluster", "edge", "--cpu", EDGE_CPU_STRESS)
+
+    out = wait_decision(store, ctl, "move:fog", timeout=90)
+    explanation = str(out["explanation"])
+    # Edge is excluded by the firing rule; fog beats cloud on latency despite less headroom.
+    assert "cpu-exhausted firing" in explanation, explanation
+    assert "fog wins on latency" in explanation, explanation
+    assert migration_done(store, str(out["migration"]), timeout=180) == "succeeded"
+    assert runs_in("fog")
+
+    stress("--stop")
+    back = wait_decision(store, ctl, "move:edge", timeout=150)
+    assert "latency" in str(back["explanation"]), back
+    # Not before the rule stopped firing (keepFiringFor) and orc8r dwelt in fog (minDwell).
+    assert float(back["at"]) - float(out["at"]) >= 20, (out, back)  # type: ignore[arg-type]
+    assert migration_done(store, str(back["migration"]), timeout=180) == "succeeded"
+    assert runs_in("edge")
+
+    record = sample.agw_record(edge(), since=since, until=time.time())
+    assert record["failed"] == 0, record["errors"]
+    assert record["ok"] > 1000
+    moves = [d for d in decisions(store) if d["action"] == "move"]
+    assert [(d["source"], d["target"]) for d in moves] == [("edge", "fog"), ("fog", "edge")]
+    events = kubectl("edge", "get", "events", "-n", NS, "--field-selector",
+                     "involvedObject.name=orc8r", "-o", "json")
+    reasons = {e["reason"] for e in json.loads(events)["items"]}
+    assert {"KubehopDecision", "KubehopMigrated"} <= reasons, reasons
+    placements = [p.cluster for p in store.placements(NS, "orc8r")]
+    assert placements[-3:] == ["edge", "fog", "edge"], placements
+
+
+def test_prometheus_gone_means_no_decision_and_recovery_after(
+        scenario: tuple[ControllerProcess, Store, float]) -> None:
+    """Prometheus frozen (SIGSTOP: it holds its port but answers nothing) while edge is
+    overloaded: the controller records no-data and moves nothing; once Prometheus answers
+    again it decides on fresh data."""
+    ctl, store, since = scenario
+    wait_decision(store, ctl, "stay", timeout=90)
+    pid = int(tb.monitoring_pidfiles()[0].read_text())
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        stress("--cluster", "edge", "--cpu", EDGE_CPU_STRESS)
+        nodata = wait_decision(store, ctl, "no-data", timeout=60)
+        assert "Prometheus" in str(nodata["explanation"]), nodata
+        time.sleep(30)  # a dozen cycles with edge overloaded and no data: nothing may move
+        assert not [d for d in decisions(store) if d["action"] == "move"]
+        assert runs_in("edge")
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert wait_decision(store, ctl, "move:fog", timeout=120)["at"] > nodata["at"]  # type: ignore[operator]
+    record = sample.agw_record(edge(), since=since, until=time.time())
+    assert record["failed"] == 0, record["errors"]
+    assert monitoring.prometheus_url()
+
+
+def test_controller_killed_mid_migration_resumes_it_on_restart(
+        scenario: tuple[ControllerProcess, Store, float]) -> None:
+    ctl, store, since = scenario
+    wait_decision(store, ctl, "stay", timeout=90)
+    stress("--cluster", "edge", "--cpu", EDGE_CPU_STRESS)
+    move = wait_decision(store, ctl, "move:fog", timeout=90)
+    mid = str(move["migration"])
+
+    def switching() -> None:
+        row = store.get(mid)
+        started = [s.name for s in row.steps if s.state == "started"]
+        if not started or started[-1] not in ("ready", "route", "dns", "verify", "switch"):
+            raise NotYet(f"steps {[(s.name, s.state) for s in row.steps]}")
+
+    wait_for(switching, timeout=120, interval=0.05, what=f"migration {mid} half done")
+    ctl.stop(signal.SIGKILL)
+    assert store.get(mid).status == "running"
+    ctl.start()
+    assert migration_done(store, mid, timeout=240) == "succeeded"
+    assert "resuming migration " + mid in ctl.output()
+    assert runs_in("fog")
+    record = sample.agw_record(edge(), since=since, until=time.time())
+    assert record["failed"] == 0, record["errors"]

@@ -20,7 +20,7 @@ def test_pod_requests_and_limits_exactly_the_load() -> None:
                   "metadata": {"name": "kubehop-stress"}}
     assert pod["metadata"]["namespace"] == "kubehop-stress"
     (container,) = pod["spec"]["containers"]
-    want = {"cpu": "1500m", "memory": str(256 * MIB + stress.MEMORY_OVERHEAD)}
+    want = {"cpu": "1500m", "memory": f"{256 + stress.MEMORY_OVERHEAD // MIB}Mi"}
     assert container["resources"] == {"requests": want, "limits": want}
     assert container["image"] == "reg/x:1"
     # two busy processes for 1.5 cores (the limit caps them), the bytes, no end
@@ -32,6 +32,9 @@ def test_pod_requests_and_limits_exactly_the_load() -> None:
 def test_a_timed_stress_ends_by_itself_and_is_backed_by_a_deadline() -> None:
     _, pod = stress.manifests(cpu_millis=500, memory=0, seconds=30, image="reg/x:1")
     assert pod["spec"]["restartPolicy"] == "Never"
+    assert pod["spec"]["containers"][0]["resources"]["limits"]["memory"] == "64Mi"
+    _, odd = stress.manifests(cpu_millis=500, memory=1000, seconds=30, image="reg/x:1")
+    assert odd["spec"]["containers"][0]["resources"]["limits"]["memory"] == str(1000 + 64 * MIB)
     assert pod["spec"]["activeDeadlineSeconds"] == 30 + stress.DEADLINE_SLACK_S
     assert pod["spec"]["containers"][0]["command"][3:] == ["1", "0", "30"]
 

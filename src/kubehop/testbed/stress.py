@@ -100,7 +100,9 @@ def manifests(*, cpu_millis: int, memory: int, seconds: int | None,
               image: str) -> list[dict[str, Any]]:
     """The namespace and the pod that burn ``cpu_millis`` and hold ``memory`` bytes, for
     ``seconds`` (None: until deleted)."""
-    resources = {"cpu": f"{cpu_millis}m", "memory": str(memory + MEMORY_OVERHEAD)}
+    need = memory + MEMORY_OVERHEAD
+    resources = {"cpu": f"{cpu_millis}m",
+                 "memory": f"{need // MIB}Mi" if need % MIB == 0 else str(need)}
     labels = {"app.kubernetes.io/name": "kubehop-stress", "app.kubernetes.io/managed-by": "kubehop"}
     spec: dict[str, Any] = {
         # Always (until --stop) the load stays even if the process dies; Never, it ends.

@@ -100,3 +100,25 @@ def test_each_kubelet_keeps_pod_logs_in_its_own_directory(
             for c in layout.layouts(("edge", "cloud"))]
     assert len(set(dirs)) == 2
     assert all(d.startswith(str(tmp_path) + "/") for d in dirs)
+
+
+def test_kubelet_reserves_what_is_not_its_tiers_shape(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KUBEHOP_STATE", str(tmp_path))
+    machine = (2000, 24 * layout.GIB)
+    edge, cloud = (yaml.safe_load(components.kubelet_config_text(c, machine))
+                   for c in layout.layouts(("edge", "cloud")))
+    assert edge["systemReserved"] == {
+        "cpu": "1000m", "memory": str(20 * layout.GIB - layout.EVICTION_MEMORY)}
+    assert cloud["systemReserved"] == {
+        "cpu": "0m", "memory": str(8 * layout.GIB - layout.EVICTION_MEMORY)}
+    # only the pods are capped at allocatable, as the kubelet does by default
+    assert edge["enforceNodeAllocatable"] == ["pods"]
+    assert edge["evictionHard"]["memory.available"] == "100Mi"
+
+
+def test_machine_capacity_is_what_the_kubelet_reports() -> None:
+    cpu, memory = components.machine_capacity()
+    assert cpu >= 1000 and cpu % 1000 == 0
+    assert memory > 256 * 2**20

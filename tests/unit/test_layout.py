@@ -57,3 +57,29 @@ def test_tiers() -> None:
     assert layout.tier_of("fog") == "fog"
     assert layout.tier_of("cloud") == "cloud"
     assert layout.tier_of("site7") == "edge"
+
+
+def test_tier_shapes_grow_from_edge_to_cloud() -> None:
+    edge, fog, cloud = (layout.TIER_SHAPES[t] for t in ("edge", "fog", "cloud"))
+    assert edge.cpu_millis < fog.cpu_millis < cloud.cpu_millis
+    assert edge.memory < fog.memory < cloud.memory
+
+
+def test_reservation_leaves_the_tier_shape() -> None:
+    machine = {"cpu_millis": 2000, "memory": 24 * layout.GIB}
+    r = layout.reservation("edge", **machine)
+    assert r == layout.Reservation(cpu_millis=1000,
+                                   memory=20 * layout.GIB - layout.EVICTION_MEMORY)
+    # the kubelet's arithmetic: capacity - reserved - eviction threshold
+    assert 24 * layout.GIB - r.memory - layout.EVICTION_MEMORY == 4 * layout.GIB
+    assert layout.allocatable("edge", **machine) == layout.TIER_SHAPES["edge"]
+    assert layout.allocatable("fog", **machine) == layout.TierShape(1500, 8 * layout.GIB)
+    assert layout.reservation("cloud", **machine).cpu_millis == 0
+
+
+def test_a_small_machine_clamps_the_shape_to_what_it_has() -> None:
+    small = {"cpu_millis": 1000, "memory": 6 * layout.GIB}
+    assert layout.reservation("cloud", **small) == layout.Reservation(0, 0)
+    assert layout.allocatable("cloud", **small) == layout.TierShape(
+        1000, 6 * layout.GIB - layout.EVICTION_MEMORY)
+    assert layout.allocatable("edge", **small) == layout.TierShape(1000, 4 * layout.GIB)

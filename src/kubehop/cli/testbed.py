@@ -118,14 +118,19 @@ def status(
         out.print("testbed is down; start it with 'kubehop testbed up'", markup=False)
     else:
         table = Table(title="kubehop testbed")
-        for col in ("cluster", "tier", "address / load balancer", "api", "node", "ingress",
-                    "down parts"):
+        for col in ("cluster", "tier", "CPU", "memory", "address / load balancer", "api",
+                    "node", "ingress", "down parts"):
             table.add_column(col)
         for c in st.clusters:
             missing = [name for name, ok in c.processes.items() if not ok]
-            table.add_row(c.name, c.tier, c.address, "ready" if c.api_ready else "DOWN",
+            cpu = "?" if c.cpu_allocatable is None else f"{c.cpu_allocatable:g}"
+            memory = ("?" if c.memory_allocatable is None
+                      else f"{c.memory_allocatable / 2**30:.1f} GiB")
+            table.add_row(c.name, c.tier, cpu, memory, c.address,
+                          "ready" if c.api_ready else "DOWN",
                           "Ready" if c.node_ready else "NOT READY",
                           "ready" if c.ingress_ready else "DOWN", ", ".join(missing) or "-")
+        table.caption = "CPU and memory: the node's allocatable (its tier's shape)"
         out.print(table)
         states = ", ".join(f"{k} {'running' if v else 'DOWN'}" for k, v in st.services.items())
         out.print(f"host services: {states}", markup=False)
@@ -150,6 +155,44 @@ def deploy_sample(
     record = sample.deploy(cluster, interval_ms=interval_ms)
     out.print(f"orc8r and agw running in {cluster}; agw checks in every {interval_ms:g} ms "
               f"({record['ok']} ok, {record['failed']} failed in the last 1.5 s)", markup=False)
+
+
+@app.command()
+def stress(
+    cluster: Annotated[str | None, typer.Option(help="Testbed cluster to load (with --stop: "
+                                                "only this one; default every cluster).")] = None,
+    cpu: Annotated[str | None, typer.Option(help="Cores to burn, e.g. 0.5 or 500m (request "
+                                            "= limit).")] = None,
+    memory: Annotated[str | None, typer.Option(help="Bytes to hold, e.g. 512Mi or 1G.")] = None,
+    for_: Annotated[str | None, typer.Option("--for", help="Seconds until the load ends by "
+                                             "itself (default: until --stop).")] = None,
+    stop: Annotated[bool, typer.Option("--stop", help="Remove the load instead.")] = False,
+) -> None:
+    """Load one cluster with a real pod (namespace kubehop-stress) that burns CPU and holds
+    memory, as other tenants would; running it again replaces the load there."""
+    from kubehop.testbed import stress as st
+
+    _running()
+    if stop:
+        if cpu is not None or memory is not None or for_ is not None:
+            raise UsageError("--stop takes no --cpu, --memory or --for; give just --stop "
+                             "[--cluster NAME]")
+        stopped = st.stop(cluster)
+        where = ", ".join(stopped) if stopped else "no cluster (none was loaded)"
+        out.print(f"stress stopped on {where}", markup=False)
+        return
+    if cluster is None or cpu is None:
+        raise UsageError("give --cluster NAME and --cpu CORES (or --stop); e.g. "
+                         "kubehop testbed stress --cluster edge --cpu 0.5")
+    cpu_millis = st.parse_cpu(cpu)
+    size = st.parse_size(memory) if memory is not None else 0
+    seconds = st.parse_seconds(for_) if for_ is not None else None
+    done = st.start(cluster, cpu_millis=cpu_millis, memory=size, seconds=seconds)
+    held = f", {size / 2**20:.0f} MiB held" if size else ""
+    until = (f"ends by itself in {seconds} s" if seconds
+             else f"until 'kubehop testbed stress --stop --cluster {cluster}'")
+    out.print(f"stress on {cluster}: {cpu_millis / 1000:g} CPU{held} (pod {done.pod}); {until}",
+              markup=False)
 
 
 @app.command()

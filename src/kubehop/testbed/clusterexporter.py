@@ -1,9 +1,10 @@
 """What Debian's Prometheus cannot get from the clusters by itself, served over HTTP.
 
-- ``/metrics``: node capacity and allocatable. kube-state-metrics would normally publish
-  ``kube_node_status_capacity`` and ``kube_node_status_allocatable``, but the Go module proxy here
-  does not serve it; this reads the nodes from each cluster's API server at every scrape and
-  publishes the same names and labels, plus ``cluster``.
+- ``/metrics``: node capacity and allocatable, and the containers' requests. kube-state-metrics
+  would normally publish ``kube_node_status_capacity``, ``kube_node_status_allocatable`` and
+  ``kube_pod_container_resource_requests``, but the Go module proxy here does not serve it; this
+  reads the nodes and pods from each cluster's API server at every scrape and publishes the same
+  names and labels, plus ``cluster``.
 - ``/sd/pods``: Prometheus HTTP service discovery of the pods annotated
   ``prometheus.io/scrape: "true"`` in every cluster. Debian builds Prometheus without the
   Kubernetes discovery, so this lists them in the ``http_sd_configs`` format instead.
@@ -70,10 +71,15 @@ class NodeCollector(Collector):
                                   labels=labels)
         up = GaugeMetricFamily("kubehop_cluster_api_up", "1 if the API server answered.",
                                labels=["cluster"])
+        requests = GaugeMetricFamily(
+            "kube_pod_container_resource_requests",
+            "Requests of the containers of pods bound to a node and not finished.",
+            labels=["cluster", "namespace", "pod", "container", "node", "resource", "unit"])
         for c in self.clusters:
             try:
                 with tb.kube(c, "prometheus") as k:
                     nodes = k.find("Node")
+                    pods = k.find("Pod")
             except KubehopError:
                 up.add_metric([c.name], 0)
                 continue
@@ -85,9 +91,28 @@ class NodeCollector(Collector):
                         unit = _UNITS.get(resource, "integer")
                         family.add_metric([c.name, name, resource, unit],
                                           float(parse_quantity(value) or 0))
+            for labels_, value in container_requests(pods):
+                requests.add_metric([c.name, *labels_], value)
         yield capacity
         yield alloc
+        yield requests
         yield up
+
+
+def container_requests(pods: list[dict[str, Any]]) -> Iterator[tuple[list[str], float]]:
+    """(namespace, pod, container, node, resource, unit) and value of every request of the
+    pods the scheduler counts against a node: bound and neither Succeeded nor Failed (what
+    kube-state-metrics publishes as ``kube_pod_container_resource_requests``)."""
+    for pod in pods:
+        meta, spec = pod["metadata"], pod.get("spec") or {}
+        node = spec.get("nodeName")
+        if not node or (pod.get("status") or {}).get("phase") in {"Succeeded", "Failed"}:
+            continue
+        for container in spec.get("containers") or []:
+            for resource, value in ((container.get("resources") or {}).get("requests")
+                                    or {}).items():
+                yield ([meta["namespace"], meta["name"], container["name"], node, resource,
+                        _UNITS.get(resource, "integer")], float(parse_quantity(value) or 0))
 
 
 class Handler(BaseHTTPRequestHandler):

@@ -8,6 +8,7 @@ a process (see :mod:`kubehop.testbed.cluster`).
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import yaml
@@ -236,8 +237,24 @@ def containerd_argv(c: ClusterLayout, sandbox_image: str) -> list[str]:
     return ["containerd", "--config", str(containerd_config(c, sandbox_image))]
 
 
-def kubelet_config(c: ClusterLayout) -> Path:
+def machine_capacity() -> tuple[int, int]:
+    """(CPU in millicores, memory in bytes) as every kubelet here reports its capacity: the
+    whole machine's processors and MemTotal."""
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            memory = int(line.split()[1]) * 1024
+            break
+    else:  # pragma: no cover - every Linux has it
+        raise OSError("no MemTotal in /proc/meminfo")
+    return (os.cpu_count() or 1) * 1000, memory
+
+
+def kubelet_config_text(c: ClusterLayout, capacity: tuple[int, int] | None = None) -> str:
+    """The kubelet's configuration; ``capacity`` (millicores, bytes) is the machine's unless
+    given, and sets the reservation that gives the node its tier's shape."""
     pki = c.pki_dir
+    cpu, memory = capacity or machine_capacity()
+    reserved = layout.reservation(layout.tier_of(c.name), cpu_millis=cpu, memory=memory)
     config = {
         "apiVersion": "kubelet.config.k8s.io/v1beta1",
         "kind": "KubeletConfiguration",
@@ -271,8 +288,13 @@ def kubelet_config(c: ClusterLayout) -> Path:
         # sandbox image above all) and never evict for disk pressure caused by others.
         "imageGCHighThresholdPercent": 100,
         "imageGCLowThresholdPercent": 99,
+        # The tier's shape (layout.TIER_SHAPES) out of the whole machine every kubelet sees.
+        # Enforced on the pods only (their cgroup is capped at allocatable), as by default:
+        # nothing else runs in a cgroup the kubelet could cap.
+        "systemReserved": {"cpu": f"{reserved.cpu_millis}m", "memory": str(reserved.memory)},
+        "enforceNodeAllocatable": ["pods"],
         "evictionHard": {
-            "memory.available": "100Mi",
+            "memory.available": f"{layout.EVICTION_MEMORY // layout.MIB}Mi",
             "nodefs.available": "1%",
             "nodefs.inodesFree": "1%",
             "imagefs.available": "1%",
@@ -284,9 +306,17 @@ def kubelet_config(c: ClusterLayout) -> Path:
         "rotateCertificates": False,
         "serverTLSBootstrap": False,
     }
-    path = c.dir / "kubelet" / "config.yaml"
+    return yaml.safe_dump(config, sort_keys=False)
+
+
+def kubelet_config_path(c: ClusterLayout) -> Path:
+    return c.dir / "kubelet" / "config.yaml"
+
+
+def kubelet_config(c: ClusterLayout, capacity: tuple[int, int] | None = None) -> Path:
+    path = kubelet_config_path(c)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    path.write_text(kubelet_config_text(c, capacity))
     return path
 
 

@@ -31,6 +31,58 @@ API_PORT = 6443
 CLUSTER_DOMAIN = "cluster.local"
 IPTABLES_COMMENT = "kubehop-testbed"
 
+MIB = 1024**2
+GIB = 1024**3
+
+EVICTION_MEMORY = 100 * MIB
+"""The kubelets' hard eviction threshold for memory: allocatable excludes it as well."""
+
+
+@dataclass(frozen=True)
+class TierShape:
+    """What a node of a tier offers its pods (allocatable), as in the paper: edge smallest."""
+
+    cpu_millis: int
+    memory: int
+
+
+TIER_SHAPES = {
+    "edge": TierShape(cpu_millis=1000, memory=4 * GIB),
+    "fog": TierShape(cpu_millis=1500, memory=8 * GIB),
+    "cloud": TierShape(cpu_millis=2000, memory=16 * GIB),
+}
+"""Every cluster runs on the same machine and sees all of it; the kubelet's reservation makes
+each node's allocatable this shape (clamped to the machine), so the scheduler fills an edge
+node first. The reservation is accounting only: pods are capped together at allocatable
+(``enforceNodeAllocatable: [pods]``), nothing carves the machine up."""
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """The kubelet's ``systemReserved``: capacity minus this (minus eviction) is allocatable."""
+
+    cpu_millis: int
+    memory: int
+
+
+def reservation(tier: str, *, cpu_millis: int, memory: int) -> Reservation:
+    """What a kubelet of ``tier`` reserves on a machine of ``cpu_millis`` and ``memory``
+    (bytes), so its allocatable is the tier's shape, or the whole machine if that is smaller."""
+    shape = TIER_SHAPES[tier]
+    return Reservation(
+        cpu_millis=max(0, cpu_millis - shape.cpu_millis),
+        memory=max(0, memory - EVICTION_MEMORY - shape.memory),
+    )
+
+
+def allocatable(tier: str, *, cpu_millis: int, memory: int) -> TierShape:
+    """The allocatable a kubelet of ``tier`` reports on that machine (what ``reservation``
+    leaves)."""
+    r = reservation(tier, cpu_millis=cpu_millis, memory=memory)
+    return TierShape(cpu_millis=cpu_millis - r.cpu_millis,
+                     memory=memory - EVICTION_MEMORY - r.memory)
+
+
 _NAME = re.compile(r"^[a-z][a-z0-9]{0,9}$")
 
 

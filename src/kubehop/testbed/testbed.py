@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
 import ipaddress
 import json
 import os
@@ -24,11 +25,12 @@ from typing import Any
 
 import httpx
 import yaml
+from lightkube.utils.quantity import parse_quantity
 
 from kubehop.adapters import inventory as inv_file
 from kubehop.adapters.kube import KubeCluster
 from kubehop.domain.model import ClusterInfo, DnsZoneInfo, Inventory
-from kubehop.errors import PreconditionError, TestbedError
+from kubehop.errors import KubehopError, PreconditionError, TestbedError
 from kubehop.testbed import (
     builds,
     cgroups,
@@ -240,6 +242,28 @@ def _deployment_available(c: ClusterLayout, namespace: str, name: str) -> bool:
     return int((dep.get("status") or {}).get("availableReplicas") or 0) >= want
 
 
+def node_resources(c: ClusterLayout, key: str = "allocatable") -> tuple[int, int] | None:
+    """The node's (millicores, bytes) of ``allocatable`` or ``capacity``; None before the
+    kubelet has reported them."""
+    with kube(c) as k:
+        node = k.get("Node", c.node_name)
+    values = ((node or {}).get("status") or {}).get(key) or {}
+    if "cpu" not in values or "memory" not in values:
+        return None
+    cpu = parse_quantity(values["cpu"])
+    memory = parse_quantity(values["memory"])
+    if cpu is None or memory is None:
+        return None
+    return int(cpu * 1000), int(memory)
+
+
+def expected_allocatable(c: ClusterLayout) -> tuple[int, int]:
+    """What the node of ``c`` should offer its pods on this machine: its tier's shape."""
+    cpu, memory = components.machine_capacity()
+    shape = layout.allocatable(layout.tier_of(c.name), cpu_millis=cpu, memory=memory)
+    return shape.cpu_millis, shape.memory
+
+
 # --- up -----------------------------------------------------------------------------------------
 
 
@@ -316,6 +340,8 @@ def up(
             )
         report = status()
         if report.healthy:
+            reshape_nodes(layout.layouts(existing), say)
+            refresh_clusterexporter(layout.layouts(existing), say)
             if wan is not None:
                 say("wan: " + testbed_wan.summary(testbed_wan.apply(profile, names)))
             # A newer kubehop may ship newer sample images than the running testbed has; each
@@ -411,6 +437,35 @@ def _up(clusters: list[ClusterLayout], say: Say) -> None:
         say(f"{c.name}: cluster DNS at {c.dns_service_ip}, ingress at {c.node_ip}:80")
 
 
+def _node_shaped(c: ClusterLayout, want: tuple[int, int]) -> bool:
+    return node_resources(c) == want and _node_ready(c)
+
+
+def reshape_nodes(clusters: list[ClusterLayout], say: Say) -> list[str]:
+    """Restart the kubelets whose configuration is no longer what this kubehop writes (new
+    tier shapes, another machine size) and wait until their nodes report the new allocatable;
+    the others are left alone. The pods keep running through a kubelet restart."""
+    changed = []
+    for c in clusters:
+        try:
+            current = components.kubelet_config_path(c).read_text()
+        except OSError:
+            current = ""
+        if current == components.kubelet_config_text(c):
+            continue
+        procs.stop(run_dir(c) / "kubelet.pid")
+        _spawn(c, "kubelet", components.kubelet_argv(c))
+        changed.append(c)
+    for c in changed:
+        want = expected_allocatable(c)
+        _wait(f"node {c.node_name} to report its new allocatable",
+              partial(_node_shaped, c, want),
+              timeout=120, log=c.log_dir / "kubelet.log", pidfile=run_dir(c) / "kubelet.pid")
+        say(f"{c.name}: kubelet restarted with its tier's shape "
+            f"({want[0] / 1000:g} CPU, {want[1] / 2**30:.1f} GiB allocatable)")
+    return [c.name for c in changed]
+
+
 def _apply(c: ClusterLayout, manifests: str) -> None:
     with kube(c) as k:
         k.apply_yaml(manifests)
@@ -455,15 +510,50 @@ def monitoring_pidfiles() -> tuple[Path, Path]:
     return run / "prometheus.pid", run / "clusterexporter.pid"
 
 
+def _exporter_version() -> str:
+    """A hash of the exporter's code: a kubehop upgrade under a running testbed restarts it."""
+    from kubehop.testbed import clusterexporter
+
+    return hashlib.sha256(Path(clusterexporter.__file__).read_bytes()).hexdigest()[:12]
+
+
+def _exporter_version_file() -> Path:
+    return monitoring_pidfiles()[1].with_suffix(".version")
+
+
+def start_clusterexporter(clusters: list[ClusterLayout]) -> None:
+    run = monitoring_pidfiles()[1].parent
+    procs.spawn("clusterexporter",
+                [sys.executable, "-m", "kubehop.testbed.clusterexporter",
+                 ",".join(c.name for c in clusters), str(layout.state_dir())],
+                run_dir=run, log_dir=monitoring.monitoring_dir() / "logs")
+    _exporter_version_file().write_text(_exporter_version())
+
+
+def refresh_clusterexporter(clusters: list[ClusterLayout], say: Say) -> None:
+    """Restart the exporter if its code is not the one this kubehop ships (it keeps no state;
+    Prometheus misses a scrape at most)."""
+    try:
+        running = _exporter_version_file().read_text()
+    except OSError:
+        running = ""
+    if running == _exporter_version():
+        return
+    procs.stop(monitoring_pidfiles()[1])
+    start_clusterexporter(clusters)
+    url = f"http://{layout.HOST_ADDRESS}:{monitoring.EXPORTER_PORT}/metrics"
+    _wait("the cluster exporter", lambda: httpx.get(url, timeout=5).status_code == 200,
+          timeout=30, log=monitoring.monitoring_dir() / "logs" / "clusterexporter.log",
+          pidfile=monitoring_pidfiles()[1])
+    say("monitoring: cluster exporter restarted with this kubehop's code")
+
+
 def start_monitoring(clusters: list[ClusterLayout], say: Say) -> None:
     config = monitoring.write_prometheus_config(clusters)
     run = monitoring_pidfiles()[0].parent
     logs = monitoring.monitoring_dir() / "logs"
     procs.spawn("prometheus", monitoring.prometheus_argv(config), run_dir=run, log_dir=logs)
-    procs.spawn("clusterexporter",
-                [sys.executable, "-m", "kubehop.testbed.clusterexporter",
-                 ",".join(c.name for c in clusters), str(layout.state_dir())],
-                run_dir=run, log_dir=logs)
+    start_clusterexporter(clusters)
     url = monitoring.prometheus_url()
     _wait("Prometheus", lambda: httpx.get(f"{url}/-/ready", timeout=2).status_code == 200,
           timeout=60, log=logs / "prometheus.log", pidfile=monitoring_pidfiles()[0])
@@ -491,6 +581,10 @@ class ClusterStatus:
     api_ready: bool = False
     node_ready: bool = False
     ingress_ready: bool = False
+    cpu_allocatable: float | None = None
+    """Cores the node offers its pods (its tier's shape), None if the API did not say."""
+    memory_allocatable: int | None = None
+    """Bytes the node offers its pods."""
 
     @property
     def healthy(self) -> bool:
@@ -548,6 +642,11 @@ def status() -> Status:
         st.node_ready = st.api_ready and _check(partial(_node_ready, c))
         st.ingress_ready = st.api_ready and _check(
             partial(_deployment_available, c, "traefik", "traefik"))
+        if st.api_ready:
+            with contextlib.suppress(KubehopError):
+                alloc = node_resources(c)
+                if alloc is not None:
+                    st.cpu_allocatable, st.memory_allocatable = alloc[0] / 1000, alloc[1]
         clusters.append(st)
     return Status(
         up=bool(names),

@@ -7,9 +7,13 @@ from collections.abc import Iterator
 
 import pytest
 
+from kubehop.testbed import layout
 from kubehop.testbed import testbed as tb
 
-CLUSTERS = ("edge", "cloud")
+CLUSTERS = ("edge", "fog", "cloud")
+"""The paper's three tiers (the controller's tests need all three; the migration tests use edge
+and cloud, with fog as a third cluster that must be left alone)."""
+BY_NAME = {c.name: c for c in layout.layouts(CLUSTERS)}
 
 
 @pytest.fixture(scope="session")

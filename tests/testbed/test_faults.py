@@ -24,16 +24,16 @@ from kubehop.adapters.kube import KubeCluster
 from kubehop.adapters.store import DB_FILE, Store
 from kubehop.domain.model import MigrationRequest
 from kubehop.engine.migrate import STEP_TYPES, STEPS, Executor, MigrationError
-from kubehop.testbed import layout, sample
+from kubehop.testbed import sample
 from kubehop.testbed import testbed as tb
 from tests.conftest import KUBEHOP
 from tests.unit.test_executor import ENDPOINTS_POINTS, Crash, FaultAt
 
-from .conftest import CLUSTERS
+from .conftest import BY_NAME
 
 pytestmark = pytest.mark.usefixtures("testbed")
 
-EDGE, CLOUD = layout.layouts(CLUSTERS)
+EDGE, CLOUD = BY_NAME["edge"], BY_NAME["cloud"]
 NS = sample.ORC8R_NAMESPACE
 
 

@@ -21,12 +21,12 @@ from kubehop.testbed import testbed as tb
 from kubehop.waiting import wait_for
 from tests.conftest import KUBEHOP, assert_one_line_error
 
-from .conftest import CLUSTERS
+from .conftest import BY_NAME
 from .kube import fresh_namespaces, kubectl
 
 pytestmark = pytest.mark.usefixtures("testbed")
 
-EDGE, CLOUD = layout.layouts(CLUSTERS)
+EDGE, CLOUD = BY_NAME["edge"], BY_NAME["cloud"]
 NS = sample.ORC8R_NAMESPACE
 FQDN = f"orc8r.{NS}.testnetwork.internal"
 

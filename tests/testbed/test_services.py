@@ -22,12 +22,12 @@ from kubehop.testbed import clouddns, images, layout, monitoring, sample, wan
 from kubehop.waiting import NotYet, wait_for
 from tests.conftest import kubehop
 
-from .conftest import CLUSTERS
+from .conftest import BY_NAME, CLUSTERS
 from .kube import fresh_namespaces, kubectl
 
 pytestmark = pytest.mark.usefixtures("testbed")
 
-EDGE, CLOUD = layout.layouts(CLUSTERS)
+EDGE, CLOUD = BY_NAME["edge"], BY_NAME["cloud"]
 
 
 def in_netns(c: layout.ClusterLayout, code: str, *args: str) -> subprocess.CompletedProcess[str]:

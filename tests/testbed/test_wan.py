@@ -22,12 +22,12 @@ import pytest
 
 from kubehop.testbed import layout
 from tests.conftest import assert_one_line_error, kubehop
-from tests.testbed.conftest import CLUSTERS
+from tests.testbed.conftest import BY_NAME, CLUSTERS
 
 pytestmark = pytest.mark.usefixtures("testbed", "default_wan")
 
 TOOLS = Path(__file__).resolve().parents[2] / "scripts" / "wan_tools.py"
-EDGE, CLOUD = layout.layouts(CLUSTERS)
+EDGE, CLOUD = BY_NAME["edge"], BY_NAME["cloud"]
 IP = {c.name: str(c.node_ip) for c in (EDGE, CLOUD)}
 
 

@@ -20,7 +20,7 @@ from kubehop.adapters.prometheus import Prometheus, promql_error
 from kubehop.adapters.store import Store, default_url
 from kubehop.cli.migrate import Output
 from kubehop.controller import probes
-from kubehop.controller.loop import Controller, CycleReport
+from kubehop.controller.loop import Controller, CycleReport, what_would_move
 from kubehop.controller.metrics import ControllerMetrics
 from kubehop.controller.observe import Observer
 from kubehop.domain.policy import BUILTINS, Policy, parse_policy
@@ -199,15 +199,24 @@ def topology(db: DbOption = None, output: OutputOption = Output.table) -> None:
         out.print(svcs)
 
 
+def _rules_text(path: Path | None) -> list[str]:
+    if path is None:
+        return []
+    return [f"{r.name}: {r.expr} {r.comparison}" + (f" for {r.for_seconds:g}s"
+                                                     if r.for_seconds else "")
+            for r in load_policy(path).rules]
+
+
 def _candidates(table: dict[str, Any]) -> Table:
     t = Table()
     for col in ("cluster", "tier", "filtered", "headroom after", "latency ms", "terms", "score"):
         t.add_column(col)
     for c in table.get("candidates", []):
         terms = ", ".join(f"{k} {v:+.3f}" for k, v in (c.get("terms") or {}).items())
-        t.add_row(c["cluster"], c["tier"], c.get("filtered") or "",
-                  "-" if c.get("headroom_after") is None else f"{c['headroom_after']:.3f}",
-                  "-" if c.get("latency_ms") is None else f"{c['latency_ms']:.1f}",
+        t.add_row(c["cluster"] + (" (winner)" if c.get("winner") else ""), c["tier"],
+                  c.get("filtered") or "",
+                  "-" if c.get("headroomAfter") is None else f"{c['headroomAfter']:.3f}",
+                  "-" if c.get("latencyMs") is None else f"{c['latencyMs']:.1f}",
                   terms, "-" if c.get("score") is None else f"{c['score']:.3f}")
     return t
 
@@ -250,6 +259,8 @@ def decisions(
 def explain(
     service: Annotated[str, typer.Argument(help="The managed Service.")],
     namespace: Annotated[str, typer.Option("-n", "--namespace")] = "default",
+    policy: Annotated[Path | None, typer.Option(help="The policy, to name the rules that "
+                                                "would force a move.")] = None,
     db: DbOption = None,
     output: OutputOption = Output.table,
 ) -> None:
@@ -262,7 +273,7 @@ def explain(
                          "the controller run?")
     d = rows[0]
     here = store.current_placement(namespace, service)
-    what_if = d.table.get("what_would_move", [])
+    what_if = what_would_move(dict(d.table), _rules_text(policy))
     data = {"decision": api.plain(d), "placement": api.plain(here), "what_would_move": what_if}
     if output != Output.table:
         _emit(data, output)

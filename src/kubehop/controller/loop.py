@@ -354,7 +354,32 @@ class Controller:
         self.pool.shutdown(wait=True)
 
 
-def explain_table(table: dict[str, Any]) -> list[dict[str, Any]]:
-    """The candidate rows of a stored decision table (for the CLI and the API)."""
-    rows = table.get("candidates", [])
-    return rows if isinstance(rows, list) else []
+def what_would_move(table: dict[str, Any], rules_text: list[str]) -> list[str]:
+    """From a stored decision's candidate table: what would have to change for the service to
+    move (the score each other candidate lacks, with the latency that would close the gap, or
+    why it is filtered out), and which rules would force a move by firing."""
+    rows = [c for c in table.get("candidates", []) if isinstance(c, dict)]
+    current = next((c for c in rows if c.get("cluster") == table.get("current")), None)
+    weights = table.get("weights") or {}
+    lines = []
+    for c in rows:
+        if c is current:
+            continue
+        if c.get("filtered"):
+            lines.append(f"{c['cluster']}: cannot be chosen while {c['filtered']}")
+        elif current is not None and current.get("score") is not None:
+            lack = float(current["score"]) + float(table.get("minGain", 0)) - float(c["score"])
+            if lack <= 0:
+                lines.append(f"{c['cluster']}: already ahead by {-lack:.3f} beyond the margin "
+                             "(waiting for the dwell time or cooldown)")
+                continue
+            scale = float(table.get("latencyScaleMs") or 0)
+            per_ms = float(weights.get("latency", 0)) / scale if scale else 0.0
+            per_headroom = float(weights.get("headroom", 1)) or 1.0
+            ms = f", or {lack / per_ms:.1f} ms less latency from there" if per_ms else ""
+            lines.append(f"{c['cluster']}: needs {lack:.3f} more score: "
+                         f"{lack / per_headroom:.3f} more headroom after the move{ms}")
+    if current is not None and not current.get("filtered"):
+        lines += [f"{table.get('current')}: a firing rule would force a move ({r})"
+                  for r in rules_text]
+    return lines

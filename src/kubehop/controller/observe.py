@@ -26,8 +26,9 @@ CLIENTS_ANNOTATION = "kubehop.io/clients"
 """On a managed Service: the clusters its clients are in, ``edge`` or ``edge=3,fog=1``."""
 PROBE_NAMESPACE = "kubehop-system"
 
-# What each cluster's pods use, from the kubelets' cAdvisor (every container with a pod, so the
-# pause containers and the node's own daemons are not counted), labelled cluster= by the scrape.
+# What each cluster's pods use, from the kubelets' resource metrics (every container of a pod,
+# so neither pause containers nor the node's own daemons count; all clusters share one machine,
+# so node-wide figures would not tell them apart), labelled cluster= by the scrape.
 CPU_USED = ('sum by (cluster) (rate(container_cpu_usage_seconds_total'
             '{{container!="",pod!=""}}[{window}s]))')
 MEM_USED = ('sum by (cluster) (last_over_time(container_memory_working_set_bytes'

@@ -124,6 +124,9 @@ class Placement:
     move: bool
     reason: str
     settings: PlacementSettings = field(default_factory=PlacementSettings)
+    latency_scale_ms: float = DEFAULT_LATENCY_SCALE_MS
+    """The latency at which the latency score reaches 0 (the service's bound, or the default):
+    with the latency weight, what one millisecond is worth in score."""
 
     def candidate(self, cluster: str) -> Candidate:
         return next(c for c in self.candidates if c.cluster == cluster)
@@ -136,6 +139,7 @@ class Placement:
             "reason": self.reason, "minGain": self.settings.min_gain,
             "weights": {"headroom": self.settings.weight_headroom,
                         "latency": self.settings.weight_latency},
+            "latencyScaleMs": self.latency_scale_ms,
             "candidates": [dict(c.to_dict(), winner=c.cluster == self.best)
                            for c in self.candidates],
         }
@@ -332,7 +336,8 @@ def place(service: ServiceView, clusters: Sequence[ClusterView],
 
     def done(move: bool, reason: str, gain: float | None = None) -> Placement:
         return Placement(svc, here, candidates, best.cluster if best else None, gain,
-                         current.filtered is not None, move, reason, settings)
+                         current.filtered is not None, move, reason, settings,
+                         service.max_latency_ms or DEFAULT_LATENCY_SCALE_MS)
 
     if current.filtered is not None:
         leave = f"must leave {here} ({current.filtered})"

@@ -19,7 +19,7 @@ REGISTRY_VERSION = "3.1.2"
 TRAEFIK_VERSION = "3.6.12"
 PAUSE_VERSION = "3.10"
 
-DEFAULT_CLUSTERS = ("edge", "cloud")
+DEFAULT_CLUSTERS = ("edge", "fog", "cloud")
 MAX_CLUSTERS = 8
 TIERS = ("edge", "fog", "cloud")
 

@@ -99,14 +99,22 @@ def decisions(store: Store) -> list[dict[str, object]]:
 
 
 def runs_in(cluster: str) -> bool:
-    """orc8r's pods are ready in ``cluster`` and nowhere else, and agw is served."""
-    where = {c.name: json.loads(kubectl(c, "get", "pods", "-n", NS, "-l", "app=orc8r", "-o",
-                                        "json"))["items"]
-             for c in layout.layouts(tb.recorded_clusters())}
-    ready = {name for name, pods in where.items() if any(
-        cond["type"] == "Ready" and cond["status"] == "True"
-        for p in pods for cond in p["status"].get("conditions", []))}
-    return ready == {cluster}
+    """orc8r's pods are ready in ``cluster`` and nowhere else (the source's pods, deleted by
+    the migration's cleanup, may take a moment to terminate)."""
+    def ready_where() -> set[str]:
+        where = {c.name: json.loads(kubectl(c, "get", "pods", "-n", NS, "-l", "app=orc8r",
+                                            "-o", "json"))["items"]
+                 for c in layout.layouts(tb.recorded_clusters())}
+        ready = {name for name, pods in where.items() if any(
+            cond["type"] == "Ready" and cond["status"] == "True"
+            and not p["metadata"].get("deletionTimestamp")
+            for p in pods for cond in p["status"].get("conditions", []))}
+        if ready != {cluster}:
+            raise NotYet(f"orc8r ready in {sorted(ready)}")
+        return ready
+
+    return wait_for(ready_where, timeout=60, interval=1, what=f"orc8r in {cluster} only") == {
+        cluster}
 
 
 def wait_decision(store: Store, ctl: ControllerProcess, predicate: str, *,

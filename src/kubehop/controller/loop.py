@@ -167,6 +167,8 @@ class Controller:
             subjects = sorted(snap.services)
         if rule.expr in ("cpu_headroom", "memory_headroom"):
             return {s: getattr(snap.clusters[s], rule.expr) for s in subjects}
+        if rule.expr == "service_latency_ms":
+            return {s: self._latency(snap, snap.services[s]) for s in subjects}
         values: dict[str, float | None] = dict.fromkeys(subjects)
         try:
             samples = self.observer.query(rule.expr)
@@ -180,6 +182,22 @@ class Controller:
             if subject in values:
                 values[subject] = sample.value
         return values
+
+    def _latency(self, snap: Snapshot, svc: ServiceFacts) -> float | None:
+        """``service_latency_ms``: what its clients see where it runs now, by the same model
+        placement scores (client-weighted RTT to its cluster plus its own service time); None
+        while it is not in exactly one cluster or a link is not measured."""
+        if len(svc.running_in) != 1:
+            return None
+        spec = self.policy.service(svc.namespace, svc.name)
+        clients = svc.clients or ((svc.running_in[0], 1.0),)
+        total = weight = 0.0
+        for cluster, w in clients:
+            rtt = placement.rtt_between(snap.rtt_ms, cluster, svc.running_in[0])
+            if rtt is None:
+                return None
+            total, weight = total + w * rtt, weight + w
+        return total / weight + (spec.service_time_ms if spec else 0.0)
 
     def _analyse(self, snap: Snapshot, report: CycleReport) -> list[str]:
         """Evaluate every rule on every subject (the state is read from and written back to

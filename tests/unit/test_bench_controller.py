@@ -3,6 +3,8 @@ percentiles and the summary, the scrape interval read from Prometheus's configur
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -112,3 +114,37 @@ def test_bench_policy_is_a_valid_policy_with_the_promql_rule() -> None:
     assert rule.clusters == ("edge",)
     assert "kube_pod_container_resource_requests" in rule.expr
     assert policy.placement.cooldown >= 3600 and policy.placement.min_dwell >= 3600
+
+
+def _data() -> dict[str, Any]:
+    runs = [{**_run(i, 0.6 + i / 10), "first_over": 1000.0 + 60 * i,
+             "created": 1000.6 + 60 * i + i / 10, "decision_to_row_s": 0.2,
+             "cycle_period_s": 1.05, "target": "fog", "error": ""} for i in range(3)]
+    runs.append({**_run(3, None, ok=False), "first_over": None, "created": None,
+                 "decision_to_row_s": None, "cycle_period_s": None, "target": None,
+                 "migration_s": None, "agw_failed": None,
+                 "error": "WaitTimeoutError: timed out after 120s waiting for a move decision"})
+    return {"rule": {"name": "cpu-requested", "expr": "x / y", "above": 0.75, "cluster": "edge"},
+            "stress_cpu_millis": 600, "cycle_interval_s": 1.0, "scrape_interval_s": 5.0,
+            "scrape_job": "kubehop-nodes", "runs": runs,
+            "summary": summarize(runs, cycle_s=1.0, scrape_s=5.0)}
+
+
+def test_summary_markdown_has_the_figures_every_run_and_the_failures() -> None:
+    from kubehop.bench.report import controller_markdown
+
+    text = controller_markdown(_data(), "kubehop bench --scenario controller")
+    assert "| 3/4 | 0.700 |" in text  # verified runs, p50 of 0.6, 0.7, 0.8
+    assert "cycle + scrape = 6 s: **NOT met**" in text  # one run failed
+    assert "| 4 | - | - | - |" in text and "waiting for a move decision" in text
+    assert text.count("| fog |") == 3
+
+
+def test_reaction_plot_is_a_png(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    from kubehop.bench.report import write_controller
+
+    files = write_controller(_data(), tmp_path, "kubehop bench --scenario controller")
+    assert [f.name for f in files] == ["runs.json", "summary.md", "reaction.png"]
+    assert (tmp_path / "reaction.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert json.loads((tmp_path / "runs.json").read_text())["command"].startswith("kubehop")

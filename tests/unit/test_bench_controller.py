@@ -120,6 +120,9 @@ def _data() -> dict[str, Any]:
     runs = [{**_run(i, 0.6 + i / 10), "first_over": 1000.0 + 60 * i,
              "created": 1000.6 + 60 * i + i / 10, "decision_to_row_s": 0.2,
              "cycle_period_s": 1.05, "target": "fog", "error": ""} for i in range(3)]
+    runs[0]["agw_failures"] = [[7.2, "ConnectionResetError", None],
+                               [7.5, "ConnectionResetError", None]]
+    runs[0]["steps"] = [["copy", "done", 0.01, 1.0], ["cleanup", "done", 7.1, 7.4]]
     runs.append({**_run(3, None, ok=False), "first_over": None, "created": None,
                  "decision_to_row_s": None, "cycle_period_s": None, "target": None,
                  "migration_s": None, "agw_failed": None,
@@ -138,6 +141,8 @@ def test_summary_markdown_has_the_figures_every_run_and_the_failures() -> None:
     assert "cycle + scrape = 6 s: **NOT met**" in text  # one run failed
     assert "| 4 | - | - | - |" in text and "waiting for a move decision" in text
     assert text.count("| fog |") == 3
+    assert ("agw failed +7.2 to +7.5 s from the journal row (ConnectionResetError); steps start "
+            "at: copy 0.0, cleanup 7.1") in text
 
 
 def test_reaction_plot_is_a_png(tmp_path: Path) -> None:

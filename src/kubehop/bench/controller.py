@@ -218,6 +218,10 @@ class ControllerRun:
     agw_ok: int | None = None
     agw_failed: int | None = None
     agw_errors: list[Any] = field(default_factory=list)
+    agw_failures: list[list[Any]] = field(default_factory=list)
+    """The failed requests (first 50): [seconds from the journal row, error, cluster]."""
+    steps: list[list[Any]] = field(default_factory=list)
+    """The migration's steps: [name, state, start and end in seconds from the journal row]."""
 
 
 def _free_port() -> int:
@@ -375,9 +379,14 @@ def one_run(index: int, workdir: Path, prom: Prometheus, say: Say, *,
         run.reaction_s = round(row.created - locate_crossing(prom, run, until=row.created), 3)
         run.from_stress_s = round(row.created - run.stress_called, 3)
         run.decision_to_row_s = round(row.created - move.at, 3)
-        record = sample.agw_record(edge, since=since, until=time.time())
-        run.agw_ok, run.agw_failed = int(record["ok"]), int(record["failed"])
-        run.agw_errors = list(record.get("errors") or [])[:5]
+        run.steps = [[st.name, st.state, round(st.started - row.created, 3),
+                      None if st.ended is None else round(st.ended - row.created, 3)]
+                     for st in row.steps]
+        rows = sample.agw_record(edge, since=since, until=time.time(), raw=True)["rows"]
+        failed = [r for r in rows if not r[2]]
+        run.agw_ok, run.agw_failed = len(rows) - len(failed), len(failed)
+        run.agw_errors = sorted({str(r[3]) for r in failed})[:5]
+        run.agw_failures = [[round(r[0] - row.created, 3), r[3], r[4]] for r in failed[:50]]
         run.ok = run.status == "succeeded"
         if not run.ok:
             run.error = f"migration {run.migration_id} ended {run.status}"

@@ -210,6 +210,14 @@ def controller_markdown(data: dict[str, Any], command: str) -> str:
     for run in data["runs"]:
         note = run["error"] or ("" if run["verified"] else
                                 "first sample over is not the stress pod's first")
+        fails = run.get("agw_failures") or []
+        if fails:
+            when = [float(f[0]) for f in fails]
+            steps = ", ".join(f"{st[0]} {st[2]:.1f}" for st in run.get("steps") or []
+                              if st[2] is not None)
+            note += (f" agw failed {min(when):+.1f} to {max(when):+.1f} s from the journal row"
+                     f" ({', '.join(sorted({str(f[1]) for f in fails}))}); steps start at: "
+                     f"{steps}").strip()
         lines.append(
             f"| {run['index'] + 1} | {_clock(run['first_over'])} | {_clock(run['created'])} | "
             f"{_s(run['reaction_s'])} | {_s(run['from_stress_s'])} | "

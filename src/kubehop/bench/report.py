@@ -246,12 +246,14 @@ def reaction_png(data: dict[str, Any], path: Path) -> None:
                        label=f"reaction {key} {value:.3f} s")
     ax.axhline(s["target_s"], color="tab:red", linewidth=1,
                label=f"target: cycle + scrape = {s['target_s']:g} s")
+    top = max([s["target_s"], *(r["from_stress_s"] or 0 for r in runs)])
+    ax.set_ylim(0, top * 1.45)  # room above the bars and the target for the legend
     ax.set_xticks(xs)
     ax.set_xlabel("run")
     ax.set_ylabel("seconds")
     ax.set_title(f"controller reaction time (cycle {data['cycle_interval_s']:g} s, scrape "
                  f"{data['scrape_interval_s']:g} s)")
-    ax.legend(fontsize=7, loc="upper left")
+    ax.legend(fontsize=7, loc="upper left", ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

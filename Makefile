@@ -58,9 +58,11 @@ demo: deps build ## bring up the testbed and run the demo on it
 	bash scripts/demo.sh
 
 BENCH_ARGS ?=
-bench: deps build ## strategies vs baselines on the testbed; files under results/bench
+BENCH_CONTROLLER_ARGS ?=
+bench: deps build ## strategies vs baselines, then the controller's reaction time, on the testbed; files under results/bench and results/bench-controller
 	$(KUBEHOP) testbed up
 	$(KUBEHOP) bench $(BENCH_ARGS)
+	$(KUBEHOP) bench --scenario controller --out results/bench-controller $(BENCH_CONTROLLER_ARGS)
 
 testbed-down:
 	$(KUBEHOP) testbed down

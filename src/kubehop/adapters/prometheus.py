@@ -14,6 +14,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import yaml
@@ -34,6 +35,14 @@ class Sample:
     at: float
 
 
+@dataclass(frozen=True)
+class Series:
+    """One series of a range vector: its labels and its raw (timestamp, value) samples."""
+
+    labels: dict[str, str]
+    points: list[tuple[float, float]]
+
+
 class Prometheus:
     """A client of one Prometheus server's HTTP API (``/api/v1/query``)."""
 
@@ -44,14 +53,10 @@ class Prometheus:
     def close(self) -> None:
         self._http.close()
 
-    def query(self, expr: str, *, at: float | None = None) -> list[Sample]:
-        """The instant vector ``expr`` evaluates to (now, or at ``at``); NaN samples, which
-        PromQL produces for 0/0, are dropped: they carry no value to decide on."""
-        params = {"query": expr}
-        if at is not None:
-            params["time"] = f"{at:.3f}"
+    def _get(self, path: str, params: dict[str, str], what: str) -> Any:
+        """``data`` of a successful API answer; MonitoringError with the reason otherwise."""
         try:
-            response = self._http.get("/api/v1/query", params=params)
+            response = self._http.get(path, params=params)
         except httpx.HTTPError as exc:
             raise MonitoringError(f"Prometheus at {self.url} did not answer: "
                                   f"{type(exc).__name__}: {exc}") from exc
@@ -61,9 +66,17 @@ class Prometheus:
             raise MonitoringError(f"Prometheus at {self.url} answered HTTP "
                                   f"{response.status_code} without JSON") from exc
         if body.get("status") != "success":
-            raise MonitoringError(f"Prometheus refused {expr!r}: {body.get('errorType')}: "
+            raise MonitoringError(f"Prometheus refused {what}: {body.get('errorType')}: "
                                   f"{body.get('error')}")
-        data = body["data"]
+        return body["data"]
+
+    def query(self, expr: str, *, at: float | None = None) -> list[Sample]:
+        """The instant vector ``expr`` evaluates to (now, or at ``at``); NaN samples, which
+        PromQL produces for 0/0, are dropped: they carry no value to decide on."""
+        params = {"query": expr}
+        if at is not None:
+            params["time"] = f"{at:.3f}"
+        data = self._get("/api/v1/query", params, repr(expr))
         if data["resultType"] == "scalar":
             at_s, raw = data["result"]
             return [] if math.isnan(float(raw)) else [Sample({}, float(raw), float(at_s))]
@@ -76,6 +89,28 @@ class Prometheus:
             if not math.isnan(value):
                 samples.append(Sample(dict(series["metric"]), value, float(at_s)))
         return samples
+
+    def raw_samples(self, selector: str, *, since: float, until: float) -> list[Series]:
+        """Every stored sample of the series ``selector`` matches in (``since``, ``until``],
+        with the scrape timestamps they were stored under. A range query would not do: it
+        evaluates at its step points, so it cannot say when a value first appeared."""
+        if until <= since:
+            raise MonitoringError(f"empty window for {selector!r}: {since:.3f} to {until:.3f}")
+        window_ms = max(1, math.ceil((until - since) * 1000))
+        expr = f"{selector}[{window_ms}ms]"
+        data = self._get("/api/v1/query", {"query": expr, "time": f"{until:.3f}"}, repr(expr))
+        if data["resultType"] != "matrix":
+            raise MonitoringError(f"{expr!r} gives a {data['resultType']}, not a range vector")
+        return [Series(dict(s["metric"]), [(float(t), float(v)) for t, v in s["values"]])
+                for s in data["result"]]
+
+    def config(self) -> dict[str, Any]:
+        """The configuration Prometheus runs with (``/api/v1/status/config``), parsed."""
+        data = self._get("/api/v1/status/config", {}, "its configuration")
+        loaded = yaml.safe_load(data.get("yaml") or "")
+        if not isinstance(loaded, dict):
+            raise MonitoringError(f"Prometheus at {self.url} returned no configuration")
+        return loaded
 
 
 def promql_error(expr: str) -> str | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import platform
+import time
 from pathlib import Path
 from typing import Any
 
@@ -152,4 +153,117 @@ def write(data: dict[str, Any], out: Path, command: str) -> list[Path]:
             path = out / f"timeline-{run['strategy']}.png"
             timeline_png(run, path)
             files.append(path)
+    return files
+
+
+# -- the controller scenario ---------------------------------------------------------------
+
+def _s(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _clock(at: float | None) -> str:
+    if at is None:
+        return "-"
+    return time.strftime("%H:%M:%S", time.localtime(at)) + f".{int(at * 1000) % 1000:03d}"
+
+
+def controller_markdown(data: dict[str, Any], command: str) -> str:
+    """The controller scenario's summary: the figures, how they were measured, every run."""
+    s = data["summary"]
+    r = s["reaction_s"]
+    lines = [
+        "# kubehop bench: controller reaction time",
+        "",
+        f"Command: `{command}`  ",
+        f"Machine: {platform.node()} {platform.machine()}, {_cpus()} cores, Linux "
+        f"{platform.release()}; Kubernetes v{layout.KUBERNETES_VERSION}.  ",
+        _wan_line(data.get("wan")),
+        "",
+        f"Reaction time: from the first Prometheus sample of the rule's expression over "
+        f"{data['rule']['above']} to the created time of the migration's journal row (the "
+        "engine writes it after its discovery reads and before its first change). Rule "
+        f"`{data['rule']['name']}` on {data['rule']['cluster']}: `{data['rule']['expr']}` "
+        f"above {data['rule']['above']} for 0s; CPU stress of {data['stress_cpu_millis']}m on "
+        "edge. Each run starts a fresh controller process on an empty store.",
+        "",
+        f"Controller cycle interval {data['cycle_interval_s']:g} s; Prometheus scrape interval "
+        f"{data['scrape_interval_s']:g} s (job {data['scrape_job']}). Target: p99 <= cycle + "
+        f"scrape = {s['target_s']:g} s: **{'met' if s['target_met'] else 'NOT met'}**.",
+        "",
+        "| runs verified | p50 (s) | p90 (s) | p99 (s) | max (s) | mean (s) | stress -> row p50 /"
+        " max (s) | migration p50 / max (s) | agw failed requests |",
+        "|---|---|---|---|---|---|---|---|---|",
+        f"| {s['verified']}/{s['runs']} | {_s(r['p50'])} | {_s(r['p90'])} | {_s(r['p99'])} | "
+        f"{_s(r['max'])} | {_s(r['mean'])} | {_s(s['from_stress_s']['p50'], 2)} / "
+        f"{_s(s['from_stress_s']['max'], 2)} | {_s(s['migration_s']['p50'], 2)} / "
+        f"{_s(s['migration_s']['max'], 2)} | {s['agw_failed']} |",
+        "",
+        f"With {s['runs']} runs, p99 is interpolated between the two largest values "
+        "(numpy's linear method).",
+        "",
+        "| run | first sample over | journal row | reaction (s) | stress -> row (s) | "
+        "decision cycle start -> row (s) | measured cycle (s) | target | migration (s) | "
+        "agw failed | note |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for run in data["runs"]:
+        note = run["error"] or ("" if run["verified"] else
+                                "first sample over is not the stress pod's first")
+        fails = run.get("agw_failures") or []
+        if fails:
+            when = [float(f[0]) for f in fails]
+            steps = ", ".join(f"{st[0]} {st[2]:.1f}" for st in run.get("steps") or []
+                              if st[2] is not None)
+            note += (f" agw failed {min(when):+.1f} to {max(when):+.1f} s from the journal row"
+                     f" ({', '.join(sorted({str(f[1]) for f in fails}))}); steps start at: "
+                     f"{steps}").strip()
+        lines.append(
+            f"| {run['index'] + 1} | {_clock(run['first_over'])} | {_clock(run['created'])} | "
+            f"{_s(run['reaction_s'])} | {_s(run['from_stress_s'])} | "
+            f"{_s(run['decision_to_row_s'])} | {_s(run['cycle_period_s'])} | "
+            f"{run['target'] or '-'} | {_s(run['migration_s'], 2)} | "
+            f"{'-' if run['agw_failed'] is None else run['agw_failed']} | {note} |")
+    return "\n".join(lines) + "\n"
+
+
+def reaction_png(data: dict[str, Any], path: Path) -> None:
+    """Reaction per run (from the sample over the threshold), on top of the time from the
+    stress start, with p50, p99 and the target as lines."""
+    runs = [r for r in data["runs"] if r["reaction_s"] is not None]
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(9, 4))
+    xs = [r["index"] + 1 for r in runs]
+    ax.bar(xs, [r["from_stress_s"] for r in runs], color="tab:gray", alpha=0.35,
+           label="from the stress start (adds the wait for a scrape)")
+    ax.bar(xs, [r["reaction_s"] for r in runs], color="tab:blue",
+           label="reaction: sample over threshold -> journal row")
+    s = data["summary"]
+    for key, style in (("p50", ":"), ("p99", "--")):
+        value = s["reaction_s"][key]
+        if value is not None:
+            ax.axhline(value, color="tab:blue", linestyle=style, linewidth=1,
+                       label=f"reaction {key} {value:.3f} s")
+    ax.axhline(s["target_s"], color="tab:red", linewidth=1,
+               label=f"target: cycle + scrape = {s['target_s']:g} s")
+    top = max([s["target_s"], *(r["from_stress_s"] or 0 for r in runs)])
+    ax.set_ylim(0, top * 1.45)  # room above the bars and the target for the legend
+    ax.set_xticks(xs)
+    ax.set_xlabel("run")
+    ax.set_ylabel("seconds")
+    ax.set_title(f"controller reaction time (cycle {data['cycle_interval_s']:g} s, scrape "
+                 f"{data['scrape_interval_s']:g} s)")
+    ax.legend(fontsize=7, loc="upper left", ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_controller(data: dict[str, Any], out: Path, command: str) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    data = {**data, "command": command}
+    files = [out / "runs.json", out / "summary.md", out / "reaction.png"]
+    files[0].write_text(json.dumps(data, indent=1))
+    files[1].write_text(controller_markdown(data, command))
+    reaction_png(data, files[2])
     return files

@@ -1,10 +1,12 @@
-"""``kubehop bench``: downtime and migration time of each strategy, side by side, on the testbed."""
+"""``kubehop bench``: downtime and migration time of each strategy, side by side, on the testbed;
+with ``--scenario controller``, the placement controller's reaction time."""
 
 from __future__ import annotations
 
 import shlex
 import sys
 import time
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -14,30 +16,55 @@ from rich.console import Console
 from kubehop.errors import UsageError
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
+DEFAULT_STRATEGIES = "endpoints,externalname,paper,naive"
+DEFAULT_SCALE = "1,4,16"
+
+
+class Scenario(StrEnum):
+    strategies = "strategies"
+    controller = "controller"
 
 
 def bench(
-    runs: Annotated[int, typer.Option(help="Runs per strategy (interleaved).")] = 10,
-    strategies: Annotated[str, typer.Option(help="Comma-separated: endpoints, externalname, "
-                                            "paper, naive.")] =
-        "endpoints,externalname,paper,naive",
-    scale: Annotated[str, typer.Option(help="Numbers of services migrated at once; '' for "
-                                       "none.")] = "1,4,16",
+    scenario: Annotated[Scenario, typer.Option(
+        help="strategies: migration strategies vs baselines; controller: the placement "
+        "controller's reaction time.")] = Scenario.strategies,
+    runs: Annotated[int, typer.Option(help="Runs per strategy (interleaved), or runs of the "
+                                      "controller scenario.")] = 10,
+    strategies: Annotated[str | None, typer.Option(
+        help="Comma-separated: endpoints, externalname, paper, naive (default: all; "
+        "strategies scenario only).")] = None,
+    scale: Annotated[str | None, typer.Option(
+        help=f"Numbers of services migrated at once; '' for none (default {DEFAULT_SCALE}; "
+        "strategies scenario only).")] = None,
     interval: Annotated[float, typer.Option(help="agw's request interval in ms (1-1000).")]
         = 10,
-    quick: Annotated[bool, typer.Option("--quick", help="1 run per strategy, scale 1.")] = False,
-    out: Annotated[Path, typer.Option(help="Results folder.")] = Path("results/bench"),
+    quick: Annotated[bool, typer.Option("--quick", help="1 run per strategy, scale 1 (1 run "
+                                        "of the controller scenario).")] = False,
+    out: Annotated[Path | None, typer.Option(
+        help="Results folder (default results/bench, or results/bench-controller).")] = None,
     wan: Annotated[str | None, typer.Option(help="WAN profile to apply first: default, flat or "
                                             "a YAML file (default: leave the WAN as it is).")]
         = None,
 ) -> None:
-    """Migrate orc8r edge -> cloud under agw's load with each strategy; write JSON, a markdown
+    """Migrate orc8r edge -> cloud under agw's load with each strategy, or (--scenario
+    controller) time the controller's reaction to an overloaded edge; write JSON, a markdown
     summary and PNG plots under --out. Needs 'kubehop testbed up'."""
     from kubehop.bench import report, runner
     from kubehop.testbed import sample
     from kubehop.testbed import testbed as tb
     from kubehop.testbed import wan as testbed_wan
 
+    if scenario == Scenario.controller:
+        if strategies is not None or scale is not None:
+            raise UsageError("--strategies and --scale are for --scenario strategies; drop "
+                             "them for --scenario controller")
+        _controller(runs=1 if quick else runs, out=out or Path("results/bench-controller"),
+                    wan=wan, interval=interval)
+        return
+    out = out or Path("results/bench")
+    strategies = DEFAULT_STRATEGIES if strategies is None else strategies
+    scale = DEFAULT_SCALE if scale is None else scale
     chosen = [s.strip() for s in strategies.split(",") if s.strip()]
     unknown = [s for s in chosen if s not in runner.STRATEGIES]
     if unknown or not chosen:
@@ -74,3 +101,33 @@ def bench(
     for path in report.write(data, out, command):
         say(f"wrote {path}")
     sys.stdout.write(report.summary_markdown(data, command))
+
+
+def _controller(*, runs: int, out: Path, wan: str | None, interval: float) -> None:
+    from kubehop.bench import controller, report
+    from kubehop.testbed import testbed as tb
+    from kubehop.testbed import wan as testbed_wan
+
+    if runs < 1:
+        raise UsageError("--runs must be at least 1")
+    if not 1 <= interval <= 1000:
+        raise UsageError("--interval must be between 1 and 1000 ms")
+    report.pyplot()  # matplotlib is an extra: say so now, not after the runs
+    names = tb.recorded_clusters()
+    if not {"edge", "fog", "cloud"} <= set(names):
+        raise UsageError("the controller scenario needs a testbed with clusters edge, fog and "
+                         "cloud; run 'kubehop testbed up --clusters edge,fog,cloud'")
+
+    def say(message: str) -> None:
+        err.print(f"[{time.strftime('%H:%M:%S')}] {message}", markup=False)
+
+    if wan is not None:
+        say("wan: " + testbed_wan.summary(testbed_wan.apply(testbed_wan.resolve(wan, names),
+                                                             names)))
+    wan_record = testbed_wan.report(names, count=5)
+    data = controller.run_bench(runs=runs, interval_ms=interval, say=say)
+    data["wan"] = wan_record
+    command = "kubehop " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    for path in report.write_controller(data, out, command):
+        say(f"wrote {path}")
+    sys.stdout.write(report.controller_markdown(data, command))

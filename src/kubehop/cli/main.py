@@ -46,3 +46,9 @@ def run() -> None:
     except KeyboardInterrupt:
         err.print("interrupted", markup=False)
         sys.exit(130)
+
+
+# ``python -m kubehop.cli.main``: the benchmark starts the controller so, with the interpreter
+# (and the code) it runs on itself, whichever ``kubehop`` is first on PATH.
+if __name__ == "__main__":
+    run()

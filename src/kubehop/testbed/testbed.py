@@ -396,8 +396,7 @@ def _up(clusters: list[ClusterLayout], say: Say) -> None:
     pause_ref = images.build_and_push(images.pause_image())
     coredns_ref = images.build_and_push(images.coredns_image())
     traefik_ref = images.build_and_push(images.traefik_image())
-    storage_refs = storage_images()
-    say("images: pause, coredns, traefik, local-path-provisioner in the registry")
+    say("images: pause, coredns, traefik in the registry")
     start_clouddns(say)
 
     for c in clusters:
@@ -423,7 +422,6 @@ def _up(clusters: list[ClusterLayout], say: Say) -> None:
         _spawn(c, "kube-proxy", components.kube_proxy_argv(c))
         _apply(c, _bootstrap_manifests(c, coredns_ref))
         _apply(c, _traefik_manifests(c, traefik_ref))
-        _apply(c, storage.manifests(c, *storage_refs))
         # The host (Prometheus, tests) reaches pods the way a controller VM on the WAN would.
         hostnet.run("ip", "route", "replace", str(c.pod_cidr), "via", str(c.node_ip))
     start_monitoring(clusters, say)
@@ -434,6 +432,9 @@ def _up(clusters: list[ClusterLayout], say: Say) -> None:
     # The sample images are built while the nodes settle (the first time only).
     for spec in sample_images():
         images.build_and_push(spec)
+    storage_refs = storage_images()  # the helper shares the sample images' Debian base
+    for c in clusters:
+        _apply(c, storage.manifests(c, *storage_refs))
     for c in clusters:
         _wait(f"CoreDNS of {c.name}", partial(_deployment_available, c, "kube-system", "coredns"),
               timeout=120, log=c.log_dir / "kubelet.log")

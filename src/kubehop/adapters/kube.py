@@ -26,6 +26,7 @@ from lightkube.resources.core_v1 import (
     ServiceAccount,
 )
 from lightkube.resources.discovery_v1 import EndpointSlice
+from lightkube.resources.storage_v1 import StorageClass
 from lightkube.types import PatchType
 
 from kubehop.errors import KubehopError
@@ -42,7 +43,7 @@ KINDS: dict[str, Any] = {
     "PersistentVolumeClaim": PersistentVolumeClaim, "Service": Service, "Pod": Pod,
     "Deployment": Deployment, "StatefulSet": StatefulSet, "EndpointSlice": EndpointSlice,
     "IngressRoute": IngressRoute, "Namespace": Namespace, "Endpoints": Endpoints, "Node": Node,
-    "Event": Event,
+    "Event": Event, "StorageClass": StorageClass,
 }
 
 

@@ -119,7 +119,7 @@ def status(
     else:
         table = Table(title="kubehop testbed")
         for col in ("cluster", "tier", "CPU", "memory", "address / load balancer", "api",
-                    "node", "ingress", "down parts"):
+                    "node", "ingress", "storage", "down parts"):
             table.add_column(col)
         for c in st.clusters:
             missing = [name for name, ok in c.processes.items() if not ok]
@@ -129,7 +129,8 @@ def status(
             table.add_row(c.name, c.tier, cpu, memory, c.address,
                           "ready" if c.api_ready else "DOWN",
                           "Ready" if c.node_ready else "NOT READY",
-                          "ready" if c.ingress_ready else "DOWN", ", ".join(missing) or "-")
+                          "ready" if c.ingress_ready else "DOWN",
+                          "ready" if c.storage_ready else "DOWN", ", ".join(missing) or "-")
         table.caption = "CPU and memory: the node's allocatable (its tier's shape)"
         out.print(table)
         states = ", ".join(f"{k} {'running' if v else 'DOWN'}" for k, v in st.services.items())

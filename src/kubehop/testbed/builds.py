@@ -215,9 +215,27 @@ def traefik() -> GoComponent:
     )
 
 
+def local_path_provisioner() -> GoComponent:
+    """Rancher's local-path-provisioner, the testbed's dynamic provisioner (a host directory
+    per volume, as on single-node clusters such as k3s and kind). Its module root is the main
+    package; its version lives in ``main.VERSION``."""
+    v = layout.LOCAL_PATH_PROVISIONER_VERSION
+    module = "github.com/rancher/local-path-provisioner"
+    return GoComponent(
+        name="local-path-provisioner",
+        version=v,
+        go_mod=(
+            "module kubehop.local/build/local-path-provisioner\n\ngo 1.23.0\n\n"
+            f"require {module} v{v}\n"
+        ),
+        packages=(module,),
+        ldflags=f"-s -w -X main.VERSION=v{v}",
+    )
+
+
 def all_components() -> list[GoComponent]:
     """Smallest first, so a broken toolchain shows up before the long Kubernetes build."""
-    return [registry(), coredns(), etcd(), kubernetes(), traefik()]
+    return [registry(), coredns(), etcd(), local_path_provisioner(), kubernetes(), traefik()]
 
 
 def _go_env() -> dict[str, str]:

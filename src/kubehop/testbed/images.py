@@ -175,6 +175,20 @@ def traefik_image() -> ImageSpec:
                      entrypoint=("/traefik",))
 
 
+def local_path_provisioner_image() -> ImageSpec:
+    """The storage provisioner: a static binary, nothing else."""
+    return ImageSpec(name="kubehop/local-path-provisioner", base="scratch",
+                     files={"/local-path-provisioner":
+                            builds.local_path_provisioner().binary("local-path-provisioner")},
+                     entrypoint=("/local-path-provisioner",))
+
+
+def volume_helper_image() -> ImageSpec:
+    """What the provisioner's helper pods run its setup/teardown scripts in: ``sh``, ``mkdir``,
+    ``rm`` and ``chmod`` of the Debian base the sample images share (so no extra layer)."""
+    return ImageSpec(name="kubehop/volume-helper", base="python", entrypoint=("/bin/sh",))
+
+
 def base_rootfs(*, log: Path) -> Path:
     """A trimmed Debian bookworm rootfs with Python, made once by mmdebstrap and cached."""
     key = hashlib.sha256(json.dumps([BASE_PACKAGES, _EXCLUDES]).encode()).hexdigest()[:12]

@@ -17,6 +17,7 @@ ETCD_VERSION = "3.6.16"
 COREDNS_VERSION = "1.14.7"
 REGISTRY_VERSION = "3.1.2"
 TRAEFIK_VERSION = "3.6.12"
+LOCAL_PATH_PROVISIONER_VERSION = "0.0.30"
 PAUSE_VERSION = "3.10"
 
 DEFAULT_CLUSTERS = ("edge", "fog", "cloud")
@@ -197,6 +198,11 @@ class ClusterLayout:
     def pod_logs_dir(self) -> Path:
         """The kubelet's pod log directory (``podLogsDir``), this cluster's alone."""
         return self.dir / "pod-logs"
+
+    @property
+    def volumes_dir(self) -> Path:
+        """Where the cluster's dynamic provisioner makes its volumes (removed by ``down``)."""
+        return self.dir / "volumes"
 
     @property
     def containerd_socket(self) -> Path:

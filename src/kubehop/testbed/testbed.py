@@ -41,6 +41,7 @@ from kubehop.testbed import (
     layout,
     monitoring,
     procs,
+    storage,
 )
 from kubehop.testbed import wan as testbed_wan
 from kubehop.testbed.layout import ClusterLayout
@@ -339,9 +340,11 @@ def up(
                 f"before asking for {','.join(names)}"
             )
         report = status()
-        if report.healthy:
+        # Storage is not part of this check: a testbed made before it gets it installed here.
+        if report.running:
             reshape_nodes(layout.layouts(existing), say)
             refresh_clusterexporter(layout.layouts(existing), say)
+            ensure_storage(layout.layouts(existing), say, progress)
             if wan is not None:
                 say("wan: " + testbed_wan.summary(testbed_wan.apply(profile, names)))
             # A newer kubehop may ship newer sample images than the running testbed has; each
@@ -429,12 +432,55 @@ def _up(clusters: list[ClusterLayout], say: Say) -> None:
     # The sample images are built while the nodes settle (the first time only).
     for spec in sample_images():
         images.build_and_push(spec)
+    storage_refs = storage_images()  # the helper shares the sample images' Debian base
+    for c in clusters:
+        _apply(c, storage.manifests(c, *storage_refs))
     for c in clusters:
         _wait(f"CoreDNS of {c.name}", partial(_deployment_available, c, "kube-system", "coredns"),
               timeout=120, log=c.log_dir / "kubelet.log")
         _wait(f"Traefik of {c.name}", partial(_deployment_available, c, "traefik", "traefik"),
               timeout=120, log=c.log_dir / "kubelet.log")
-        say(f"{c.name}: cluster DNS at {c.dns_service_ip}, ingress at {c.node_ip}:80")
+        _wait_storage(c)
+        say(f"{c.name}: cluster DNS at {c.dns_service_ip}, ingress at {c.node_ip}:80, "
+            f"default StorageClass {storage.STORAGE_CLASS}")
+
+
+def storage_images() -> tuple[str, str]:
+    """The provisioner's and its helper's image references, built and pushed if missing (two
+    registry checks when they are there)."""
+    return (images.build_and_push(images.local_path_provisioner_image()),
+            images.build_and_push(images.volume_helper_image()))
+
+
+def _storage_ready(c: ClusterLayout) -> bool:
+    """The provisioner runs and its class is the default one."""
+    if not _deployment_available(c, storage.NAMESPACE, storage.DEPLOYMENT):
+        return False
+    with kube(c) as k:
+        sc = k.get("StorageClass", storage.STORAGE_CLASS)
+    annotations = ((sc or {}).get("metadata") or {}).get("annotations") or {}
+    return annotations.get(storage.DEFAULT_CLASS_ANNOTATION) == "true"
+
+
+def _wait_storage(c: ClusterLayout) -> None:
+    _wait(f"the storage provisioner of {c.name}", partial(_storage_ready, c), timeout=120,
+          log=c.log_dir / "kubelet.log")
+
+
+def ensure_storage(clusters: list[ClusterLayout], say: Say,
+                   progress: builds.Progress | None = None) -> None:
+    """Install or update the provisioner on a running testbed. Server-side apply of unchanged
+    manifests changes nothing, so on a testbed that has it this costs a build-cache check, two
+    registry checks and one apply per cluster."""
+    missing = [c.name for c in clusters if not _check(partial(_storage_ready, c))]
+    builds.build(builds.local_path_provisioner(), progress=progress)
+    refs = storage_images()
+    for c in clusters:
+        _apply(c, storage.manifests(c, *refs))
+    for c in clusters:
+        _wait_storage(c)
+    if missing:
+        say(f"storage: local-path-provisioner installed in {', '.join(missing)}")
 
 
 def _node_shaped(c: ClusterLayout, want: tuple[int, int]) -> bool:
@@ -581,15 +627,22 @@ class ClusterStatus:
     api_ready: bool = False
     node_ready: bool = False
     ingress_ready: bool = False
+    storage_ready: bool = False
+    """The dynamic provisioner runs and ``local-path`` is the default StorageClass."""
     cpu_allocatable: float | None = None
     """Cores the node offers its pods (its tier's shape), None if the API did not say."""
     memory_allocatable: int | None = None
     """Bytes the node offers its pods."""
 
     @property
-    def healthy(self) -> bool:
+    def running(self) -> bool:
+        """The cluster itself works (what ``up`` keeps rather than rebuilds)."""
         return (self.api_ready and self.node_ready and self.ingress_ready
                 and all(self.processes.values()))
+
+    @property
+    def healthy(self) -> bool:
+        return self.running and self.storage_ready
 
 
 @dataclass
@@ -606,8 +659,13 @@ class Status:
     prometheus: str = monitoring.prometheus_url()
 
     @property
+    def running(self) -> bool:
+        """Up, every host service and every cluster running, add-ons (storage) aside."""
+        return self.up and all(self.services.values()) and all(c.running for c in self.clusters)
+
+    @property
     def healthy(self) -> bool:
-        return self.up and all(self.services.values()) and all(c.healthy for c in self.clusters)
+        return self.running and all(c.healthy for c in self.clusters)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -642,6 +700,7 @@ def status() -> Status:
         st.node_ready = st.api_ready and _check(partial(_node_ready, c))
         st.ingress_ready = st.api_ready and _check(
             partial(_deployment_available, c, "traefik", "traefik"))
+        st.storage_ready = st.api_ready and _check(partial(_storage_ready, c))
         if st.api_ready:
             with contextlib.suppress(KubehopError):
                 alloc = node_resources(c)
@@ -666,6 +725,7 @@ def status() -> Status:
             "etcd": layout.ETCD_VERSION,
             "coredns": layout.COREDNS_VERSION,
             "registry": layout.REGISTRY_VERSION,
+            "local-path-provisioner": layout.LOCAL_PATH_PROVISIONER_VERSION,
         },
     )
 

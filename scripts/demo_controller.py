@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from kubehop.adapters.store import Store
+from kubehop.errors import UsageError
 from kubehop.testbed import sample
 from kubehop.testbed import testbed as tb
 from kubehop.waiting import NotYet, wait_for
@@ -41,7 +42,10 @@ def wait_move(store: Store, target: str, after: float) -> int:
     mid = store.decision(did).migration_id or ""
 
     def finished() -> str:
-        status = store.get(mid).status
+        try:
+            status = store.get(mid).status
+        except UsageError as exc:  # the decision names it a moment before its row exists
+            raise NotYet(str(exc)) from exc
         if status in ("running", "rolling-back"):
             raise NotYet(status)
         return status

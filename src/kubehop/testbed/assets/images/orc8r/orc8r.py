@@ -230,10 +230,20 @@ class Handler(BaseHTTPRequestHandler):
         self._reply(201, {"imsi": imsi, **_served()}, "subscribers")
 
 
+class Server(ThreadingHTTPServer):
+    """socketserver's listen backlog is 5. agw opens a connection every 10 ms; when the node is
+    starved for a moment (another cluster on the same machine starting pods) more than five
+    wait to be accepted, the kernel answers the overflow with SYN cookies, and the client's
+    data then meets no socket: a reset (agw saw bursts of ConnectionResetError). Real servers
+    listen with the kernel's maximum (Go: somaxconn)."""
+
+    request_queue_size = 4096
+
+
 def main() -> None:
     Handler.store = Store(STATE_DIR)
     port = int(os.environ.get("PORT", "8080"))
-    server = ThreadingHTTPServer(("", port), Handler)
+    server = Server(("", port), Handler)
     server.daemon_threads = True
     server.serve_forever()
 

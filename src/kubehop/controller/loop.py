@@ -225,8 +225,7 @@ class Controller:
     def _plan(self, snap: Snapshot, svc: ServiceFacts,
               report: CycleReport) -> placement.Decision:
         key = svc.key
-        spec = next((s for s in self.policy.services
-                     if s.namespace == svc.namespace and s.name == svc.name), None)
+        spec = self.policy.service(svc.namespace, svc.name)
         if key in self.active:
             return placement.hold(key, svc.running_in, "a migration of it is running")
         if len(svc.running_in) != 1:
@@ -255,8 +254,8 @@ class Controller:
         current = self.store.current_placement(svc.namespace, svc.name)
         settings = self.policy.placement
         last = self.last_attempt.get(key)
-        cooldown = settings.cooldown * (2 ** max(0, self.failures.get(key, 0) - 1)
-                                        if self.failures.get(key) else 1)
+        # Each failure in a row doubles the wait (the first failure waits one cooldown).
+        cooldown = settings.cooldown * 2 ** max(0, self.failures.get(key, 0) - 1)
         return placement.decide(
             view, views, snap.rtt_ms, excluded,
             placement.PlacementSettings(weight_headroom=settings.weights.headroom,

@@ -161,15 +161,18 @@ def assert_agw_clean(store: Store, since: float) -> None:
 
 
 def wait_decision(store: Store, ctl: ControllerProcess, predicate: str, *,
-                  timeout: float) -> dict[str, object]:
-    """The first decision whose action (and target) match ``predicate`` ("stay", "move:fog")."""
+                  timeout: float, after: float = 0.0) -> dict[str, object]:
+    """The first decision made after ``after`` (a time.time()) whose action (and target) match
+    ``predicate`` ("stay", "move:fog"). ``after`` matters for states the scenario's first
+    cycles may already have shown (no-data while the link probers warm up)."""
     action, _, target = predicate.partition(":")
 
     def found() -> dict[str, object]:
         if ctl.proc is not None and ctl.proc.poll() is not None:
             raise AssertionError(f"the controller exited: {ctl.output()[-2000:]}")
         for d in decisions(store):
-            if d["action"] == action and (not target or d["target"] == target):
+            if (d["action"] == action and (not target or d["target"] == target)
+                    and float(d["at"]) > after):  # type: ignore[arg-type]
                 return d
         raise NotYet(f"decisions so far: {[(d['action'], d['target']) for d in decisions(store)]}")
 
@@ -276,17 +279,18 @@ def test_prometheus_gone_means_no_decision_and_recovery_after(
     ctl, store, since = scenario
     wait_decision(store, ctl, "stay", timeout=90)
     pid = int(tb.monitoring_pidfiles()[0].read_text())
+    frozen = time.time()
     os.kill(pid, signal.SIGSTOP)
     try:
         stress("--cluster", "edge", *EDGE_LOAD)
-        nodata = wait_decision(store, ctl, "no-data", timeout=60)
+        nodata = wait_decision(store, ctl, "no-data", timeout=60, after=frozen)
         assert "Prometheus" in str(nodata["explanation"]), nodata
         time.sleep(30)  # a dozen cycles with edge overloaded and no data: nothing may move
         assert not [d for d in decisions(store) if d["action"] == "move"]
         assert runs_in("edge")
     finally:
         os.kill(pid, signal.SIGCONT)
-    assert wait_decision(store, ctl, "move:fog", timeout=120)["at"] > nodata["at"]  # type: ignore[operator]
+    assert wait_decision(store, ctl, "move:fog", timeout=120, after=frozen)["at"] > nodata["at"]  # type: ignore[operator]
     assert_agw_clean(store, since)
     assert monitoring.prometheus_url()
 

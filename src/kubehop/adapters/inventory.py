@@ -21,10 +21,11 @@ TESTBED_INVENTORY = Path(os.environ.get("KUBEHOP_STATE", "/var/lib/kubehop/testb
 EXAMPLE = """kubeconfig: ~/.kube/config
 clusters:
   - {name: edge, context: edge-admin, tier: edge, loadBalancer: 10.0.0.10,
-     entrypoints: {web: 80}}
+     entrypoints: {web: 80, transfer: 8873}}   # transfer: a TCP entry point for volume data
 dns: {zone: testnetwork.internal, server: 10.0.0.2, port: 53, tsigKeyFile: /path/tsig.key}
 prometheus: http://10.0.0.3:9090          # for the controller: scrapes every cluster
 probeImage: registry.example/kubehop/linkprobe:TAG   # measures RTTs between clusters
+moverImage: registry.example/kubehop/mover:TAG       # copies volume data (stateful services)
 """
 
 
@@ -136,9 +137,10 @@ def parse(data: Any, path: Path) -> Inventory:
     kubeconfig = _text(data, "kubeconfig", "", path, default="~/.kube/config")
     prometheus = _text(data, "prometheus", "", path, default="") or None
     probe_image = _text(data, "probeImage", "", path, default="") or None
+    mover_image = _text(data, "moverImage", "", path, default="") or None
     return Inventory(kubeconfig=str(_expand(kubeconfig, f"inventory {path}: kubeconfig")),
                      clusters=clusters, dns=dns_info, prometheus=prometheus,
-                     probe_image=probe_image)
+                     probe_image=probe_image, mover_image=mover_image)
 
 
 def _yaml_problem(exc: yaml.YAMLError) -> str:
@@ -182,4 +184,6 @@ def dump(inv: Inventory) -> str:
         data["prometheus"] = inv.prometheus
     if inv.probe_image:
         data["probeImage"] = inv.probe_image
+    if inv.mover_image:
+        data["moverImage"] = inv.mover_image
     return yaml.safe_dump(data, sort_keys=False)

@@ -37,12 +37,15 @@ FIELD_MANAGER = "kubehop"
 
 IngressRoute = create_namespaced_resource("traefik.io", "v1alpha1", "IngressRoute",
                                           "ingressroutes")
+IngressRouteTCP = create_namespaced_resource("traefik.io", "v1alpha1", "IngressRouteTCP",
+                                             "ingressroutetcps")
 
 KINDS: dict[str, Any] = {
     "ConfigMap": ConfigMap, "Secret": Secret, "ServiceAccount": ServiceAccount,
     "PersistentVolumeClaim": PersistentVolumeClaim, "Service": Service, "Pod": Pod,
     "Deployment": Deployment, "StatefulSet": StatefulSet, "EndpointSlice": EndpointSlice,
-    "IngressRoute": IngressRoute, "Namespace": Namespace, "Endpoints": Endpoints, "Node": Node,
+    "IngressRoute": IngressRoute, "IngressRouteTCP": IngressRouteTCP, "Namespace": Namespace,
+    "Endpoints": Endpoints, "Node": Node,
     "Event": Event, "StorageClass": StorageClass,
 }
 
@@ -296,11 +299,23 @@ class KubeCluster:
                  timeout: float = 10) -> tuple[int, str]:
         """(HTTP status, body) of a GET of ``path`` on the API server, for what has no
         resource type: ``/readyz``, a service's proxy subresource."""
+        return self._raw("GET", path, params=params, timeout=timeout)
+
+    def post_path(self, path: str, *, params: dict[str, str] | None = None,
+                  body: dict[str, Any] | None = None, timeout: float = 10) -> tuple[int, str]:
+        """(HTTP status, body) of a POST (of ``body`` as JSON) to ``path``: a pod's proxy
+        subresource (an application's freeze hook, a mover's API), reached with the API
+        server's credentials so no pod port is exposed."""
+        return self._raw("POST", path, params=params, body=body, timeout=timeout)
+
+    def _raw(self, method: str, path: str, *, params: dict[str, str] | None,
+             body: dict[str, Any] | None = None, timeout: float) -> tuple[int, str]:
         try:
             if self._http is None:
                 self._http = client_adapter.Client(self.client.config,
                                                    client_adapter.ConnectionParams())
-            reply = self._http.get(path, params=params, timeout=timeout)
+            reply = self._http.request(method, path, params=params, json=body,
+                                       timeout=timeout)
         except Exception as exc:
-            raise self._fail(f"GET {path}", exc) from exc
+            raise self._fail(f"{method} {path}", exc) from exc
         return int(reply.status_code), str(reply.text)

@@ -97,6 +97,14 @@ def _emit(report: Report, output: Output) -> None:
     out.print(table)
     out.print(f"total {report.total_seconds:.2f}s, clients on the target after "
               f"{report.switch_seconds or 0:.2f}s", markup=False)
+    moved = report.data
+    if moved.get("passes"):
+        passes = ", ".join(f"{p['bytes']:,} B in {p['seconds']:.2f}s"
+                           + (" (final)" if p.get("final") else "") for p in moved["passes"])
+        out.print(f"data: {moved.get('files', '?')} files, {moved.get('bytes', 0):,} bytes; "
+                  f"passes: {passes}; pre-copy {moved.get('precopy_seconds', 0):.2f}s, writes "
+                  f"frozen {moved.get('freeze_seconds', 0):.3f}s, verified in "
+                  f"{moved.get('verify_seconds', 0):.2f}s", markup=False)
 
 
 def _clock(t: float) -> str:

@@ -36,10 +36,16 @@ class Status(StrEnum):
     FAILED = "failed"  # could neither finish nor roll back: `kubehop migrate --resume` it
 
 
-STEPS: tuple[str, ...] = ("copy", "ready", "route", "dns", "verify", "switch", "drain", "cleanup")
+STEPS: tuple[str, ...] = ("copy", "precopy", "ready", "route", "dns", "verify", "cutover",
+                          "switch", "drain", "cleanup")
 """kubehop's plan, in order. Until ``switch`` is done, clients are served by the source; a failure
 before then rolls everything back. ``drain`` and ``cleanup`` only move forward (the target is
-serving): a failure there leaves the migration ``failed`` for ``--resume`` to finish."""
+serving): a failure there leaves the migration ``failed`` for ``--resume`` to finish.
+``precopy`` and ``cutover`` move the service's volume data; for a service without volumes they
+do nothing."""
+
+TRANSFER_ENTRYPOINT = "transfer"
+"""The name of the target Traefik's TCP entry point volume data arrives through."""
 
 BASELINES: dict[str, tuple[str, ...]] = {
     "paper": ("copy", "route", "dns", "repoint", "delete-source"),
@@ -79,6 +85,8 @@ class Inventory:
     """URL of the Prometheus that scrapes every cluster (the controller's metrics)."""
     probe_image: str | None = None
     """Image of the link prober the controller runs in each cluster to measure RTTs."""
+    mover_image: str | None = None
+    """Image of the pods that copy volume data (rsync behind stunnel), for stateful services."""
 
     def cluster(self, name: str) -> ClusterInfo | None:
         """By inventory name or kubeconfig context."""
@@ -140,6 +148,20 @@ class MigrationState:
     """Older aliases in other clusters: cluster -> the addresses they pointed at before."""
     target_alias_before: list[str] = field(default_factory=list)
     """Where the target's own alias slice pointed before the switch made it serve again."""
+    volumes: dict[str, str] = field(default_factory=dict)
+    """PVCs the workload mounts: claim name -> requested size (empty: nothing to copy)."""
+    replicas: int = 0
+    """The workload's replicas; a stateful copy starts at 0 and scales up once data is there."""
+    freeze: str = ""
+    """How the cut-over stops writes: "hook" (the app's freeze/thaw hooks) or "scale" (the
+    source scaled to 0: no hooks declared)."""
+    source_frozen: bool = False
+    target_frozen: bool = False
+    target_thawing: bool = False
+    """Set before the target is thawed: from then on it may acknowledge writes, so a rollback
+    (which would discard the target's data) is refused and the migration is finished instead."""
+    data: dict[str, Any] = field(default_factory=dict)
+    """The data transfer's figures: passes (bytes, files, seconds), precopy, freeze, verify."""
     switch_started: bool = False
     """The source Service may have sent clients to the target: a rollback drains back."""
     rolling_back: bool = False

@@ -29,9 +29,11 @@ from kubehop.adapters.kube import KubeCluster
 from kubehop.adapters.probe import ProbeError
 from kubehop.adapters.store import Store
 from kubehop.domain import manifests as mf
+from kubehop.domain import mover as mv
 from kubehop.domain.model import (
     BASELINES,
     STEPS,
+    TRANSFER_ENTRYPOINT,
     ClusterInfo,
     DnsZoneInfo,
     Inventory,
@@ -42,6 +44,8 @@ from kubehop.domain.model import (
     StepState,
     Strategy,
 )
+from kubehop.domain.volumes import diff_manifests
+from kubehop.engine import data
 from kubehop.errors import KubehopError, UsageError
 from kubehop.waiting import NotYet, retry, wait_for
 
@@ -122,6 +126,8 @@ class Report:
     error: str | None = None
     undone: list[str] = field(default_factory=list)
     changes: list[PlannedChange] = field(default_factory=list)
+    data: dict[str, Any] = field(default_factory=dict)
+    """Volume data moved: passes (bytes, files, seconds), precopy, freeze and verify seconds."""
 
     @property
     def total_seconds(self) -> float:
@@ -261,6 +267,67 @@ class Migration:
         st.port = next(p for p in ports if p in self.dst_info.entrypoints)
         st.entrypoint = entry
         st.probe_path = _probe_path(pod_spec)
+        st.replicas = int(workload["spec"].get("replicas", 1))
+        self._discover_volumes(workload, deps["PersistentVolumeClaim"])
+
+    def _discover_volumes(self, workload: Manifest, claims: set[str]) -> None:
+        """A workload with PVCs is stateful: its data moves too, which needs the mover image,
+        the target's transfer entry point and (for writes to stop briefly, not for seconds)
+        the application's freeze and thaw hooks."""
+        r, st = self.req, self.state
+        if workload["spec"].get("volumeClaimTemplates"):
+            raise UsageError(f"{st.workload_kind} {r.namespace}/{workload['metadata']['name']} "
+                             "has volumeClaimTemplates, which kubehop does not move yet; use a "
+                             "PVC named in the pod template")
+        if not claims:
+            return
+        if not self.inv.mover_image:
+            raise UsageError("the workload mounts PVCs, so its data must move, and the "
+                             "inventory names no moverImage; add 'moverImage: <image>' (the "
+                             "testbed's inventory has one)")
+        if self.transfer_port() is None:
+            raise UsageError(f"the target {self.dst.name} has no '{TRANSFER_ENTRYPOINT}' entry "
+                             "point for volume data; add a TCP entry point to its Traefik and "
+                             f"'{TRANSFER_ENTRYPOINT}: PORT' to its inventory entrypoints")
+        notes = (workload["spec"]["template"]["metadata"].get("annotations") or {})
+        hooks = [notes.get(mv.FREEZE_HOOK), notes.get(mv.THAW_HOOK)]
+        if any(hooks) and not all(hooks):
+            raise UsageError(f"the workload declares only one of {mv.FREEZE_HOOK} and "
+                             f"{mv.THAW_HOOK}; declare both (or neither: then the source is "
+                             "stopped for the final copy)")
+        for value in filter(None, hooks):
+            try:
+                mv.hook(value)
+            except ValueError as exc:
+                raise UsageError(f"the workload's hook annotation {exc}; write it as "
+                                 "http://:PORT/PATH") from exc
+        volumes = {}
+        for claim in sorted(claims):
+            pvc = self.src.get("PersistentVolumeClaim", claim, r.namespace)
+            if pvc is None:
+                raise UsageError(f"PVC {r.namespace}/{claim} that the workload mounts is "
+                                 f"missing in {self.src.name}")
+            volumes[claim] = str(((pvc["spec"].get("resources") or {}).get("requests") or {})
+                                 .get("storage", "?"))
+        st.volumes = volumes
+        st.freeze = "hook" if all(hooks) else "scale"
+
+    def transfer_port(self) -> int | None:
+        return next((p for p, n in self.dst_info.entrypoints.items()
+                     if n == TRANSFER_ENTRYPOINT), None)
+
+    def movers(self) -> data.Movers:
+        port = self.transfer_port()
+        return data.Movers(
+            self.src, self.dst, migration_id=self.id, source_namespace=self.req.namespace,
+            target_namespace=self.req.target_namespace, image=self.inv.mover_image or "",
+            claims=sorted(self.state.volumes),
+            target_address=f"{self.dst_info.load_balancer}:{port}",
+            entrypoint=TRANSFER_ENTRYPOINT)
+
+    def hook(self, which: str) -> str:
+        notes = self.state.workload["spec"]["template"]["metadata"].get("annotations") or {}
+        return str(notes[which])
 
     def _is_alias(self, svc: Manifest) -> bool:
         return any(s["metadata"].get("labels", {}).get(mf.LABEL_ALIAS_OF) == self.alias
@@ -277,7 +344,9 @@ class Migration:
             changes += [PlannedChange("copy", dst, "apply", kind, n, tns)
                         for n in st.deps.get(kind, [])]
         changes += [
-            PlannedChange("copy", dst, "apply", st.workload_kind, wl, tns),
+            PlannedChange("copy", dst, "apply", st.workload_kind, wl, tns,
+                          f"at 0 replicas until its data is there, then {st.replicas}"
+                          if st.volumes else ""),
             PlannedChange("copy", dst, "apply", "Service", self.route_name, tns,
                           "backend for the ingress route"),
             PlannedChange("copy", dst, "apply", "Service", r.service, tns,
@@ -306,6 +375,42 @@ class Migration:
             PlannedChange("cleanup", src, "delete", "IngressRoute", self.route_name,
                           r.namespace, "if an earlier migration made one"),
         ]
+        return self._data_plan(changes)
+
+    def _data_plan(self, changes: list[PlannedChange]) -> list[PlannedChange]:
+        """The volume data's part of the plan: pre-copy before the route, cut-over before the
+        switch."""
+        r, st = self.req, self.state
+        if not st.volumes:
+            return changes
+        tns, src, dst = r.target_namespace, self.src.name, self.dst.name
+        wl = st.workload["metadata"]["name"]
+        port = self.transfer_port()
+        precopy = [PlannedChange("precopy", dst, "copy-data", "PersistentVolumeClaim", c, tns,
+                                 f"{size} requested; rsync over TLS from {src} through "
+                                 f"{self.dst_info.load_balancer}:{port}")
+                   for c, size in sorted(st.volumes.items())]
+        precopy += [
+            PlannedChange("precopy", dst, "create", "Pod", mv.pod_name(self.id, "receiver"),
+                          tns, "receiver, with its Service, TCP route and key; removed after "
+                          "the cut-over"),
+            PlannedChange("precopy", src, "create", "Pod", mv.pod_name(self.id, "sender"),
+                          r.namespace, "sender, with its key; removed after the cut-over"),
+            PlannedChange("precopy", dst, "scale", st.workload_kind, wl, tns,
+                          f"to {st.replicas} once the data is there"),
+        ]
+        cutover = [
+            PlannedChange("cutover", src, "freeze", st.workload_kind, wl, r.namespace,
+                          "freeze hook on every pod" if st.freeze == "hook" else
+                          "scaled to 0 (no freeze hook declared)"),
+            PlannedChange("cutover", dst, "verify", "PersistentVolumeClaim",
+                          ", ".join(sorted(st.volumes)), tns,
+                          "final delta, then every file's checksum, owner, mode and size"),
+        ]
+        route = next(i for i, c in enumerate(changes) if c.step == "route")
+        changes[route:route] = precopy
+        switch = next(i for i, c in enumerate(changes) if c.step == "switch")
+        changes[switch:switch] = cutover
         return changes
 
     def hosts(self) -> list[str]:
@@ -348,6 +453,10 @@ class Step:
     def undo(self, m: Migration) -> None:
         """Nothing to undo by default (the step only waited or checked)."""
 
+    def undoes(self, m: Migration) -> bool:
+        """Whether its undo changes anything in this migration (the report lists it)."""
+        return self.has_undo
+
 
 class Copy(Step):
     """The workload, what its pods need, and a backend Service for Traefik, in the target."""
@@ -374,7 +483,11 @@ class Copy(Step):
                 m.dst.apply(mf.strip(obj, namespace=tns, migration_id=m.id))
                 m.checkpoint("dependencies")
         wl = mf.strip(st.workload, namespace=tns, migration_id=m.id)
-        if m.dst.get(st.workload_kind, wl["metadata"]["name"], tns) is None:
+        existing = m.dst.get(st.workload_kind, wl["metadata"]["name"], tns)
+        if st.volumes:
+            # No pod may open the new volumes before their data is there; pre-copy scales up.
+            wl["spec"]["replicas"] = ((existing or {}).get("spec") or {}).get("replicas", 0)
+        if existing is None:
             m.will_create(st.workload_kind, wl["metadata"]["name"], tns)
         m.dst.apply(wl)
         m.checkpoint("workload")
@@ -394,6 +507,124 @@ class Copy(Step):
     def undo(self, m: Migration) -> None:
         for kind, name, ns in reversed(m.state.created):
             m.dst.delete(kind, name, ns or None)
+
+
+SMALL_PASS = 1 << 20
+"""A pre-copy pass that sent less than this leaves a delta small enough for the freeze."""
+MAX_PASSES = 5
+
+
+class PreCopy(Step):
+    """The volumes' data copied into the target's PVCs while the source keeps serving: passes
+    repeat while what they send shrinks. Then the target's pods start on that data."""
+
+    name = "precopy"
+    points = ("movers", "pass", "scaled")
+    has_undo = True
+
+    def do(self, m: Migration) -> None:
+        st = m.state
+        if not st.volumes:
+            return
+        movers = m.movers()
+        start = time.time()
+        movers.start(timeout=m.req.ready_timeout)
+        m.checkpoint("movers")
+        passes: list[data.Pass] = []
+        while True:
+            passes.append(movers.run_pass(final=False))
+            st.data["passes"] = [p.to_dict() for p in passes]
+            m.checkpoint("pass")
+            sent = passes[-1].bytes
+            if (sent <= SMALL_PASS or len(passes) >= MAX_PASSES
+                    or (len(passes) > 1 and sent >= passes[-2].bytes)):
+                break
+        st.data["precopy_seconds"] = round(time.time() - start, 3)
+        m.dst.scale(st.workload_kind, st.workload["metadata"]["name"], m.req.target_namespace,
+                    st.replicas)
+        m.checkpoint("scaled")
+
+    def undo(self, m: Migration) -> None:
+        if m.state.volumes:
+            m.movers().remove()
+
+    def undoes(self, m: Migration) -> bool:
+        return bool(m.state.volumes)
+
+
+class Cutover(Step):
+    """Writes stop on the source (its freeze hook, or no hook: the source scaled to 0), the
+    last delta is copied, and every file is compared on both sides: checksum, owner, mode,
+    size. Any difference fails the step and the rollback thaws the source, still the writer.
+    The target's pods are frozen too until the switch is done: a write they acknowledged could
+    not be rolled back."""
+
+    name = "cutover"
+    points = ("source-frozen", "final-delta", "verified", "target-frozen", "movers-removed")
+    has_undo = True
+
+    def do(self, m: Migration) -> None:
+        r, st = m.req, m.state
+        if not st.volumes:
+            return
+        selector = st.service["spec"]["selector"]
+        movers = m.movers()
+        st.data["freeze_started"] = time.time()
+        st.source_frozen = True
+        m.save()
+        if st.freeze == "hook":
+            data.call_hook(m.src, r.namespace, data.workload_pods(m.src, r.namespace, selector),
+                           m.hook(mv.FREEZE_HOOK))
+        else:
+            m.src.scale(st.workload_kind, st.workload["metadata"]["name"], r.namespace, 0)
+            data.wait_no_pods(m.src, r.namespace, selector, timeout=60)
+        m.checkpoint("source-frozen")
+        final = movers.run_pass(final=True)
+        st.data.setdefault("passes", []).append(final.to_dict())
+        m.checkpoint("final-delta")
+        start = time.time()
+        source, target = movers.manifests()
+        problems = diff_manifests(source, target)
+        st.data["verify_seconds"] = round(time.time() - start, 3)
+        st.data["files"] = sum(1 for e in source if e.get("type") == "file")
+        st.data["bytes"] = sum(int(e.get("size") or 0) for e in source
+                               if e.get("type") == "file")
+        if problems:
+            more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+            raise MigrationError(f"the copy in {m.dst.name} differs from the source: "
+                                 f"{'; '.join(problems[:3])}{more}")
+        m.checkpoint("verified")
+        if st.freeze == "hook":
+            st.target_frozen = True
+            m.save()
+            data.call_hook(m.dst, r.target_namespace,
+                           data.workload_pods(m.dst, r.target_namespace, selector),
+                           m.hook(mv.FREEZE_HOOK))
+        m.checkpoint("target-frozen")
+        movers.remove()
+        m.checkpoint("movers-removed")
+
+    def undo(self, m: Migration) -> None:
+        """Movers gone; the source writes again (thawed, or scaled back up and ready)."""
+        r, st = m.req, m.state
+        if not st.volumes:
+            return
+        m.movers().remove()
+        if not st.source_frozen:
+            return
+        if st.freeze == "hook":
+            pods = data.workload_pods(m.src, r.namespace, st.service["spec"]["selector"])
+            data.call_hook(m.src, r.namespace, pods, m.hook(mv.THAW_HOOK))
+        else:
+            m.src.scale(st.workload_kind, st.workload["metadata"]["name"], r.namespace,
+                        st.replicas)
+            m.src.wait_ready(st.workload_kind, st.workload["metadata"]["name"], r.namespace,
+                             st.service["spec"]["selector"], timeout=m.req.ready_timeout)
+        st.source_frozen = False
+        m.save()
+
+    def undoes(self, m: Migration) -> bool:
+        return bool(m.state.volumes)
 
 
 class Ready(Step):
@@ -526,8 +757,17 @@ class Switch(Step):
         m.checkpoint("pod-endpoints-dropped")
         if r.strategy is Strategy.EXTERNALNAME:
             _to_externalname(m, drain=True)
+        _thaw_target(m)
+
+    @staticmethod
+    def refuse_undo(m: Migration) -> None:
+        """Once the target may have acknowledged writes, going back would lose them."""
+        if _target_may_write(m):
+            raise MigrationError("the target may already have acknowledged writes to its "
+                                 "copy of the data, so it must stay the writer")
 
     def undo(self, m: Migration) -> None:
+        self.refuse_undo(m)
         r, st = m.req, m.state
         ns = r.namespace
         original = st.service
@@ -558,6 +798,32 @@ class Switch(Step):
         _unrestore_target(m)
 
 
+def _target_may_write(m: Migration) -> bool:
+    """The point of no return of a stateful move: the target may have acknowledged writes
+    (thawed, or, without hooks, reachable by clients), so its data is the service's data and
+    the migration can only be finished, not rolled back."""
+    st = m.state
+    return bool(st.volumes) and (st.target_thawing
+                                 or (st.freeze == "scale" and st.switch_started))
+
+
+def _thaw_target(m: Migration) -> None:
+    """The switch is done: the target's pods may write (the "thaw on the target"). The freeze
+    time the report gives ends here."""
+    st = m.state
+    if not st.volumes:
+        return
+    st.target_thawing = True
+    m.save()
+    if st.freeze == "hook":
+        pods = data.workload_pods(m.dst, m.req.target_namespace, st.service["spec"]["selector"])
+        data.call_hook(m.dst, m.req.target_namespace, pods, m.hook(mv.THAW_HOOK))
+    started = st.data.get("freeze_started")
+    if started and "freeze_seconds" not in st.data:
+        st.data["freeze_seconds"] = round(time.time() - float(started), 3)
+    m.save()
+
+
 class Drain(Step):
     """Old pods keep serving whoever still reaches them: connections made before the switch,
     clients holding a cached DNS answer. The wait is the drain time itself, not a guess."""
@@ -580,6 +846,8 @@ class Cleanup(Step):
         r, st = m.req, m.state
         m.src.delete(st.workload_kind, st.workload["metadata"]["name"], r.namespace)
         m.checkpoint("workload-deleted")
+        if st.volumes:
+            m.movers().remove()  # a resumed run may have left them
         m.src.delete("IngressRoute", m.route_name, r.namespace)
         m.src.delete("Service", m.route_name, r.namespace)
         m.checkpoint("route-deleted")
@@ -619,8 +887,8 @@ class DeleteSource(Step):
 
 
 STEP_TYPES: dict[str, Step] = {s.name: s for s in (
-    Copy(), Ready(), Route(), Dns(), Verify(), Switch(), Drain(), Cleanup(), Repoint(),
-    DeleteSource())}
+    Copy(), PreCopy(), Ready(), Route(), Dns(), Verify(), Cutover(), Switch(), Drain(),
+    Cleanup(), Repoint(), DeleteSource())}
 
 
 # --- what the steps share ---------------------------------------------------------------------
@@ -841,7 +1109,7 @@ class Executor:
             raise UsageError(f"migration {migration_id} is {row.status}; nothing to resume")
         m, plan, done, touched = self._load(inventory, migration_id)
         report = _report(m, Status.RUNNING)
-        if m.state.rolling_back:
+        if m.state.rolling_back and not _target_may_write(m):
             self._rollback(m, report, [s for s in plan if s in touched], "resumed rollback")
             return report
         self.journal.set_status(migration_id, Status.RUNNING)
@@ -854,7 +1122,7 @@ class Executor:
         if row.status not in {Status.RUNNING, Status.FAILED, Status.ROLLING_BACK}:
             raise UsageError(f"migration {migration_id} is {row.status}; nothing to roll back")
         m, plan, _, touched = self._load(inventory, migration_id)
-        if any(STEP_TYPES[s].forward_only for s in touched):
+        if any(STEP_TYPES[s].forward_only for s in touched) or _target_may_write(m):
             raise UsageError(f"migration {migration_id} is past the point of no return (the "
                              f"source may be gone); finish it with 'kubehop migrate --resume "
                              f"{migration_id}'")
@@ -881,7 +1149,9 @@ class Executor:
                 self.journal.step_ended(m.id, seq, StepState.FAILED, detail)
                 m.save()
                 report.error = f"step {name} failed: {detail}"
-                if step.forward_only or any(STEP_TYPES[s].forward_only for s in completed):
+                report.data = _data_figures(m)
+                if (step.forward_only or any(STEP_TYPES[s].forward_only for s in completed)
+                        or _target_may_write(m)):
                     self.journal.set_status(m.id, Status.FAILED, report.error)
                     report.status = Status.FAILED
                     raise MigrationError(
@@ -899,6 +1169,7 @@ class Executor:
             self.say("done", name, end - start)
         self.journal.set_status(m.id, Status.SUCCEEDED)
         report.status = Status.SUCCEEDED
+        report.data = _data_figures(m)
         return report
 
     def _rollback(self, m: Migration, report: Report, steps: list[str], why: str) -> None:
@@ -922,11 +1193,15 @@ class Executor:
                                      f"'kubehop migrate --resume {m.id}'") from exc
             self.journal.step_ended(m.id, seq, StepState.DONE)
             self.journal.mark_undone(m.id, name)
-            if step.has_undo:
+            if step.undoes(m):
                 report.undone.append(name)
                 self.say("undo", name, None)
         self.journal.set_status(m.id, Status.ROLLED_BACK, why)
         report.status = Status.ROLLED_BACK
+
+
+def _data_figures(m: Migration) -> dict[str, Any]:
+    return {k: v for k, v in m.state.data.items() if k != "freeze_started"}
 
 
 def _report(m: Migration, status: str) -> Report:

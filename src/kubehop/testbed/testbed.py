@@ -29,7 +29,8 @@ from lightkube.utils.quantity import parse_quantity
 
 from kubehop.adapters import inventory as inv_file
 from kubehop.adapters.kube import KubeCluster
-from kubehop.domain.model import ClusterInfo, DnsZoneInfo, Inventory
+from kubehop.domain.model import TRANSFER_ENTRYPOINT, ClusterInfo, DnsZoneInfo, Inventory
+from kubehop.domain.mover import TRANSFER_PORT
 from kubehop.errors import KubehopError, PreconditionError, TestbedError
 from kubehop.testbed import (
     builds,
@@ -318,9 +319,10 @@ class UpResult:
 
 
 def sample_images() -> tuple[images.ImageSpec, ...]:
-    """The images of the sample services and the tests' HTTP server."""
+    """The images of the sample services, the tests' HTTP server, the link prober and the
+    volume data mover."""
     return (images.httpd_image(), images.orc8r_image(), images.agw_image(),
-            images.linkprobe_image())
+            images.linkprobe_image(), images.mover_image())
 
 
 def up(
@@ -345,6 +347,7 @@ def up(
             reshape_nodes(layout.layouts(existing), say)
             refresh_clusterexporter(layout.layouts(existing), say)
             ensure_storage(layout.layouts(existing), say, progress)
+            refresh_traefik(layout.layouts(existing), say)
             if wan is not None:
                 say("wan: " + testbed_wan.summary(testbed_wan.apply(profile, names)))
             # A newer kubehop may ship newer sample images than the running testbed has; each
@@ -510,6 +513,22 @@ def reshape_nodes(clusters: list[ClusterLayout], say: Say) -> list[str]:
         say(f"{c.name}: kubelet restarted with its tier's shape "
             f"({want[0] / 1000:g} CPU, {want[1] / 2**30:.1f} GiB allocatable)")
     return [c.name for c in changed]
+
+
+def refresh_traefik(clusters: list[ClusterLayout], say: Say) -> None:
+    """Traefik as this kubehop configures it (a new entry point, say) on a running testbed:
+    applying the same manifests changes nothing, changed ones roll Traefik out once."""
+    ref = images.build_and_push(images.traefik_image())
+    for c in clusters:
+        with kube(c) as k:
+            before = (k.get("Deployment", "traefik", "traefik") or {}).get("metadata", {}).get(
+                "generation")
+            k.apply_yaml(_traefik_manifests(c, ref))
+            after = (k.get("Deployment", "traefik", "traefik") or {}).get("metadata", {}).get(
+                "generation")
+            if before != after:
+                k.wait_rollout("Deployment", "traefik", "traefik", timeout=120)
+                say(f"{c.name}: Traefik updated")
 
 
 def _apply(c: ClusterLayout, manifests: str) -> None:
@@ -845,7 +864,8 @@ def inventory() -> Inventory:
         kubeconfig=str(kubeconfig_file()),
         clusters={
             c.name: ClusterInfo(name=c.name, context=c.name, tier=layout.tier_of(c.name),
-                                load_balancer=str(c.node_ip), entrypoints={80: "web"},
+                                load_balancer=str(c.node_ip),
+                                entrypoints={80: "web", TRANSFER_PORT: TRANSFER_ENTRYPOINT},
                                 cluster_domain=layout.CLUSTER_DOMAIN)
             for c in layout.layouts(recorded_clusters())
         },
@@ -853,6 +873,7 @@ def inventory() -> Inventory:
                         port=clouddns.DNS_PORT, key_file=str(clouddns.key_file())),
         prometheus=monitoring.prometheus_url(),
         probe_image=images.linkprobe_image().ref(),
+        mover_image=images.mover_image().ref(),
     )
 
 

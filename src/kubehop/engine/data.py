@@ -1,0 +1,172 @@
+"""Moving a service's volume data: the mover pods' lifecycle, rsync passes, manifests, hooks.
+
+The steps in :mod:`kubehop.engine.migrate` decide *when* (pre-copy while the source serves, the
+final delta inside the freeze); this module knows *how*. Every object it makes has a name
+derived from the migration id, so removing them is idempotent and needs no record: undo,
+cleanup and a resumed run all call :meth:`Movers.remove`, whatever state a crash left.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from kubehop.adapters.kube import KubeCluster
+from kubehop.domain import mover as mv
+from kubehop.errors import KubehopError
+from kubehop.waiting import NotYet, wait_for
+
+Manifest = dict[str, Any]
+
+
+class DataError(KubehopError):
+    """The data could not be moved or did not arrive intact."""
+
+
+@dataclass(frozen=True)
+class Pass:
+    """One rsync run: what it sent and how long it took."""
+
+    bytes: int
+    files: int
+    seconds: float
+    final: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"bytes": self.bytes, "files": self.files, "seconds": round(self.seconds, 3),
+                "final": self.final}
+
+
+class Movers:
+    """The sender (source) and receiver (target) pods of one migration."""
+
+    def __init__(self, src: KubeCluster, dst: KubeCluster, *, migration_id: str,
+                 source_namespace: str, target_namespace: str, image: str,
+                 claims: list[str], target_address: str, entrypoint: str) -> None:
+        self.src, self.dst = src, dst
+        self.id = migration_id
+        self.src_ns, self.dst_ns = source_namespace, target_namespace
+        self.image = image
+        self.claims = claims
+        self.target_address = target_address
+        self.entrypoint = entrypoint
+        self.sender = mv.pod_name(migration_id, "sender")
+        self.receiver = mv.pod_name(migration_id, "receiver")
+        self.secret = mv.secret_name(migration_id)
+
+    def start(self, *, timeout: float) -> None:
+        """Fresh pods with a fresh key (a resumed run replaces whatever an earlier one left),
+        both ready: the receiver's daemons listen and the sender's tunnel is up."""
+        self.remove()
+        psk = secrets.token_hex(32)
+        for cluster, ns in ((self.dst, self.dst_ns), (self.src, self.src_ns)):
+            cluster.apply(mv.psk_secret(name=self.secret, namespace=ns, psk=psk,
+                                        migration_id=self.id))
+        self.dst.apply(mv.receiver_service(migration_id=self.id, namespace=self.dst_ns))
+        self.dst.apply(mv.receiver_route(migration_id=self.id, namespace=self.dst_ns,
+                                         entrypoint=self.entrypoint))
+        self.dst.apply(mv.mover_pod(role="receiver", migration_id=self.id,
+                                    namespace=self.dst_ns, image=self.image, claims=self.claims,
+                                    secret=self.secret))
+        self.src.apply(mv.mover_pod(role="sender", migration_id=self.id, namespace=self.src_ns,
+                                    image=self.image, claims=self.claims, secret=self.secret,
+                                    target=self.target_address,
+                                    sni=mv.server_name(self.id)))
+        for cluster, ns, pod in ((self.dst, self.dst_ns, self.receiver),
+                                 (self.src, self.src_ns, self.sender)):
+            _wait_pod_ready(cluster, ns, pod, timeout=timeout)
+
+    def run_pass(self, *, final: bool, timeout: float = 3600) -> Pass:
+        """One rsync pass; any non-zero exit (23: some files not transferred, 24: vanished
+        files, ...) is a failure, never a warning."""
+        reply = self._call(self.src, self.src_ns, self.sender, "POST",
+                           "/pass?final=1" if final else "/pass", timeout=timeout)
+        if int(reply.get("rc", -1)) != 0:
+            raise DataError(f"rsync from {self.src.name} to {self.dst.name} failed (exit "
+                            f"{reply.get('rc')}): {str(reply.get('error', ''))[-300:]}")
+        return Pass(int(reply.get("bytes", 0)), int(reply.get("files", 0)),
+                    float(reply.get("seconds", 0.0)), final)
+
+    def manifests(self) -> tuple[list[Manifest], list[Manifest]]:
+        """Every file's owner, mode, size and sha256 on each side."""
+        source = self._call(self.src, self.src_ns, self.sender, "GET", "/manifest",
+                            timeout=600)
+        target = self._call(self.dst, self.dst_ns, self.receiver, "GET", "/manifest",
+                            timeout=600)
+        return list(source["entries"]), list(target["entries"])
+
+    def remove(self) -> None:
+        """Pods, route, Service and both copies of the key: gone, whatever happened."""
+        self.src.delete("Pod", self.sender, self.src_ns)
+        self.src.delete("Secret", self.secret, self.src_ns)
+        self.dst.delete("Pod", self.receiver, self.dst_ns)
+        self.dst.delete("IngressRouteTCP", self.receiver, self.dst_ns)
+        self.dst.delete("Service", self.receiver, self.dst_ns)
+        self.dst.delete("Secret", self.secret, self.dst_ns)
+
+    def _call(self, cluster: KubeCluster, ns: str, pod: str, method: str, path: str, *,
+              timeout: float) -> dict[str, Any]:
+        url = mv.proxy_path(ns, pod, mv.API_PORT, path)
+        if method == "POST":
+            code, body = cluster.post_path(url, timeout=timeout)
+        else:
+            code, body = cluster.get_path(url, timeout=timeout)
+        if code != 200:
+            raise DataError(f"the mover {pod} in {cluster.name} answered HTTP {code} to "
+                            f"{method} {path}: {body[:200]}")
+        data: dict[str, Any] = json.loads(body)
+        return data
+
+
+def _wait_pod_ready(cluster: KubeCluster, namespace: str, name: str, *, timeout: float) -> None:
+    def ready() -> bool:
+        pod = cluster.get("Pod", name, namespace) or {}
+        status = pod.get("status") or {}
+        if status.get("phase") in ("Failed", "Succeeded"):
+            raise DataError(f"the mover {name} in {cluster.name} exited "
+                            f"({status.get('phase')}); see 'kubectl logs -n {namespace} {name}'")
+        if any(c.get("type") == "Ready" and c.get("status") == "True"
+               for c in status.get("conditions") or []):
+            return True
+        waiting = [(c.get("state") or {}).get("waiting", {}).get("reason", "")
+                   for c in status.get("containerStatuses") or []]
+        raise NotYet(f"{name}: {status.get('phase', 'not created')} {' '.join(waiting)}")
+
+    wait_for(ready, timeout=timeout, interval=0.2, error=DataError,
+             what=f"the mover {name} in {cluster.name} to be ready")
+
+
+def workload_pods(cluster: KubeCluster, namespace: str, selector: dict[str, str]) -> list[str]:
+    """Names of the running, not terminating pods behind ``selector``."""
+    return sorted(p["metadata"]["name"] for p in cluster.find("Pod", namespace, selector)
+                  if (p.get("status") or {}).get("phase") == "Running"
+                  and not p["metadata"].get("deletionTimestamp"))
+
+
+def call_hook(cluster: KubeCluster, namespace: str, pods: list[str], annotation: str) -> float:
+    """POST the hook to every pod (freeze: each returns once its writes have stopped); the
+    seconds it took. A pod that does not answer 2xx fails the step."""
+    port, path = mv.hook(annotation)
+    start = time.monotonic()
+    for pod in pods:
+        code, body = cluster.post_path(mv.proxy_path(namespace, pod, port, path), timeout=30)
+        if not 200 <= code < 300:
+            raise DataError(f"the hook {annotation} of pod {namespace}/{pod} in {cluster.name} "
+                            f"answered HTTP {code}: {body[:200]}")
+    return time.monotonic() - start
+
+
+def wait_no_pods(cluster: KubeCluster, namespace: str, selector: dict[str, str], *,
+                 timeout: float) -> None:
+    """Until no pod behind ``selector`` exists: the writers are gone (the no-hook freeze)."""
+    def gone() -> bool:
+        left = [p["metadata"]["name"] for p in cluster.find("Pod", namespace, selector)]
+        if left:
+            raise NotYet(f"still there: {', '.join(left)}")
+        return True
+
+    wait_for(gone, timeout=timeout, interval=0.1, error=DataError,
+             what=f"the source pods in {cluster.name} to stop")

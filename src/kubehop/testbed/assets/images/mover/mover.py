@@ -119,7 +119,12 @@ def _binary(*names: str) -> str:
 
 
 def receiver_configs(cfg: Config, workdir: Path, psk_path: Path) -> tuple[Path, Path]:
-    """rsyncd.conf and stunnel.conf for the receiver, written into ``workdir``."""
+    """rsyncd.conf and stunnel.conf for the receiver, written into ``workdir``.
+
+    ``use chroot = yes``: without a chroot an rsync daemon always sanitizes paths, which strips
+    the leading ``/`` from every absolute symlink's target (``/etc/x`` arrives as ``etc/x``), so
+    the copy would differ from the original. The chroot needs root, which the receiver is, and
+    ``numeric ids`` means nothing has to be looked up inside it."""
     rsyncd = workdir / "rsyncd.conf"
     rsyncd.write_text(
         "pid file = \n"
@@ -129,7 +134,7 @@ def receiver_configs(cfg: Config, workdir: Path, psk_path: Path) -> tuple[Path, 
         f"    path = {cfg.data}\n"
         "    uid = 0\n"
         "    gid = 0\n"
-        "    use chroot = no\n"
+        "    use chroot = yes\n"
         "    numeric ids = yes\n"
         "    read only = no\n"
         "    munge symlinks = no\n"

@@ -5,7 +5,9 @@ containerd pulls from it, as real clusters pull from theirs. Images are built wi
 (storage kept in the cache) from:
 
 - ``scratch`` plus a static binary (the pod sandbox ``pause``, CoreDNS), or
-- a Debian rootfs with Python made by ``mmdebstrap`` (the base of the sample services).
+- a Debian rootfs with Python made by ``mmdebstrap`` (the base of the sample services), in one of
+  a few flavours (``BASE_FLAVOURS``): ``python`` alone, or ``mover`` which adds rsync and stunnel
+  for the volume mover.
 
 Each image's tag is a hash of everything that goes into it, so a warm ``up`` pushes nothing and a
 changed sample service gets a new tag, never a stale pull.
@@ -28,6 +30,11 @@ from kubehop.testbed import builds, layout
 
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
 BASE_PACKAGES = ("python3-minimal", "libpython3.11-stdlib", "ca-certificates")
+# Debian bases by name (ImageSpec.base): each is its own cached rootfs keyed by its packages.
+BASE_FLAVOURS: dict[str, tuple[str, ...]] = {
+    "python": BASE_PACKAGES,
+    "mover": (*BASE_PACKAGES, "rsync", "stunnel4"),
+}
 _EXCLUDES = ("/usr/share/doc/*", "/usr/share/man/*", "/usr/share/locale/*", "/usr/share/info/*")
 
 
@@ -38,7 +45,8 @@ def asset(*parts: str) -> Path:
 
 @dataclass(frozen=True)
 class ImageSpec:
-    """An image: base (``scratch`` or ``python``), files to copy (dest -> source), command."""
+    """An image: base (``scratch`` or a ``BASE_FLAVOURS`` name), files to copy (dest -> source),
+    command."""
 
     name: str
     base: str
@@ -55,7 +63,7 @@ class ImageSpec:
                     self.base,
                     self.entrypoint,
                     sorted(self.env.items()),
-                    BASE_PACKAGES if self.base == "python" else [],
+                    BASE_FLAVOURS.get(self.base, []),
                 ]
             ).encode()
         )
@@ -189,10 +197,12 @@ def volume_helper_image() -> ImageSpec:
     return ImageSpec(name="kubehop/volume-helper", base="python", entrypoint=("/bin/sh",))
 
 
-def base_rootfs(*, log: Path) -> Path:
-    """A trimmed Debian bookworm rootfs with Python, made once by mmdebstrap and cached."""
-    key = hashlib.sha256(json.dumps([BASE_PACKAGES, _EXCLUDES]).encode()).hexdigest()[:12]
-    tar = _cache() / "rootfs" / f"python-bookworm-{key}.tar"
+def base_rootfs(*, log: Path, flavour: str = "python") -> Path:
+    """A trimmed Debian bookworm rootfs of ``flavour``'s packages, made once by mmdebstrap and
+    cached under a key of those packages (a changed list makes a new rootfs, never a stale one)."""
+    packages = BASE_FLAVOURS[flavour]
+    key = hashlib.sha256(json.dumps([packages, _EXCLUDES]).encode()).hexdigest()[:12]
+    tar = _cache() / "rootfs" / f"{flavour}-bookworm-{key}.tar"
     if tar.exists():
         return tar
     if shutil.which("mmdebstrap") is None:
@@ -203,7 +213,7 @@ def base_rootfs(*, log: Path) -> Path:
         "mmdebstrap",
         "--quiet",
         "--variant=essential",
-        f"--include={','.join(BASE_PACKAGES)}",
+        f"--include={','.join(packages)}",
         *(f"--dpkgopt=path-exclude={e}" for e in _EXCLUDES),
         "--format=tar",
         "bookworm",
@@ -214,7 +224,7 @@ def base_rootfs(*, log: Path) -> Path:
         result = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, check=False)
     if result.returncode != 0:
         tmp.unlink(missing_ok=True)
-        raise BuildError(f"building the Debian base rootfs failed; see its log: {log}")
+        raise BuildError(f"building the Debian {flavour} rootfs failed; see its log: {log}")
     tmp.rename(tar)
     return tar
 
@@ -231,9 +241,9 @@ def _has_local(name: str, log: Path) -> bool:
     return True
 
 
-def _base_image(log: Path) -> str:
-    rootfs = base_rootfs(log=log)
-    name = f"localhost/kubehop/python-base:{rootfs.stem.rsplit('-', 1)[1]}"
+def _base_image(flavour: str, log: Path) -> str:
+    rootfs = base_rootfs(log=log, flavour=flavour)
+    name = f"localhost/kubehop/{flavour}-base:{rootfs.stem.rsplit('-', 1)[1]}"
     if not _has_local(name, log):
         ctr = _buildah("from", "scratch", log=log)
         _buildah("add", ctr, str(rootfs), "/", log=log)
@@ -266,7 +276,7 @@ def build_and_push(spec: ImageSpec) -> str:
     log.parent.mkdir(parents=True, exist_ok=True)
     local = _local_name(spec)
     if not _has_local(local, log):
-        base = "scratch" if spec.base == "scratch" else _base_image(log)
+        base = "scratch" if spec.base == "scratch" else _base_image(spec.base, log)
         ctr = _buildah("from", base, log=log)
         try:
             for dest, src in spec.files.items():
@@ -321,3 +331,11 @@ def linkprobe_image() -> ImageSpec:
                      files={"/app/linkprobe.py": asset("images", "linkprobe", "linkprobe.py"),
                             "/app/prometheus_client": _prometheus_client_dir()},
                      entrypoint=("python3", "-u", "/app/linkprobe.py"))
+
+
+def mover_image() -> ImageSpec:
+    """The volume mover: one image for both ends of a volume copy (receiver and sender); rsync
+    copies, stunnel wraps it in TLS with the migration's pre-shared key."""
+    return ImageSpec(name="kubehop/mover", base="mover",
+                     files={"/mover.py": asset("images", "mover", "mover.py")},
+                     entrypoint=("python3", "-u", "/mover.py"))

@@ -148,13 +148,17 @@ def status(
 def deploy_sample(
     cluster: Annotated[str, typer.Option(help="Testbed cluster to deploy into.")] = "edge",
     interval_ms: Annotated[float, typer.Option(help="agw's check-in interval (ms).")] = 10,
+    stateful: Annotated[bool, typer.Option(help="Keep orc8r's database on a PersistentVolume"
+                                           "Claim (local-path) with freeze/thaw hooks, so a "
+                                           "migration carries its data.")] = False,
 ) -> None:
     """(Re)deploy the sample orc8r (orc8r-ns) and agw (agw-ns) in one cluster, as in the
     paper's edge; an earlier sample is removed from every cluster first."""
     from kubehop.testbed import sample
 
-    record = sample.deploy(cluster, interval_ms=interval_ms)
-    out.print(f"orc8r and agw running in {cluster}; agw checks in every {interval_ms:g} ms "
+    record = sample.deploy(cluster, interval_ms=interval_ms, stateful=stateful)
+    kind = "orc8r (state on claim orc8r-state)" if stateful else "orc8r"
+    out.print(f"{kind} and agw running in {cluster}; agw checks in every {interval_ms:g} ms "
               f"({record['ok']} ok, {record['failed']} failed in the last 1.5 s)", markup=False)
 
 

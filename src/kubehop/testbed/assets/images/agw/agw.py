@@ -11,8 +11,14 @@ It keeps every request's record (scheduled time, outcome, latency, who answered)
 - ``GET /record[?since=T&until=T]``: count, failed, longest gap between successful responses,
   latency percentiles, errors, who served, and a per-second timeline;
 - ``GET /record/raw[?since=T&until=T]``: the requests themselves;
+- ``GET /acked[?since=T&until=T]``: the sequence numbers orc8r acknowledged (HTTP 200);
 - ``POST /reset``: start a new record;
 - ``GET /metrics``: the same as Prometheus metrics.
+
+Each check-in carries its schedule index as ``{"seq": k}`` (unique for the life of the process,
+across resets), so after a migration that carried orc8r's data one can check that every
+acknowledged check-in is still stored. A 503 (orc8r frozen while its data is copied) is retried
+with the same seq every 20 ms until the request's timeout; only the final outcome is recorded.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import os
 import threading
 import time
 import urllib.parse
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -38,6 +45,8 @@ TIMEOUT = float(os.environ.get("AGW_TIMEOUT_S", "5"))
 NETWORK = os.environ.get("AGW_NETWORK", "testnet")
 GATEWAY = os.environ.get("AGW_GATEWAY_ID", os.environ.get("HOSTNAME", "agw-1"))
 KEEP = int(os.environ.get("AGW_KEEP", "720000"))
+RETRY_S = 0.02
+"""Pause between retries of a check-in answered 503."""
 
 SENT = Counter("agw_requests_total", "Check-ins sent, by outcome.", ["outcome"])
 LAT = Histogram("agw_request_latency_seconds", "Check-in latency from its scheduled time.",
@@ -52,6 +61,8 @@ class Sample:
     ok: bool
     error: str  # "" when ok; else status code or exception name
     cluster: str  # cluster that answered ("" when failed)
+    seq: int | None = None  # the check-in's schedule index (None: not a scheduled one)
+    retried: bool = False  # it was answered 503 at least once and sent again
 
 
 class Recorder:
@@ -83,6 +94,11 @@ class Recorder:
     def window(self, since: float, until: float) -> list[Sample]:
         with self.lock:
             return [s for s in self.samples if since <= s.t <= until]
+
+
+def acked(samples: list[Sample]) -> list[int]:
+    """The seqs orc8r acknowledged: what it must still hold after a migration."""
+    return sorted({s.seq for s in samples if s.ok and s.seq is not None})
 
 
 def percentile(sorted_values: list[float], q: float) -> float | None:
@@ -123,6 +139,7 @@ def summarize(samples: list[Sample]) -> dict[str, Any]:
         "count": len(samples),
         "ok": len(ok),
         "failed": len(samples) - len(ok),
+        "retried": sum(1 for s in samples if s.retried),
         "longest_gap_ms": _ms(max(gaps)) if gaps else None,
         "latency_ms": {"p50": _ms(percentile(lat, 0.5)), "p90": _ms(percentile(lat, 0.9)),
                        "p99": _ms(percentile(lat, 0.99)), "max": _ms(lat[-1] if lat else None)},
@@ -141,25 +158,56 @@ def _ms(value: float | None) -> float | None:
 RECORDER = Recorder()
 
 
-def check_in(scheduled: float) -> None:
+Send = Callable[[int | None, float], tuple[int, bytes]]
+"""One check-in request: (seq, timeout) -> (HTTP status, body); raises on a failed exchange."""
+
+
+def post_checkin(seq: int | None, timeout: float) -> tuple[int, bytes]:
+    """One check-in on a new connection, as a gateway that does not keep connections."""
     url = urllib.parse.urlsplit(TARGET)
     path = f"/networks/{NETWORK}/gateways/{GATEWAY}/checkin"
-    conn = http.client.HTTPConnection(url.hostname or "", url.port or 80, timeout=TIMEOUT)
+    body = b"{}" if seq is None else json.dumps({"seq": seq}).encode()
+    conn = http.client.HTTPConnection(url.hostname or "", url.port or 80, timeout=timeout)
     try:
-        conn.request("POST", path, body=b"{}", headers={"Content-Type": "application/json",
-                                                          "Connection": "close"})
+        conn.request("POST", path, body=body, headers={"Content-Type": "application/json",
+                                                         "Connection": "close"})
         resp = conn.getresponse()
-        body = resp.read()
-        latency = time.time() - scheduled
-        if resp.status == 200:
-            cluster = str(json.loads(body).get("cluster", ""))
-            RECORDER.add(Sample(scheduled, latency, True, "", cluster))
-        else:
-            RECORDER.add(Sample(scheduled, latency, False, f"http {resp.status}", ""))
-    except (OSError, http.client.HTTPException, ValueError) as exc:
-        RECORDER.add(Sample(scheduled, time.time() - scheduled, False, type(exc).__name__, ""))
+        return resp.status, resp.read()
     finally:
         conn.close()
+
+
+def attempt(scheduled: float, seq: int | None, *, send: Send = post_checkin,
+            now: Callable[[], float] = time.time,
+            sleep: Callable[[float], None] = time.sleep) -> Sample:
+    """The outcome of one scheduled check-in: sent, and sent again while orc8r answers 503
+    (frozen for a migration), until TIMEOUT from its scheduled time."""
+    deadline = scheduled + TIMEOUT
+    retried = False
+    while True:
+        try:
+            status, body = send(seq, max(0.001, deadline - now()))
+        except (OSError, http.client.HTTPException) as exc:
+            return Sample(scheduled, now() - scheduled, False, type(exc).__name__, "", seq,
+                          retried)
+        latency = now() - scheduled
+        if status == 503 and now() + RETRY_S < deadline:
+            retried = True
+            sleep(RETRY_S)
+            continue
+        if status != 200:
+            return Sample(scheduled, latency, False, f"http {status}", "", seq, retried)
+        try:
+            cluster = str(json.loads(body).get("cluster", ""))
+        except (ValueError, AttributeError) as exc:
+            return Sample(scheduled, latency, False, type(exc).__name__, "", seq, retried)
+        return Sample(scheduled, latency, True, "", cluster, seq, retried)
+
+
+def check_in(scheduled: float, seq: int | None = None) -> Sample:
+    sample = attempt(scheduled, seq)
+    RECORDER.add(sample)
+    return sample
 
 
 def wait_for_orc8r(limit: float = 120.0) -> None:
@@ -171,11 +219,7 @@ def wait_for_orc8r(limit: float = 120.0) -> None:
     """
     deadline = time.time() + limit
     while time.time() < deadline:
-        before = len(RECORDER.samples)
-        check_in(time.time())
-        with RECORDER.lock:
-            last = RECORDER.samples[-1] if len(RECORDER.samples) > before else None
-        if last is not None and last.ok:
+        if check_in(time.time()).ok:
             break
         time.sleep(0.5)
     RECORDER.reset()
@@ -192,7 +236,7 @@ def load_loop() -> None:
         delay = scheduled - time.time()
         if delay > 0:
             time.sleep(delay)
-        pool.submit(check_in, scheduled)
+        pool.submit(check_in, scheduled, k)
         k += 1
 
 
@@ -224,9 +268,14 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/record":
             self._send(200, json.dumps(summarize(self._window())).encode())
         elif path == "/record/raw":
-            rows = [[s.t, round(s.latency, 6), s.ok, s.error, s.cluster] for s in self._window()]
-            self._send(200, json.dumps({"columns": ["t", "latency", "ok", "error", "cluster"],
+            # New columns go at the end: readers index rows by position.
+            rows = [[s.t, round(s.latency, 6), s.ok, s.error, s.cluster, s.seq, s.retried]
+                    for s in self._window()]
+            self._send(200, json.dumps({"columns": ["t", "latency", "ok", "error", "cluster",
+                                                    "seq", "retried"],
                                         "rows": rows}).encode())
+        elif path == "/acked":
+            self._send(200, json.dumps({"seqs": acked(self._window())}).encode())
         elif path == "/metrics":
             self._send(200, generate_latest(), CONTENT_TYPE_LATEST)
         elif path == "/healthz":

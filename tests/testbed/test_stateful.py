@@ -108,7 +108,7 @@ def test_orc8r_moves_with_its_data_and_loses_no_acknowledged_write(
         stateful: None, tmp_path: Path) -> None:
     since = time.time()
     orc8r("edge", "POST", "/networks", {"id": "net-before"})
-    orc8r("edge", "POST", "/networks/net-before/subscribers", {"id": "IMSI001"})
+    orc8r("edge", "POST", "/networks/net-before/subscribers", {"imsi": "IMSI001010000000001"})
     owned = volume_dir("edge") / "private"
     owned.mkdir(exist_ok=True)
     (owned / "key").write_bytes(b"x" * 4096)
@@ -126,7 +126,7 @@ def test_orc8r_moves_with_its_data_and_loses_no_acknowledged_write(
         networks = json.dumps(orc8r(dst, "GET", "/networks"))
         assert "net-before" in networks and f"net-after-{dst}" in networks, networks
         subs = json.dumps(orc8r(dst, "GET", "/networks/net-before/subscribers"))
-        assert "IMSI001" in subs, subs
+        assert "IMSI001010000000001" in subs, subs
         moved = volume_dir(dst) / "private"
         assert (moved.stat().st_uid, moved.stat().st_mode & 0o7777) == (999, 0o700)
         key = moved / "key"

@@ -79,6 +79,18 @@ class Movers:
                                  (self.src, self.src_ns, self.sender)):
             _wait_pod_ready(cluster, ns, pod, timeout=timeout)
 
+    def first_pass(self, *, timeout: float = 30) -> Pass:
+        """The first pass, retried while the target's Traefik has not yet picked up the new
+        TCP route (the connection is reset until then); rsync passes are idempotent."""
+        def attempt() -> Pass:
+            try:
+                return self.run_pass(final=False)
+            except DataError as exc:
+                raise NotYet(str(exc)) from exc
+
+        return wait_for(attempt, timeout=timeout, interval=0.5, error=DataError,
+                        what=f"the first copy from {self.src.name} to {self.dst.name}")
+
     def run_pass(self, *, final: bool, timeout: float = 3600) -> Pass:
         """One rsync pass; any non-zero exit (23: some files not transferred, 24: vanished
         files, ...) is a failure, never a warning."""

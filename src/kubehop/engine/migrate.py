@@ -530,15 +530,15 @@ class PreCopy(Step):
         start = time.time()
         movers.start(timeout=m.req.ready_timeout)
         m.checkpoint("movers")
-        passes: list[data.Pass] = []
+        passes: list[data.Pass] = [movers.first_pass()]
         while True:
-            passes.append(movers.run_pass(final=False))
             st.data["passes"] = [p.to_dict() for p in passes]
             m.checkpoint("pass")
             sent = passes[-1].bytes
             if (sent <= SMALL_PASS or len(passes) >= MAX_PASSES
                     or (len(passes) > 1 and sent >= passes[-2].bytes)):
-                break
+                break  # the delta is small, or no longer shrinking
+            passes.append(movers.run_pass(final=False))
         st.data["precopy_seconds"] = round(time.time() - start, 3)
         m.dst.scale(st.workload_kind, st.workload["metadata"]["name"], m.req.target_namespace,
                     st.replicas)

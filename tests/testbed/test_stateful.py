@@ -24,6 +24,7 @@ from kubehop.domain.model import MigrationRequest
 from kubehop.engine.migrate import Executor, MigrationError
 from kubehop.testbed import sample
 from kubehop.testbed import testbed as tb
+from kubehop.waiting import NotYet, wait_for
 
 from .conftest import BY_NAME
 
@@ -74,6 +75,17 @@ def movers_left() -> list[str]:
             for o in kube(c).find(kind, NS)
             if mv.LABEL_MOVER in (o["metadata"].get("labels") or {})
             or o["metadata"]["name"].startswith(("kubehop-sender", "kubehop-receiver"))]
+
+
+def assert_movers_gone() -> None:
+    """Deleted pods take their grace period to go: wait for it, not longer."""
+    def gone() -> bool:
+        left = movers_left()
+        if left:
+            raise NotYet(f"left: {left}")
+        return True
+
+    wait_for(gone, timeout=30, interval=0.5, what="the movers to be gone")
 
 
 def assert_nothing_lost(served_by: str, since: float) -> None:
@@ -132,7 +144,7 @@ def test_orc8r_moves_with_its_data_and_loses_no_acknowledged_write(
         key = moved / "key"
         assert (key.stat().st_uid, key.stat().st_gid, key.stat().st_mode & 0o7777,
                 key.stat().st_size) == (999, 999, 0o600, 4096)
-        assert movers_left() == [], "mover pods, keys or routes left behind"
+        assert_movers_gone()
     assert "net-after-cloud" in json.dumps(orc8r("edge", "GET", "/networks"))
     assert_nothing_lost("edge", since)
 
@@ -161,7 +173,7 @@ def test_a_short_copy_is_caught_and_rolled_back_with_the_source_still_the_writer
     assert "differs from the source" in str(failed.value) and "key" in str(failed.value)
     assert journal.list()[-1].status == "rolled-back"
     assert kube(dst).get("Deployment", "orc8r", NS) is None
-    assert movers_left() == []
+    assert_movers_gone()
     orc8r(src, "POST", "/networks", {"id": "net-after-rollback"})  # thawed: writes again
     assert "net-after-rollback" in json.dumps(orc8r(src, "GET", "/networks"))
     assert_nothing_lost(src, since)

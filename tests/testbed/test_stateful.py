@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -189,3 +190,48 @@ def test_dry_run_shows_the_volumes_and_the_data_steps(stateful: None, tmp_path: 
     assert "1Gi" in data[0].detail
     assert any(c.action == "freeze" and "hook" in c.detail for c in data)
     assert kube(dst).get("Deployment", "orc8r", NS) is None, "a dry run changed nothing"
+
+
+class KillSenderDuringFirstPass:
+    """Test seam: once the movers are up, the sender pod is deleted while it copies."""
+
+    def __init__(self, src: str) -> None:
+        self.src = src
+        self.fired = False
+
+    def checkpoint(self, step: str, point: str) -> None:
+        if (step, point) == ("precopy", "movers") and not self.fired:
+            self.fired = True
+            pod = next(p["metadata"]["name"] for p in kube(self.src).find("Pod", NS)
+                       if p["metadata"]["name"].startswith("kubehop-sender"))
+
+            def kill() -> None:
+                time.sleep(0.5)
+                kube(self.src).delete("Pod", pod, NS)
+
+            threading.Thread(target=kill, daemon=True).start()
+
+
+def test_the_mover_killed_mid_copy_rolls_back_and_leaves_nothing_behind(
+        stateful: None, tmp_path: Path) -> None:
+    since = time.time()
+    journal = Store(f"sqlite:///{tmp_path / 'kubehop.db'}")
+    src = "edge" if kube("edge").get("Deployment", "orc8r", NS) else "cloud"
+    dst = "cloud" if src == "edge" else "edge"
+    padding = volume_dir(src) / "padding.bin"
+    with padding.open("wb") as f:
+        for _ in range(40):  # 320 MiB: the first pass takes seconds
+            f.write(os.urandom(8 << 20))
+    try:
+        hooks = KillSenderDuringFirstPass(src)
+        with pytest.raises(MigrationError) as failed:
+            Executor(journal, hooks=hooks).start(tb.inventory(), request(src, dst))
+        assert hooks.fired and "precopy" in str(failed.value), failed.value
+        assert journal.list()[-1].status == "rolled-back"
+        assert_movers_gone()
+        assert kube(dst).get("Deployment", "orc8r", NS) is None
+        assert kube(dst).get("PersistentVolumeClaim", "orc8r-state", NS) is None
+        orc8r(src, "POST", "/networks", {"id": "net-after-kill"})
+        assert_nothing_lost(src, since)
+    finally:
+        padding.unlink()

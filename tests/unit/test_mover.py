@@ -148,3 +148,19 @@ def test_mover_image_has_its_own_base_and_tag() -> None:
     same_files_python = images.ImageSpec(name=spec.name, base="python", files=spec.files,
                                          entrypoint=spec.entrypoint)
     assert same_files_python.tag() != spec.tag()
+
+
+def test_a_cached_hash_is_never_stale(tmp_path: Path) -> None:
+    """The second manifest reuses hashes of unchanged files, yet a rewrite of the same size,
+    even with the old mtime put back, is read again (its ctime moved)."""
+    data = tmp_path / "claim" / "db"
+    data.mkdir(parents=True)
+    f = data / "orc8r.db"
+    f.write_bytes(b"a" * 100)
+    first = mover.manifest(tmp_path)
+    assert mover.manifest(tmp_path) == first
+    before = f.stat()
+    f.write_bytes(b"b" * 100)
+    os.utime(f, ns=(before.st_atime_ns, before.st_mtime_ns))
+    again = {e["path"]: e for e in mover.manifest(tmp_path)}
+    assert again["claim/db/orc8r.db"]["sha256"] == hashlib.sha256(b"b" * 100).hexdigest()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,12 +104,15 @@ class Movers:
                     float(reply.get("seconds", 0.0)), final)
 
     def manifests(self) -> tuple[list[Manifest], list[Manifest]]:
-        """Every file's owner, mode, size and sha256 on each side."""
-        source = self._call(self.src, self.src_ns, self.sender, "GET", "/manifest",
-                            timeout=600)
-        target = self._call(self.dst, self.dst_ns, self.receiver, "GET", "/manifest",
-                            timeout=600)
-        return list(source["entries"]), list(target["entries"])
+        """Every file's owner, mode, size and sha256 on each side, both read at once. Each
+        mover keeps the hash of a file it has not seen change, so after a first call (made at
+        the end of the pre-copy) only what changed since is read again."""
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            source = pool.submit(self._call, self.src, self.src_ns, self.sender, "GET",
+                                 "/manifest", timeout=600)
+            target = pool.submit(self._call, self.dst, self.dst_ns, self.receiver, "GET",
+                                 "/manifest", timeout=600)
+            return list(source.result()["entries"]), list(target.result()["entries"])
 
     def remove(self) -> None:
         """Pods, route, Service and both copies of the key: gone, whatever happened."""

@@ -539,6 +539,7 @@ class PreCopy(Step):
                     or (len(passes) > 1 and sent >= passes[-2].bytes)):
                 break  # the delta is small, or no longer shrinking
             passes.append(movers.run_pass(final=False))
+        movers.manifests()  # hashes every file now, so the freeze only reads what changes
         st.data["precopy_seconds"] = round(time.time() - start, 3)
         m.dst.scale(st.workload_kind, st.workload["metadata"]["name"], m.req.target_namespace,
                     st.replicas)

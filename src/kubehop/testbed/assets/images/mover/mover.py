@@ -221,6 +221,27 @@ class Daemons:
 # --- what is on disk -------------------------------------------------------------------------
 
 
+_HASHES: dict[str, tuple[tuple[int, ...], str]] = {}
+"""path -> (identity, sha256): a file whose device, inode, size, mtime and ctime (which no
+program can set back) are unchanged since it was hashed keeps its hash. kubehop asks for a
+manifest after the pre-copy, so the one inside the freeze only reads what changed since."""
+
+
+def _identity(st: os.stat_result) -> tuple[int, ...]:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _cached_sha256(path: Path, st: os.stat_result) -> str:
+    key = _identity(st)
+    known = _HASHES.get(str(path))
+    if known is not None and known[0] == key:
+        return known[1]
+    digest = _sha256(path)
+    if _identity(path.lstat()) == key:  # not changed while it was read
+        _HASHES[str(path)] = (key, digest)
+    return digest
+
+
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with path.open("rb") as f:
@@ -247,7 +268,8 @@ def manifest(root: Path) -> list[dict[str, Any]]:
                 entry: dict[str, Any] = {"path": crel, "uid": st.st_uid, "gid": st.st_gid,
                                          "mode": stat.S_IMODE(st.st_mode)}
                 if stat.S_ISREG(st.st_mode):
-                    entry.update(type="file", size=st.st_size, sha256=_sha256(Path(child.path)))
+                    entry.update(type="file", size=st.st_size,
+                                 sha256=_cached_sha256(Path(child.path), st))
                 elif stat.S_ISDIR(st.st_mode):
                     entry["type"] = "dir"
                 elif stat.S_ISLNK(st.st_mode):
@@ -290,14 +312,14 @@ def _stat_number(stats: str, pattern: str) -> int:
 
 
 def run_pass(cfg: Config, *, final: bool) -> dict[str, Any]:
-    """One rsync pass of all of MOVER_DATA into the receiver. ``final`` compares contents, not
-    size and mtime, for the pass made with the service stopped."""
-    argv = ["rsync", "-aHS", "--numeric-ids", "--delete", "--stats",
+    """One rsync pass of all of MOVER_DATA into the receiver. Files are compared by size and
+    mtime to the nanosecond (``--modify-window=-1``; at whole seconds a database rewritten
+    within the second at the same size would be skipped); ``final`` only marks the pass made
+    with writes frozen. The checksum manifests compared afterwards catch anything missed."""
+    argv = ["rsync", "-aHS", "--numeric-ids", "--delete", "--stats", "--modify-window=-1",
             f"--timeout={cfg.rsync_timeout}"]
-    if final:
-        argv.append("--checksum")
     argv += [f"{cfg.data}/", f"rsync://127.0.0.1:{CLIENT_PORT}/data/"]
-    log(f"pass: {' '.join(argv)}")
+    log(f"{'final pass' if final else 'pass'}: {' '.join(argv)}")
     start = time.monotonic()
     result = subprocess.run(argv, capture_output=True, text=True, errors="replace",
                             env={**os.environ, "LC_ALL": "C"}, check=False)

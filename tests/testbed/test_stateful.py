@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from lightkube.resources.core_v1 import PersistentVolume
 
 from kubehop.adapters.kube import KubeCluster
@@ -23,7 +24,7 @@ from kubehop.adapters.store import Store
 from kubehop.domain import mover as mv
 from kubehop.domain.model import MigrationRequest
 from kubehop.engine.migrate import Executor, MigrationError
-from kubehop.testbed import sample
+from kubehop.testbed import images, sample
 from kubehop.testbed import testbed as tb
 from kubehop.waiting import NotYet, wait_for
 
@@ -69,19 +70,19 @@ def request(src: str, dst: str) -> MigrationRequest:
                             target_namespace=NS, drain_seconds=2.0)
 
 
-def movers_left() -> list[str]:
+def movers_left(namespace: str = NS) -> list[str]:
     """Mover pods, their keys, Services and routes still in either cluster."""
     return [f"{c}: {kind} {o['metadata']['name']}" for c in ("edge", "cloud")
             for kind in ("Pod", "Secret", "Service", "IngressRouteTCP")
-            for o in kube(c).find(kind, NS)
+            for o in kube(c).find(kind, namespace)
             if mv.LABEL_MOVER in (o["metadata"].get("labels") or {})
             or o["metadata"]["name"].startswith(("kubehop-sender", "kubehop-receiver"))]
 
 
-def assert_movers_gone() -> None:
+def assert_movers_gone(namespace: str = NS) -> None:
     """Deleted pods take their grace period to go: wait for it, not longer."""
     def gone() -> bool:
-        left = movers_left()
+        left = movers_left(namespace)
         if left:
             raise NotYet(f"left: {left}")
         return True
@@ -222,6 +223,7 @@ def test_the_mover_killed_mid_copy_rolls_back_and_leaves_nothing_behind(
     with padding.open("wb") as f:
         for _ in range(40):  # 320 MiB: the first pass takes seconds
             f.write(os.urandom(8 << 20))
+    existed = kube(dst).get("PersistentVolumeClaim", "orc8r-state", NS) is not None
     try:
         hooks = KillSenderDuringFirstPass(src)
         with pytest.raises(MigrationError) as failed:
@@ -230,8 +232,85 @@ def test_the_mover_killed_mid_copy_rolls_back_and_leaves_nothing_behind(
         assert journal.list()[-1].status == "rolled-back"
         assert_movers_gone()
         assert kube(dst).get("Deployment", "orc8r", NS) is None
-        assert kube(dst).get("PersistentVolumeClaim", "orc8r-state", NS) is None
+        # A claim left by an earlier move stays; one this migration made is gone.
+        assert (kube(dst).get("PersistentVolumeClaim", "orc8r-state", NS) is not None) == existed
         orc8r(src, "POST", "/networks", {"id": "net-after-kill"})
         assert_nothing_lost(src, since)
     finally:
         padding.unlink()
+
+
+STS_NS = "sts-ns"
+
+
+def statefulset_manifests() -> list[dict[str, object]]:
+    """A StatefulSet whose volume comes from a volumeClaimTemplate, and no freeze hooks: kubehop
+    copies the claim its controller made and stops the source for the final delta."""
+    labels = {"app": "web"}
+    return [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": STS_NS}},
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": STS_NS},
+         "spec": {"selector": labels, "ports": [{"name": "http", "port": 80,
+                                                 "targetPort": 8080}]}},
+        {"apiVersion": "apps/v1", "kind": "StatefulSet",
+         "metadata": {"name": "web", "namespace": STS_NS},
+         "spec": {
+             "serviceName": "web", "replicas": 1, "selector": {"matchLabels": labels},
+             "template": {"metadata": {"labels": labels}, "spec": {
+                 "terminationGracePeriodSeconds": 1,
+                 "containers": [{
+                     "name": "web", "image": images.httpd_image().ref(),
+                     "ports": [{"containerPort": 8080}],
+                     "readinessProbe": {"httpGet": {"path": "/healthz", "port": 8080},
+                                        "periodSeconds": 1},
+                     "volumeMounts": [{"name": "data", "mountPath": "/data"}]}]}},
+             "volumeClaimTemplates": [{
+                 "metadata": {"name": "data"},
+                 "spec": {"accessModes": ["ReadWriteOnce"],
+                          "resources": {"requests": {"storage": "64Mi"}}}}]}},
+    ]
+
+
+def sts_volume(cluster: str) -> Path:
+    k = kube(cluster)
+    pvc = k.get("PersistentVolumeClaim", "data-web-0", STS_NS)
+    assert pvc is not None and pvc["spec"].get("volumeName"), pvc
+    spec = k.client.get(PersistentVolume, pvc["spec"]["volumeName"]).spec
+    assert spec is not None
+    source = spec.hostPath or spec.local
+    assert source is not None, spec
+    return Path(source.path)
+
+
+def test_a_statefulset_with_a_claim_template_moves_with_its_data(tmp_path: Path) -> None:
+    edge, cloud = kube("edge"), kube("cloud")
+    for k in (edge, cloud):
+        k.delete_namespaces(STS_NS)
+    try:
+        edge.apply_yaml(yaml.safe_dump_all(statefulset_manifests()))
+        edge.wait_ready("StatefulSet", "web", STS_NS, {"app": "web"}, timeout=120)
+        private = sts_volume("edge") / "private"
+        private.mkdir()
+        (private / "state").write_bytes(b"s" * 10_000)
+        os.chown(private, 999, 999)
+        os.chown(private / "state", 999, 999)
+        private.chmod(0o700)
+        (sts_volume("edge") / "link").symlink_to("private/state")
+        journal = Store(f"sqlite:///{tmp_path / 'kubehop.db'}")
+        req = MigrationRequest(service="web", namespace=STS_NS, source="edge", target="cloud",
+                               target_namespace=STS_NS, drain_seconds=1.0)
+        plan = Executor(journal).start(tb.inventory(), req, dry_run=True)
+        assert any(c.action == "freeze" and "scaled to 0" in c.detail for c in plan.changes)
+        report = Executor(journal).start(tb.inventory(), req)
+        assert report.status == "succeeded", report.error
+        moved = sts_volume("cloud")
+        assert (moved / "private" / "state").read_bytes() == b"s" * 10_000
+        st = (moved / "private").stat()
+        assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (999, 999, 0o700)
+        assert (moved / "link").readlink() == Path("private/state")
+        assert cloud.workload_ready("StatefulSet", "web", STS_NS)[0]
+        assert_movers_gone(STS_NS)
+    finally:
+        for k in (edge, cloud):
+            k.delete_namespaces(STS_NS, timeout=None)
+

@@ -145,7 +145,12 @@ def receiver_route(*, migration_id: str, namespace: str, entrypoint: str) -> Man
     }
 
 
-def claims_of(pod_spec: Manifest) -> list[str]:
-    """The PVCs a pod template mounts, in order."""
-    return [v["persistentVolumeClaim"]["claimName"] for v in pod_spec.get("volumes") or []
-            if "persistentVolumeClaim" in v]
+def template_claims(workload: Manifest) -> list[str]:
+    """The PVCs a StatefulSet's volumeClaimTemplates made for its replicas
+    (``<template>-<statefulset>-<ordinal>``). Copied under the same names before the target's
+    StatefulSet scales up, they are the ones its controller adopts, data included."""
+    spec = workload.get("spec") or {}
+    replicas = int(spec.get("replicas", 1))
+    name = (workload.get("metadata") or {}).get("name", "")
+    return [f"{t['metadata']['name']}-{name}-{i}"
+            for t in spec.get("volumeClaimTemplates") or [] for i in range(replicas)]

@@ -256,6 +256,7 @@ class Migration:
         self.dns.check_zone()
         pod_spec = workload["spec"]["template"]["spec"]
         deps = {k: set(v) for k, v in mf.pod_dependencies(pod_spec).items()}
+        deps["PersistentVolumeClaim"] |= set(mv.template_claims(workload))
         for name in sorted(deps["Secret"]):
             secret = self.src.get("Secret", name, r.namespace)
             account = mf.token_account(secret) if secret else None
@@ -275,10 +276,6 @@ class Migration:
         the target's transfer entry point and (for writes to stop briefly, not for seconds)
         the application's freeze and thaw hooks."""
         r, st = self.req, self.state
-        if workload["spec"].get("volumeClaimTemplates"):
-            raise UsageError(f"{st.workload_kind} {r.namespace}/{workload['metadata']['name']} "
-                             "has volumeClaimTemplates, which kubehop does not move yet; use a "
-                             "PVC named in the pod template")
         if not claims:
             return
         if not self.inv.mover_image:

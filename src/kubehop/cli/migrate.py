@@ -103,8 +103,10 @@ def _emit(report: Report, output: Output) -> None:
                            + (" (final)" if p.get("final") else "") for p in moved["passes"])
         out.print(f"data: {moved.get('files', '?')} files, {moved.get('bytes', 0):,} bytes; "
                   f"passes: {passes}; pre-copy {moved.get('precopy_seconds', 0):.2f}s, writes "
-                  f"frozen {moved.get('freeze_seconds', 0):.3f}s, verified in "
-                  f"{moved.get('verify_seconds', 0):.2f}s", markup=False)
+                  f"frozen {moved.get('freeze_seconds', 0):.3f}s (stopping them "
+                  f"{moved.get('stop_writes_seconds', 0):.3f}s, final delta "
+                  f"{moved['passes'][-1]['seconds']:.3f}s, verification "
+                  f"{moved.get('verify_seconds', 0):.3f}s, then the switch)", markup=False)
 
 
 def _clock(t: float) -> str:

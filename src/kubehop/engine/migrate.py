@@ -558,7 +558,7 @@ class Cutover(Step):
     not be rolled back."""
 
     name = "cutover"
-    points = ("source-frozen", "final-delta", "verified", "target-frozen", "movers-removed")
+    points = ("source-frozen", "final-delta", "verified", "target-frozen")
     has_undo = True
 
     def do(self, m: Migration) -> None:
@@ -576,6 +576,7 @@ class Cutover(Step):
         else:
             m.src.scale(st.workload_kind, st.workload["metadata"]["name"], r.namespace, 0)
             data.wait_no_pods(m.src, r.namespace, selector, timeout=60)
+        st.data["stop_writes_seconds"] = round(time.time() - st.data["freeze_started"], 3)
         m.checkpoint("source-frozen")
         final = movers.run_pass(final=True)
         st.data.setdefault("passes", []).append(final.to_dict())
@@ -599,8 +600,7 @@ class Cutover(Step):
                            data.workload_pods(m.dst, r.target_namespace, selector),
                            m.hook(mv.FREEZE_HOOK))
         m.checkpoint("target-frozen")
-        movers.remove()
-        m.checkpoint("movers-removed")
+        # The movers go in cleanup, after the switch: not inside the freeze.
 
     def undo(self, m: Migration) -> None:
         """Movers gone; the source writes again (thawed, or scaled back up and ready)."""
@@ -845,7 +845,7 @@ class Cleanup(Step):
         m.src.delete(st.workload_kind, st.workload["metadata"]["name"], r.namespace)
         m.checkpoint("workload-deleted")
         if st.volumes:
-            m.movers().remove()  # a resumed run may have left them
+            m.movers().remove()
         m.src.delete("IngressRoute", m.route_name, r.namespace)
         m.src.delete("Service", m.route_name, r.namespace)
         m.checkpoint("route-deleted")

@@ -23,10 +23,11 @@ from kubehop.adapters.kube import KubeCluster
 from kubehop.adapters.store import Store
 from kubehop.domain import mover as mv
 from kubehop.domain.model import MigrationRequest
-from kubehop.engine.migrate import Executor, MigrationError
+from kubehop.engine.migrate import STEP_TYPES, Executor, MigrationError
 from kubehop.testbed import images, sample
 from kubehop.testbed import testbed as tb
 from kubehop.waiting import NotYet, wait_for
+from tests.unit.test_executor import Crash, FaultAt
 
 from .conftest import BY_NAME
 
@@ -314,3 +315,69 @@ def test_a_statefulset_with_a_claim_template_moves_with_its_data(tmp_path: Path)
         for k in (edge, cloud):
             k.delete_namespaces(STS_NS, timeout=None)
 
+
+
+DATA_POINTS = [(step, point) for step in ("precopy", "cutover")
+               for point in ("begin", *STEP_TYPES[step].points)]
+
+
+def frozen_pods(cluster: str) -> list[str]:
+    """orc8r pods in ``cluster`` that say they are frozen (each asked through its pod proxy)."""
+    k = kube(cluster)
+    frozen = []
+    for pod in k.find("Pod", NS, {"app": "orc8r"}):
+        if pod["metadata"].get("deletionTimestamp"):
+            continue
+        name = pod["metadata"]["name"]
+        code, text = k.get_path(mv.proxy_path(NS, name, 8080, "/admin/state"), timeout=10)
+        assert code == 200, (name, code, text)
+        if json.loads(text)["frozen"]:
+            frozen.append(name)
+    return frozen
+
+
+def running_in() -> tuple[str, str]:
+    src = "edge" if kube("edge").get("Deployment", "orc8r", NS) else "cloud"
+    return src, ("cloud" if src == "edge" else "edge")
+
+
+def test_a_failure_at_every_point_of_the_data_steps_rolls_back_losing_nothing(
+        stateful: None, tmp_path: Path) -> None:
+    """Right after each side effect of precopy and cutover: rolled back, the source thawed and
+    serving its data, movers gone, no acknowledged write lost."""
+    since = time.time()
+    journal = Store(f"sqlite:///{tmp_path / 'kubehop.db'}")
+    for step, point in DATA_POINTS:
+        src, dst = running_in()
+        hooks = FaultAt(step, point, RuntimeError(f"injected at {step}/{point}"))
+        with pytest.raises(MigrationError, match="rolled back"):
+            Executor(journal, hooks=hooks).start(tb.inventory(), request(src, dst))
+        assert hooks.fired, point
+        assert journal.list()[-1].status == "rolled-back", (point, journal.list()[-1].error)
+        assert running_in() == (src, dst) and kube(dst).get("Deployment", "orc8r", NS) is None
+        assert frozen_pods(src) == [], point
+        orc8r(src, "POST", "/networks", {"id": f"net-{step}-{point}"})
+        assert_movers_gone()
+    assert_nothing_lost(running_in()[0], since)
+
+
+def test_a_crash_at_every_point_of_the_data_steps_is_finished_by_resume(
+        stateful: None, tmp_path: Path) -> None:
+    """The process dies right after each side effect; ``--resume`` (the same executor call the
+    command makes) finishes the move with the data intact and nothing lost."""
+    since = time.time()
+    journal = Store(f"sqlite:///{tmp_path / 'kubehop.db'}")
+    for step, point in DATA_POINTS:
+        src, dst = running_in()
+        orc8r(src, "POST", "/networks", {"id": f"crash-{step}-{point}"})
+        with pytest.raises(Crash):
+            Executor(journal, hooks=FaultAt(step, point, Crash())).start(
+                tb.inventory(), request(src, dst))
+        migration = journal.list()[-1]
+        assert migration.status == "running", point
+        report = Executor(journal).resume(tb.inventory(), migration.id)
+        assert report.status == "succeeded", (point, report.error)
+        assert running_in() == (dst, src), point
+        assert f"crash-{step}-{point}" in json.dumps(orc8r(dst, "GET", "/networks")), point
+        assert_movers_gone()
+    assert_nothing_lost(running_in()[0], since)

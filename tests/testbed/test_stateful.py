@@ -100,6 +100,31 @@ def assert_nothing_lost(served_by: str, since: float) -> None:
     assert not lost, f"{len(lost)} acknowledged check-ins lost, first {lost[:10]}"
 
 
+def ready_pods(cluster: str) -> list[str]:
+    pods = [p["metadata"]["name"] for p in kube(cluster).find("Pod", NS, {"app": "orc8r"})
+            if not p["metadata"].get("deletionTimestamp")]
+    assert len(pods) == 2, pods
+    return pods
+
+
+def pod_get(cluster: str, pod: str, path: str) -> str:
+    """One orc8r replica's answer, through its pod proxy (the Service would pick one)."""
+    code, text = kube(cluster).get_path(mv.proxy_path(NS, pod, 8080, path), timeout=10)
+    assert code == 200, (pod, path, code, text)
+    return text
+
+
+def frozen_pods(cluster: str) -> list[str]:
+    """orc8r pods in ``cluster`` that say they are frozen (each asked through its pod proxy)."""
+    return [pod for pod in ready_pods(cluster)
+            if json.loads(pod_get(cluster, pod, "/admin/state"))["frozen"]]
+
+
+def running_in() -> tuple[str, str]:
+    src = "edge" if kube("edge").get("Deployment", "orc8r", NS) else "cloud"
+    return src, ("cloud" if src == "edge" else "edge")
+
+
 class TruncateAt:
     """Test seam: right after the final delta, the target's copy of a file loses a byte."""
 
@@ -141,8 +166,10 @@ def test_orc8r_moves_with_its_data_and_loses_no_acknowledged_write(
         orc8r(dst, "POST", "/networks", {"id": f"net-after-{dst}"})
         networks = json.dumps(orc8r(dst, "GET", "/networks"))
         assert "net-before" in networks and f"net-after-{dst}" in networks, networks
-        subs = json.dumps(orc8r(dst, "GET", "/networks/net-before/subscribers"))
-        assert "IMSI001010000000001" in subs, subs
+        for pod in ready_pods(dst):  # every replica reads the one database
+            subs = pod_get(dst, pod, "/networks/net-before/subscribers")
+            assert "IMSI001010000000001" in subs, (pod, subs)
+            assert f"net-after-{dst}" in pod_get(dst, pod, "/networks"), pod
         moved = volume_dir(dst) / "private"
         assert (moved.stat().st_uid, moved.stat().st_mode & 0o7777) == (999, 0o700)
         key = moved / "key"
@@ -157,8 +184,7 @@ def test_a_short_copy_is_caught_and_rolled_back_with_the_source_still_the_writer
         stateful: None, tmp_path: Path) -> None:
     since = time.time()
     journal = Store(f"sqlite:///{tmp_path / 'kubehop.db'}")
-    src = "edge" if kube("edge").get("Deployment", "orc8r", NS) else "cloud"
-    dst = "cloud" if src == "edge" else "edge"
+    src, dst = running_in()
     victim_name = "private/key"
     if not (volume_dir(src) / victim_name).exists():
         (volume_dir(src) / "private").mkdir(exist_ok=True)
@@ -185,8 +211,7 @@ def test_a_short_copy_is_caught_and_rolled_back_with_the_source_still_the_writer
 
 def test_dry_run_shows_the_volumes_and_the_data_steps(stateful: None, tmp_path: Path) -> None:
     journal = Store(f"sqlite:///{tmp_path / 'kubehop.db'}")
-    src = "edge" if kube("edge").get("Deployment", "orc8r", NS) else "cloud"
-    dst = "cloud" if src == "edge" else "edge"
+    src, dst = running_in()
     report = Executor(journal).start(tb.inventory(), request(src, dst), dry_run=True)
     data = [c for c in report.changes if c.step in ("precopy", "cutover")]
     assert [c.name for c in data if c.action == "copy-data"] == ["orc8r-state"]
@@ -219,8 +244,7 @@ def test_the_mover_killed_mid_copy_rolls_back_and_leaves_nothing_behind(
         stateful: None, tmp_path: Path) -> None:
     since = time.time()
     journal = Store(f"sqlite:///{tmp_path / 'kubehop.db'}")
-    src = "edge" if kube("edge").get("Deployment", "orc8r", NS) else "cloud"
-    dst = "cloud" if src == "edge" else "edge"
+    src, dst = running_in()
     padding = volume_dir(src) / "padding.bin"
     with padding.open("wb") as f:
         for _ in range(40):  # 320 MiB: the first pass takes seconds
@@ -320,26 +344,6 @@ def test_a_statefulset_with_a_claim_template_moves_with_its_data(tmp_path: Path)
 
 DATA_POINTS = [(step, point) for step in ("precopy", "cutover")
                for point in ("begin", *STEP_TYPES[step].points)]
-
-
-def frozen_pods(cluster: str) -> list[str]:
-    """orc8r pods in ``cluster`` that say they are frozen (each asked through its pod proxy)."""
-    k = kube(cluster)
-    frozen = []
-    for pod in k.find("Pod", NS, {"app": "orc8r"}):
-        if pod["metadata"].get("deletionTimestamp"):
-            continue
-        name = pod["metadata"]["name"]
-        code, text = k.get_path(mv.proxy_path(NS, name, 8080, "/admin/state"), timeout=10)
-        assert code == 200, (name, code, text)
-        if json.loads(text)["frozen"]:
-            frozen.append(name)
-    return frozen
-
-
-def running_in() -> tuple[str, str]:
-    src = "edge" if kube("edge").get("Deployment", "orc8r", NS) else "cloud"
-    return src, ("cloud" if src == "edge" else "edge")
 
 
 def test_a_failure_at_every_point_of_the_data_steps_rolls_back_losing_nothing(

@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import pytest
-from lightkube.resources.core_v1 import PersistentVolume
 
 from kubehop.adapters.kube import KubeCluster
 from kubehop.adapters.store import Store
@@ -29,6 +28,7 @@ from kubehop.waiting import NotYet, wait_for
 from .conftest import BY_NAME
 
 pytestmark = pytest.mark.usefixtures("testbed")
+volume_dir = sample.volume_dir
 
 NS = sample.ORC8R_NAMESPACE
 EDGE = BY_NAME["edge"]
@@ -36,18 +36,6 @@ EDGE = BY_NAME["edge"]
 
 def kube(name: str) -> KubeCluster:
     return KubeCluster(kubeconfig=str(tb.kubeconfig_file()), context=name, name=name)
-
-
-def volume_dir(cluster: str, claim: str = "orc8r-state") -> Path:
-    """Where the local-path provisioner keeps the PVC's data on this machine."""
-    k = kube(cluster)
-    pvc = k.get("PersistentVolumeClaim", claim, NS)
-    assert pvc is not None and pvc["spec"].get("volumeName"), pvc
-    spec = k.client.get(PersistentVolume, pvc["spec"]["volumeName"]).spec
-    assert spec is not None
-    source = spec.hostPath or spec.local
-    assert source is not None, spec
-    return Path(source.path)
 
 
 def orc8r(cluster: str, method: str, path: str, body: dict[str, object] | None = None

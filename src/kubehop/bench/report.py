@@ -364,10 +364,11 @@ def freeze_png(data: dict[str, Any], path: Path) -> None:
                                   (axes[1], "total_s", "s", t["total_s"])):
         p50 = [r[key]["p50"] or 0 for r in rows]
         p99 = [r[key]["p99"] or 0 for r in rows]
-        ax.bar(labels, p50, color="tab:blue", label="p50")
+        ax.bar(labels, p50, color="tab:blue", width=0.5, label="p50")
         ax.scatter(labels, p99, color="black", marker="_", s=300, zorder=3, label="p99")
         ax.axhline(target, color="tab:red", linestyle="--", linewidth=1,
                    label=f"target at {t['size_mb']} MB (flat): {target:g} {unit}")
+        ax.set_ylim(0, max([target, *p50, *p99]) * 1.4)  # room for the legend
         ax.set_ylabel(unit)
         ax.set_title(("freeze (writes held)" if key == "freeze_ms" else "total migration time"),
                      fontsize=10)

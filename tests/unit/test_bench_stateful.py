@@ -14,6 +14,7 @@ import pytest
 
 from kubehop.bench import report
 from kubehop.bench.stateful import (
+    first_pass_partial,
     is_flat,
     link_rate_bit,
     lost_writes,
@@ -36,7 +37,7 @@ def run(size: int = 100, *, ok: bool = True, total: float = 3.0, freeze: float =
     return {"size_mb": size, "ok": ok, "total_s": total if ok else None, "to_target_s": 2.0,
             "freeze_s": freeze if ok else None, "precopy_s": 1.5, "verify_s": 0.2,
             "passes": ps if ok else [], "first_pass_mbps": throughput_mbps(ps) if ok else None,
-            "lost": lost, "agw_failed": failed, "agw_retried": retried,
+            "bytes": size * 10**6 if ok else None, "lost": lost, "agw_failed": failed, "agw_retried": retried,
             "longest_gap_ms": gap}
 
 
@@ -53,6 +54,12 @@ def test_throughput_is_the_first_pass_in_decimal_megabytes_per_second() -> None:
     assert throughput_mbps(passes) == 125.0
     assert throughput_mbps([]) is None
     assert throughput_mbps([{"bytes": 5, "seconds": 0}]) is None
+    # A first pass that carried a fraction of the volume (a retried attempt moved the rest).
+    assert throughput_mbps([{"bytes": 33_059, "seconds": 0.5}], 100_339_968) is None
+    assert throughput_mbps(passes, 250_000_100) == 125.0
+    assert first_pass_partial([{"bytes": 33_059}], 100_339_968)
+    assert not first_pass_partial([{"bytes": 100_139_351}], 100_147_456)
+    assert not first_pass_partial([], 10)
 
 
 def test_lost_writes_are_acked_seqs_not_stored() -> None:

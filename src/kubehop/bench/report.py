@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from kubehop.bench.stateful import first_pass_partial
 from kubehop.errors import PreconditionError
 from kubehop.testbed import layout
 
@@ -341,6 +342,11 @@ def stateful_markdown(data: dict[str, Any], command: str) -> str:
         passes = ", ".join(f"{_mb(p['bytes'])} in {p['seconds']:.2f}"
                            + (" (final)" if p["final"] else "") for p in run["passes"])
         freeze = None if run["freeze_s"] is None else run["freeze_s"] * 1000
+        note = " ".join(run["error"].replace("|", "/").split())
+        if first_pass_partial(run["passes"], run.get("bytes")):
+            note = (f"first pass sent {_mb(run['passes'][0]['bytes'])} of "
+                    f"{_mb(run['bytes'])} MB: an earlier, retried attempt moved the rest and is "
+                    "not in the figures (throughput left out) " + note).strip()
         lines.append(
             f"| {run['size_mb']} | {run['index'] + 1} | {run['source']} -> {run['target']} | "
             f"{_num(run['total_s'], 2)} | {_num(run['to_target_s'], 2)} | "
@@ -349,7 +355,7 @@ def stateful_markdown(data: dict[str, Any], command: str) -> str:
             f"{'-' if run['agw_failed'] is None else run['agw_failed']} | "
             f"{_num(run['longest_gap_ms'], 0)} | {'-' if run['acked'] is None else run['acked']}"
             f" | {'-' if run['lost'] is None else run['lost']} | "
-            f"{' '.join(run['error'].replace('|', '/').split())} |")
+            f"{note} |")
     return "\n".join(lines) + "\n"
 
 

@@ -62,10 +62,20 @@ def parse_sizes(text: str) -> list[int]:
     return list(dict.fromkeys(sizes))
 
 
-def throughput_mbps(passes: Sequence[dict[str, Any]]) -> float | None:
+def first_pass_partial(passes: Sequence[dict[str, Any]], volume_bytes: int | None) -> bool:
+    """Whether the first pass sent less than half the volume: the engine retries a first pass
+    the target's route refused and keeps only the last attempt's figures, so an attempt that
+    moved the data and then failed leaves a first pass that is only the rest."""
+    if not passes or not volume_bytes:
+        return False
+    return int(passes[0].get("bytes") or 0) < volume_bytes / 2
+
+
+def throughput_mbps(passes: Sequence[dict[str, Any]],
+                    volume_bytes: int | None = None) -> float | None:
     """The first pass's bytes per second in MB/s (10^6 bytes): the pass that moves the whole
-    volume; None if there was none or it took no measurable time."""
-    if not passes:
+    volume; None if there was none, it took no measurable time, or it is partial (above)."""
+    if not passes or first_pass_partial(passes, volume_bytes):
         return None
     first = passes[0]
     seconds = float(first.get("seconds") or 0)
@@ -279,7 +289,7 @@ def one_run(size_mb: int, index: int, journal: Store, say: Say) -> StatefulRun:
                                               d.get("bytes"))
         run.passes = [{"bytes": p["bytes"], "files": p["files"], "seconds": p["seconds"],
                        "final": p["final"]} for p in d.get("passes") or []]
-        run.first_pass_mbps = throughput_mbps(run.passes)
+        run.first_pass_mbps = throughput_mbps(run.passes, run.bytes)
     except KubehopError as exc:
         run.end = time.time()
         run.error = f"{type(exc).__name__}: {exc}"

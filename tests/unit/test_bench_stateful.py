@@ -37,7 +37,8 @@ def run(size: int = 100, *, ok: bool = True, total: float = 3.0, freeze: float =
     return {"size_mb": size, "ok": ok, "total_s": total if ok else None, "to_target_s": 2.0,
             "freeze_s": freeze if ok else None, "precopy_s": 1.5, "verify_s": 0.2,
             "passes": ps if ok else [], "first_pass_mbps": throughput_mbps(ps) if ok else None,
-            "bytes": size * 10**6 if ok else None, "lost": lost, "agw_failed": failed, "agw_retried": retried,
+            "bytes": size * 10**6 if ok else None, "lost": lost, "agw_failed": failed,
+            "agw_retried": retried,
             "longest_gap_ms": gap}
 
 

@@ -277,7 +277,7 @@ def _num(value: float | None, digits: int) -> str:
 
 
 def _mb(value: float) -> str:
-    return f"{value / 1e6:.3g}" if value >= 1e5 else f"{value / 1e3:.3g} kB"
+    return f"{value / 1e6:.4g}" if value >= 1e5 else f"{value / 1e3:.3g} kB"
 
 
 def _verdict(met: bool | None) -> str:

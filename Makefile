@@ -59,10 +59,12 @@ demo: deps build ## bring up the testbed and run the demo on it
 
 BENCH_ARGS ?=
 BENCH_CONTROLLER_ARGS ?=
-bench: deps build ## strategies vs baselines, then the controller's reaction time, on the testbed; files under results/bench and results/bench-controller
+BENCH_STATEFUL_ARGS ?=
+bench: deps build ## strategies vs baselines, then the controller's reaction time, then stateful moves by volume size, on the testbed; files under results/bench, results/bench-controller and results/bench-stateful
 	$(KUBEHOP) testbed up
 	$(KUBEHOP) bench $(BENCH_ARGS)
 	$(KUBEHOP) bench --scenario controller --out results/bench-controller $(BENCH_CONTROLLER_ARGS)
+	$(KUBEHOP) bench --scenario stateful --out results/bench-stateful $(BENCH_STATEFUL_ARGS)
 
 testbed-down:
 	$(KUBEHOP) testbed down

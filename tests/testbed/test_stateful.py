@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from lightkube.resources.core_v1 import PersistentVolume
 
 from kubehop.adapters.kube import KubeCluster
 from kubehop.adapters.store import Store
@@ -32,6 +31,7 @@ from tests.unit.test_executor import Crash, FaultAt
 from .conftest import BY_NAME
 
 pytestmark = pytest.mark.usefixtures("testbed")
+volume_dir = sample.volume_dir
 
 NS = sample.ORC8R_NAMESPACE
 EDGE = BY_NAME["edge"]
@@ -39,18 +39,6 @@ EDGE = BY_NAME["edge"]
 
 def kube(name: str) -> KubeCluster:
     return KubeCluster(kubeconfig=str(tb.kubeconfig_file()), context=name, name=name)
-
-
-def volume_dir(cluster: str, claim: str = "orc8r-state") -> Path:
-    """Where the local-path provisioner keeps the PVC's data on this machine."""
-    k = kube(cluster)
-    pvc = k.get("PersistentVolumeClaim", claim, NS)
-    assert pvc is not None and pvc["spec"].get("volumeName"), pvc
-    spec = k.client.get(PersistentVolume, pvc["spec"]["volumeName"]).spec
-    assert spec is not None
-    source = spec.hostPath or spec.local
-    assert source is not None, spec
-    return Path(source.path)
 
 
 def orc8r(cluster: str, method: str, path: str, body: dict[str, object] | None = None
@@ -298,14 +286,7 @@ def statefulset_manifests() -> list[dict[str, object]]:
 
 
 def sts_volume(cluster: str) -> Path:
-    k = kube(cluster)
-    pvc = k.get("PersistentVolumeClaim", "data-web-0", STS_NS)
-    assert pvc is not None and pvc["spec"].get("volumeName"), pvc
-    spec = k.client.get(PersistentVolume, pvc["spec"]["volumeName"]).spec
-    assert spec is not None
-    source = spec.hostPath or spec.local
-    assert source is not None, spec
-    return Path(source.path)
+    return sample.volume_dir(cluster, "data-web-0", STS_NS)
 
 
 def test_a_statefulset_with_a_claim_template_moves_with_its_data(tmp_path: Path) -> None:

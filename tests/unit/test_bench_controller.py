@@ -14,10 +14,10 @@ from kubehop.bench.controller import (
     THRESHOLD,
     first_crossing,
     first_point,
-    percentile,
     scrape_interval,
     summarize,
 )
+from kubehop.bench.stats import percentile
 from kubehop.domain.policy import parse_policy
 
 

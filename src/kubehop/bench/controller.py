@@ -29,7 +29,6 @@ Each run, on the testbed's edge, fog and cloud:
 
 from __future__ import annotations
 
-import math
 import os
 import signal
 import socket
@@ -47,6 +46,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from kubehop.adapters.prometheus import MonitoringError, Prometheus
 from kubehop.adapters.store import DecisionRecord, Store
+from kubehop.bench.stats import percentile
 from kubehop.domain.policy import parse_duration
 from kubehop.errors import KubehopError, TestbedError
 from kubehop.testbed import monitoring, sample, stress
@@ -122,19 +122,6 @@ def first_point(points: Iterable[tuple[float, float]], *, after: float) -> float
     """The earliest timestamp later than ``after`` (None if none)."""
     times = [at for at, _ in points if at > after]
     return min(times) if times else None
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """The ``q`` quantile (0..1) by linear interpolation between closest ranks (numpy's
-    default), so p99 of ten runs lies between the two largest, not simply the largest."""
-    if not values:
-        raise ValueError("no values")
-    if not 0 <= q <= 1:
-        raise ValueError(f"quantile {q} is not between 0 and 1")
-    ordered = sorted(values)
-    pos = q * (len(ordered) - 1)
-    low, high = math.floor(pos), math.ceil(pos)
-    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
 
 
 def scrape_interval(config: dict[str, Any], job: str) -> float:

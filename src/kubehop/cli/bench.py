@@ -1,5 +1,6 @@
 """``kubehop bench``: downtime and migration time of each strategy, side by side, on the testbed;
-with ``--scenario controller``, the placement controller's reaction time."""
+with ``--scenario controller``, the placement controller's reaction time; with ``--scenario
+stateful``, moving a service with its volume data (freeze, total time, lost writes) by size."""
 
 from __future__ import annotations
 
@@ -18,50 +19,69 @@ from kubehop.errors import UsageError
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 DEFAULT_STRATEGIES = "endpoints,externalname,paper,naive"
 DEFAULT_SCALE = "1,4,16"
+DEFAULT_SIZES = "10,100,1000"
 
 
 class Scenario(StrEnum):
     strategies = "strategies"
     controller = "controller"
+    stateful = "stateful"
 
 
 def bench(
     scenario: Annotated[Scenario, typer.Option(
         help="strategies: migration strategies vs baselines; controller: the placement "
-        "controller's reaction time.")] = Scenario.strategies,
-    runs: Annotated[int, typer.Option(help="Runs per strategy (interleaved), or runs of the "
-                                      "controller scenario.")] = 10,
+        "controller's reaction time; stateful: moving orc8r with its volume data.")]
+        = Scenario.strategies,
+    runs: Annotated[int | None, typer.Option(
+        help="Runs per strategy (interleaved), or runs of the controller scenario (default "
+        "10), or runs per size of the stateful scenario (default 3).")] = None,
     strategies: Annotated[str | None, typer.Option(
         help="Comma-separated: endpoints, externalname, paper, naive (default: all; "
         "strategies scenario only).")] = None,
     scale: Annotated[str | None, typer.Option(
         help=f"Numbers of services migrated at once; '' for none (default {DEFAULT_SCALE}; "
         "strategies scenario only).")] = None,
+    sizes: Annotated[str | None, typer.Option(
+        help=f"Volume sizes in MB (10^6 bytes), comma-separated (default {DEFAULT_SIZES}; "
+        "stateful scenario only).")] = None,
     interval: Annotated[float, typer.Option(help="agw's request interval in ms (1-1000).")]
         = 10,
     quick: Annotated[bool, typer.Option("--quick", help="1 run per strategy, scale 1 (1 run "
-                                        "of the controller scenario).")] = False,
+                                        "of the controller scenario; 1 run of 10 MB of the "
+                                        "stateful one).")] = False,
     out: Annotated[Path | None, typer.Option(
-        help="Results folder (default results/bench, or results/bench-controller).")] = None,
+        help="Results folder (default results/bench, results/bench-controller or "
+        "results/bench-stateful).")] = None,
     wan: Annotated[str | None, typer.Option(help="WAN profile to apply first: default, flat or "
                                             "a YAML file (default: leave the WAN as it is).")]
         = None,
 ) -> None:
     """Migrate orc8r edge -> cloud under agw's load with each strategy, or (--scenario
-    controller) time the controller's reaction to an overloaded edge; write JSON, a markdown
+    controller) time the controller's reaction to an overloaded edge, or (--scenario stateful)
+    move orc8r with its volume data back and forth by volume size; write JSON, a markdown
     summary and PNG plots under --out. Needs 'kubehop testbed up'."""
     from kubehop.bench import report, runner
     from kubehop.testbed import sample
     from kubehop.testbed import testbed as tb
     from kubehop.testbed import wan as testbed_wan
 
+    if scenario != Scenario.strategies and (strategies is not None or scale is not None):
+        raise UsageError(f"--strategies and --scale are for --scenario strategies; drop "
+                         f"them for --scenario {scenario}")
+    if scenario != Scenario.stateful and sizes is not None:
+        raise UsageError("--sizes is for --scenario stateful; drop it for --scenario "
+                         f"{scenario}")
     if scenario == Scenario.controller:
-        if strategies is not None or scale is not None:
-            raise UsageError("--strategies and --scale are for --scenario strategies; drop "
-                             "them for --scenario controller")
-        _controller(runs=1 if quick else runs, out=out or Path("results/bench-controller"),
-                    wan=wan, interval=interval)
+        _controller(runs=1 if quick else (10 if runs is None else runs),
+                    out=out or Path("results/bench-controller"), wan=wan, interval=interval)
         return
+    if scenario == Scenario.stateful:
+        _stateful(runs=1 if quick else (3 if runs is None else runs),
+                  sizes="10" if quick else (sizes or DEFAULT_SIZES),
+                  out=out or Path("results/bench-stateful"), wan=wan, interval=interval)
+        return
+    runs = 10 if runs is None else runs
     out = out or Path("results/bench")
     strategies = DEFAULT_STRATEGIES if strategies is None else strategies
     scale = DEFAULT_SCALE if scale is None else scale
@@ -75,12 +95,12 @@ def bench(
     if not 1 <= interval <= 1000:
         raise UsageError("--interval must be between 1 and 1000 ms")
     try:
-        sizes = [int(x) for x in scale.split(",") if x.strip()]
+        counts = [int(x) for x in scale.split(",") if x.strip()]
     except ValueError as exc:
         raise UsageError(f"--scale wants numbers like 1,4,16, not {scale!r}") from exc
     report.pyplot()  # matplotlib is an extra: say so now, not after the runs
     if quick:
-        runs, sizes = 1, [1] if sizes else []
+        runs, counts = 1, [1] if counts else []
     if not {"edge", "cloud"} <= set(tb.recorded_clusters()):
         raise UsageError("the benchmark needs a testbed with clusters edge and cloud; run "
                          "'kubehop testbed up'")
@@ -94,7 +114,7 @@ def bench(
                                                              names)))
     wan_record = testbed_wan.report(names, count=5)  # configured and measured, before the load
     sample.deploy("edge", interval_ms=interval)
-    data = runner.run_bench(runs=runs, strategies=chosen, scale=sizes, out=out, say=say)
+    data = runner.run_bench(runs=runs, strategies=chosen, scale=counts, out=out, say=say)
     data["interval_ms"] = interval
     data["wan"] = wan_record
     command = "kubehop " + " ".join(shlex.quote(a) for a in sys.argv[1:])
@@ -131,3 +151,39 @@ def _controller(*, runs: int, out: Path, wan: str | None, interval: float) -> No
     for path in report.write_controller(data, out, command):
         say(f"wrote {path}")
     sys.stdout.write(report.controller_markdown(data, command))
+
+
+def _stateful(*, runs: int, sizes: str, out: Path, wan: str | None, interval: float) -> None:
+    from kubehop.bench import report, stateful
+    from kubehop.testbed import testbed as tb
+    from kubehop.testbed import wan as testbed_wan
+
+    if runs < 1:
+        raise UsageError("--runs must be at least 1")
+    if not 1 <= interval <= 1000:
+        raise UsageError("--interval must be between 1 and 1000 ms")
+    try:
+        chosen = stateful.parse_sizes(sizes)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    report.pyplot()  # matplotlib is an extra: say so now, not after the runs
+    names = tb.recorded_clusters()
+    if not {"edge", "cloud"} <= set(names):
+        raise UsageError("the stateful scenario needs a testbed with clusters edge and cloud; "
+                         "run 'kubehop testbed up'")
+
+    def say(message: str) -> None:
+        err.print(f"[{time.strftime('%H:%M:%S')}] {message}", markup=False)
+
+    if wan is not None:
+        say("wan: " + testbed_wan.summary(testbed_wan.apply(testbed_wan.resolve(wan, names),
+                                                             names)))
+    wan_record = testbed_wan.report(names, count=3)
+    data = stateful.run_bench(sizes=chosen, runs=runs, say=say, interval_ms=interval,
+                              rate_bit=stateful.link_rate_bit(wan_record, "edge", "cloud"))
+    data["wan"] = wan_record
+    data["targets"] = stateful.targets(data["summary"], flat=stateful.is_flat(wan_record))
+    command = "kubehop " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    for path in report.write_stateful(data, out, command):
+        say(f"wrote {path}")
+    sys.stdout.write(report.stateful_markdown(data, command))

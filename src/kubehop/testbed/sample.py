@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import yaml
+from lightkube.resources.core_v1 import PersistentVolume
 
 from kubehop.errors import KubehopError, TestbedError, UsageError
 from kubehop.testbed import images, layout
@@ -153,6 +155,24 @@ def orc8r_checkins(c: ClusterLayout, network: str = "testnet",
         raise TestbedError(f"orc8r's check-ins of {network}/{gateway} are not available in "
                            f"{c.name} (HTTP {code}); is the sample deployed there?")
     return [int(s) for s in json.loads(body)["seqs"]]
+
+
+def volume_dir(cluster: str, claim: str = STATE_CLAIM,
+               namespace: str = ORC8R_NAMESPACE) -> Path:
+    """Where the local-path provisioner keeps a claim (of orc8r's namespace by default) on this
+    machine: the tests and the benchmark put files there as if the service had written them."""
+    with tb.kube(cluster_layout(cluster)) as k:
+        pvc = k.get("PersistentVolumeClaim", claim, namespace)
+        volume = ((pvc or {}).get("spec") or {}).get("volumeName")
+        if not volume:
+            raise TestbedError(f"PVC {namespace}/{claim} in {cluster} is missing or not "
+                               "bound; deploy the sample with --stateful")
+        spec = k.client.get(PersistentVolume, volume).spec
+    source = None if spec is None else (spec.hostPath or spec.local)
+    if source is None:
+        raise TestbedError(f"volume {volume} of PVC {namespace}/{claim} in {cluster} is "
+                           "not on this machine (neither hostPath nor local)")
+    return Path(source.path)
 
 
 def remove(*, wait: bool = True) -> None:

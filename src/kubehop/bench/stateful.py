@@ -215,6 +215,10 @@ class StatefulRun:
     lost: int | None = None
     """Acknowledged check-ins of the run's window missing from orc8r's database."""
     lost_first: list[int] = field(default_factory=list)
+    stop_writes_s: float | None = None
+    """Inside the freeze: from its start until every source pod's freeze hook returned."""
+    failed_attempts: list[str] = field(default_factory=list)
+    """First-pass attempts that failed and were retried (an attempt may have moved data)."""
 
 
 def where_orc8r_runs() -> str:
@@ -290,6 +294,8 @@ def one_run(size_mb: int, index: int, journal: Store, say: Say) -> StatefulRun:
         run.passes = [{"bytes": p["bytes"], "files": p["files"], "seconds": p["seconds"],
                        "final": p["final"]} for p in d.get("passes") or []]
         run.first_pass_mbps = throughput_mbps(run.passes, run.bytes)
+        run.stop_writes_s = d.get("stop_writes_seconds")
+        run.failed_attempts = list(d.get("failed_attempts") or [])
     except KubehopError as exc:
         run.end = time.time()
         run.error = f"{type(exc).__name__}: {exc}"

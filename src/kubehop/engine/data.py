@@ -80,17 +80,23 @@ class Movers:
                                  (self.src, self.src_ns, self.sender)):
             _wait_pod_ready(cluster, ns, pod, timeout=timeout)
 
-    def first_pass(self, *, timeout: float = 30) -> Pass:
+    def first_pass(self, *, timeout: float = 30) -> tuple[Pass, list[str]]:
         """The first pass, retried while the target's Traefik has not yet picked up the new
-        TCP route (the connection is reset until then); rsync passes are idempotent."""
+        TCP route (the connection is reset until then); rsync passes are idempotent. Returns
+        the pass and why each earlier attempt failed (an attempt may have moved data before
+        failing: the report says so rather than hiding it)."""
+        failures: list[str] = []
+
         def attempt() -> Pass:
             try:
                 return self.run_pass(final=False)
             except DataError as exc:
+                failures.append(str(exc)[:300])
                 raise NotYet(str(exc)) from exc
 
-        return wait_for(attempt, timeout=timeout, interval=0.5, error=DataError,
+        done = wait_for(attempt, timeout=timeout, interval=0.5, error=DataError,
                         what=f"the first copy from {self.src.name} to {self.dst.name}")
+        return done, failures
 
     def run_pass(self, *, final: bool, timeout: float = 3600) -> Pass:
         """One rsync pass; any non-zero exit (23: some files not transferred, 24: vanished

@@ -527,7 +527,10 @@ class PreCopy(Step):
         start = time.time()
         movers.start(timeout=m.req.ready_timeout)
         m.checkpoint("movers")
-        passes: list[data.Pass] = [movers.first_pass()]
+        first, failed = movers.first_pass()
+        passes = [first]
+        if failed:
+            st.data["failed_attempts"] = failed
         while True:
             st.data["passes"] = [p.to_dict() for p in passes]
             m.checkpoint("pass")

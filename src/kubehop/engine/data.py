@@ -62,6 +62,9 @@ class Movers:
         """Fresh pods with a fresh key (a resumed run replaces whatever an earlier one left),
         both ready: the receiver's daemons listen and the sender's tunnel is up."""
         self.remove()
+        for cluster, ns, pod in ((self.dst, self.dst_ns, self.receiver),
+                                 (self.src, self.src_ns, self.sender)):
+            _wait_pod_gone(cluster, ns, pod, timeout=timeout)  # same name: not the dying one
         psk = secrets.token_hex(32)
         for cluster, ns in ((self.dst, self.dst_ns), (self.src, self.src_ns)):
             cluster.apply(mv.psk_secret(name=self.secret, namespace=ns, psk=psk,
@@ -159,6 +162,16 @@ def _wait_pod_ready(cluster: KubeCluster, namespace: str, name: str, *, timeout:
 
     wait_for(ready, timeout=timeout, interval=0.2, error=DataError,
              what=f"the mover {name} in {cluster.name} to be ready")
+
+
+def _wait_pod_gone(cluster: KubeCluster, namespace: str, name: str, *, timeout: float) -> None:
+    def gone() -> bool:
+        if cluster.get("Pod", name, namespace) is not None:
+            raise NotYet(f"{name} is still terminating")
+        return True
+
+    wait_for(gone, timeout=timeout, interval=0.2, error=DataError,
+             what=f"the earlier mover {name} in {cluster.name} to be gone")
 
 
 def workload_pods(cluster: KubeCluster, namespace: str, selector: dict[str, str]) -> list[str]:

@@ -138,6 +138,7 @@ def expected_listeners(c: layout.ClusterLayout) -> set[tuple[str, str, int]]:
         ("containerd", LOOPBACK, ANY_PORT),  # CRI streaming (exec, port-forward)
         ("traefik", node, 80),
         ("traefik", node, 9000),  # ping and metrics
+        ("traefik", node, 8873),  # volume data of stateful moves (TLS passed through)
     }
 
 

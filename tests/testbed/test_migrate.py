@@ -150,7 +150,8 @@ def test_migration_under_load_loses_no_request(strategy: str) -> None:
     report = json.loads(result.stdout)
     assert report["status"] == "succeeded"
     assert [p["name"] for p in report["phases"]] == [
-        "copy", "ready", "route", "dns", "verify", "switch", "drain", "cleanup"]
+        "copy", "precopy", "ready", "route", "dns", "verify", "cutover", "switch", "drain",
+        "cleanup"]
     assert rec["count"] > 100
     if strategy == "endpoints":
         assert rec["failed"] == 0, rec["errors"]
@@ -345,7 +346,8 @@ def test_journal_lists_and_shows_migrations() -> None:
     shown = json.loads(kh("migrations", "show", migration_id, "-o", "json").stdout)
     assert shown["status"] == "succeeded"
     assert [s["step"] for s in shown["steps"]] == [
-        "copy", "ready", "route", "dns", "verify", "switch", "drain", "cleanup"]
+        "copy", "precopy", "ready", "route", "dns", "verify", "cutover", "switch", "drain",
+        "cleanup"]
     assert_one_line_error(kh("migrations", "show", "nope"), "no migration")
 
 

@@ -13,6 +13,7 @@ import json
 import os
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -128,8 +129,12 @@ class TruncateAt:
 
 
 @pytest.fixture(scope="module")
-def stateful() -> None:
+def stateful() -> Iterator[None]:
+    """The stateful sample for this module; removed after it, so the other modules (which
+    redeploy the sample when it is not theirs) never inherit its volume or its padding."""
     sample.deploy("edge", stateful=True)
+    yield
+    sample.remove()
 
 
 def test_orc8r_moves_with_its_data_and_loses_no_acknowledged_write(

@@ -19,10 +19,16 @@ Each check-in carries its schedule index as ``{"seq": k}`` (unique for the life 
 across resets), so after a migration that carried orc8r's data one can check that every
 acknowledged check-in is still stored. A 503 (orc8r frozen while its data is copied) is retried
 with the same seq every 20 ms until the request's timeout; only the final outcome is recorded.
+
+The client is asyncio with HTTP/1.1 written by hand on its streams, not http.client in threads:
+at a 1 ms interval (the resolution that can show a 10 ms gap) a thread per check-in cannot keep
+pace on a 2-core node. Each record also says how late its request actually started (``lag``),
+so a run can show the client kept to its schedule.
 """
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import http.client
 import itertools
@@ -31,7 +37,7 @@ import os
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -47,6 +53,11 @@ GATEWAY = os.environ.get("AGW_GATEWAY_ID", os.environ.get("HOSTNAME", "agw-1"))
 KEEP = int(os.environ.get("AGW_KEEP", "720000"))
 RETRY_S = 0.02
 """Pause between retries of a check-in answered 503."""
+RESOLVER_THREADS = 64
+"""Threads for getaddrinfo (asyncio resolves in its default executor): enough that a slow DNS
+answer shows as latency of the check-ins waiting on it, not as a queue delaying later ones."""
+EOF_WAIT_S = 1.0
+"""How long a finished exchange waits for the server to close first (see ``_close``)."""
 
 SENT = Counter("agw_requests_total", "Check-ins sent, by outcome.", ["outcome"])
 LAT = Histogram("agw_request_latency_seconds", "Check-in latency from its scheduled time.",
@@ -54,7 +65,7 @@ LAT = Histogram("agw_request_latency_seconds", "Check-in latency from its schedu
 GAP = Gauge("agw_longest_gap_seconds", "Longest gap between successful check-ins since reset.")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: up to KEEP (720 000) are kept in memory
 class Sample:
     t: float  # scheduled send time (unix seconds)
     latency: float  # seconds from scheduled time to answer or failure
@@ -63,6 +74,7 @@ class Sample:
     cluster: str  # cluster that answered ("" when failed)
     seq: int | None = None  # the check-in's schedule index (None: not a scheduled one)
     retried: bool = False  # it was answered 503 at least once and sent again
+    lag: float = 0.0  # seconds from scheduled time to when the client started the request
 
 
 class Recorder:
@@ -92,8 +104,11 @@ class Recorder:
             self.longest_gap = 0.0
 
     def window(self, since: float, until: float) -> list[Sample]:
+        # Copy under the lock, filter outside it: the event loop adds a sample every
+        # millisecond and must not wait while a reader walks 720 000 of them.
         with self.lock:
-            return [s for s in self.samples if since <= s.t <= until]
+            samples = list(self.samples)
+        return [s for s in samples if since <= s.t <= until]
 
 
 def acked(samples: list[Sample]) -> list[int]:
@@ -112,6 +127,7 @@ def summarize(samples: list[Sample]) -> dict[str, Any]:
     """The record over a window: what the migration tests and benchmarks read."""
     ok = [s for s in samples if s.ok]
     lat = sorted(s.latency for s in ok)
+    lag = sorted(s.lag for s in samples)
     done = sorted(s.t + s.latency for s in ok)
     gaps = [b - a for a, b in itertools.pairwise(done)]
     errors: dict[str, int] = collections.Counter(s.error for s in samples if not s.ok)
@@ -143,6 +159,8 @@ def summarize(samples: list[Sample]) -> dict[str, Any]:
         "longest_gap_ms": _ms(max(gaps)) if gaps else None,
         "latency_ms": {"p50": _ms(percentile(lat, 0.5)), "p90": _ms(percentile(lat, 0.9)),
                        "p99": _ms(percentile(lat, 0.99)), "max": _ms(lat[-1] if lat else None)},
+        "send_lag_ms": {"p50": _ms(percentile(lag, 0.5)), "p99": _ms(percentile(lag, 0.99)),
+                        "max": _ms(lag[-1] if lag else None)},
         "errors": dict(errors),
         "served_by": dict(served),
         "first": samples[0].t if samples else None,
@@ -158,59 +176,116 @@ def _ms(value: float | None) -> float | None:
 RECORDER = Recorder()
 
 
-Send = Callable[[int | None, float], tuple[int, bytes]]
+Send = Callable[[int | None, float], Awaitable[tuple[int, bytes]]]
 """One check-in request: (seq, timeout) -> (HTTP status, body); raises on a failed exchange."""
 
+_closing: set[asyncio.Task[None]] = set()
+"""Connections waiting for the server's close (the loop keeps only weak references to tasks)."""
 
-def post_checkin(seq: int | None, timeout: float) -> tuple[int, bytes]:
-    """One check-in on a new connection, as a gateway that does not keep connections."""
-    url = urllib.parse.urlsplit(TARGET)
+
+async def post_checkin(seq: int | None, timeout: float, target: str = TARGET) -> tuple[int, bytes]:
+    """One check-in on a new connection, as a gateway that does not keep connections.
+
+    HTTP/1.1 by hand on asyncio streams: one request with ``Connection: close`` and a
+    Content-Length answer is all this needs, and http.client is blocking (a thread per
+    request). ``open_connection`` resolves the name on every call through loop.getaddrinfo,
+    the C library resolver, as an ordinary client does.
+    """
+    url = urllib.parse.urlsplit(target)
+    host, port = url.hostname or "", url.port or 80
     path = f"/networks/{NETWORK}/gateways/{GATEWAY}/checkin"
     body = b"{}" if seq is None else json.dumps({"seq": seq}).encode()
-    conn = http.client.HTTPConnection(url.hostname or "", url.port or 80, timeout=timeout)
+    head = (f"POST {path} HTTP/1.1\r\nHost: {url.netloc}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+            "Connection: close\r\n\r\n").encode()
+    async with asyncio.timeout(timeout):
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
+            writer.write(head + body)  # one write, one segment
+            status, answer = await read_response(reader)
+        except BaseException:
+            writer.close()
+            raise
+    task = asyncio.create_task(_close(reader, writer))
+    _closing.add(task)
+    task.add_done_callback(_closing.discard)
+    return status, answer
+
+
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """Status and body of an HTTP/1.x answer: the status line, headers up to the blank line,
+    then Content-Length bytes (or everything up to the close, when there is no length).
+    Errors are http.client's, so the record names them as it did with http.client."""
+    line = await reader.readline()
+    if not line:
+        raise http.client.RemoteDisconnected("closed before answering")
+    parts = line.split(None, 2)
+    if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
+        raise http.client.BadStatusLine(line.decode("latin-1"))
+    length: int | None = None
+    while (header := await reader.readline()) not in (b"\r\n", b"\n", b""):
+        name, _, value = header.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
     try:
-        conn.request("POST", path, body=body, headers={"Content-Type": "application/json",
-                                                         "Connection": "close"})
-        resp = conn.getresponse()
-        return resp.status, resp.read()
+        body = await reader.read() if length is None else await reader.readexactly(length)
+    except asyncio.IncompleteReadError as exc:
+        raise http.client.IncompleteRead(exc.partial, exc.expected) from None
+    return int(parts[1]), body
+
+
+async def _close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Close after the server has: whoever closes first keeps the connection in TIME_WAIT for
+    60 s, and 1000 a second toward one address would use up the client's ~28 000 ephemeral
+    ports (the kernel reuses them early only on loopback). Servers close first on
+    ``Connection: close``; one that does not is closed after EOF_WAIT_S."""
+    try:
+        async with asyncio.timeout(EOF_WAIT_S):
+            while await reader.read(65536):
+                pass
+    except (OSError, TimeoutError):
+        pass
     finally:
-        conn.close()
+        writer.close()
 
 
-def attempt(scheduled: float, seq: int | None, *, send: Send = post_checkin,
-            now: Callable[[], float] = time.time,
-            sleep: Callable[[float], None] = time.sleep) -> Sample:
+async def attempt(scheduled: float, seq: int | None, *, send: Send = post_checkin,
+                  now: Callable[[], float] = time.time,
+                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> Sample:
     """The outcome of one scheduled check-in: sent, and sent again while orc8r answers 503
-    (frozen for a migration), until TIMEOUT from its scheduled time."""
+    (frozen for a migration), until TIMEOUT from its scheduled time. Its lag is how late it
+    started: the open loop's own delay, which must stay small for the latencies to mean much."""
+    lag = now() - scheduled
     deadline = scheduled + TIMEOUT
     retried = False
     while True:
         try:
-            status, body = send(seq, max(0.001, deadline - now()))
-        except (OSError, http.client.HTTPException) as exc:
+            status, body = await send(seq, max(0.001, deadline - now()))
+        except (OSError, EOFError, ValueError, http.client.HTTPException) as exc:
             return Sample(scheduled, now() - scheduled, False, type(exc).__name__, "", seq,
-                          retried)
+                          retried, lag)
         latency = now() - scheduled
         if status == 503 and now() + RETRY_S < deadline:
             retried = True
-            sleep(RETRY_S)
+            await sleep(RETRY_S)
             continue
         if status != 200:
-            return Sample(scheduled, latency, False, f"http {status}", "", seq, retried)
+            return Sample(scheduled, latency, False, f"http {status}", "", seq, retried, lag)
         try:
             cluster = str(json.loads(body).get("cluster", ""))
         except (ValueError, AttributeError) as exc:
-            return Sample(scheduled, latency, False, type(exc).__name__, "", seq, retried)
-        return Sample(scheduled, latency, True, "", cluster, seq, retried)
+            return Sample(scheduled, latency, False, type(exc).__name__, "", seq, retried, lag)
+        return Sample(scheduled, latency, True, "", cluster, seq, retried, lag)
 
 
-def check_in(scheduled: float, seq: int | None = None) -> Sample:
-    sample = attempt(scheduled, seq)
-    RECORDER.add(sample)
+async def check_in(scheduled: float, seq: int | None = None, *, send: Send = post_checkin,
+                   recorder: Recorder = RECORDER) -> Sample:
+    sample = await attempt(scheduled, seq, send=send)
+    recorder.add(sample)
     return sample
 
 
-def wait_for_orc8r(limit: float = 120.0) -> None:
+async def wait_for_orc8r(limit: float = 120.0) -> None:
     """Register like a gateway does: one successful check-in before the steady load starts.
 
     Connection attempts to a Service IP that kube-proxy has not programmed yet would leave
@@ -219,25 +294,39 @@ def wait_for_orc8r(limit: float = 120.0) -> None:
     """
     deadline = time.time() + limit
     while time.time() < deadline:
-        if check_in(time.time()).ok:
+        if (await check_in(time.time())).ok:
             break
-        time.sleep(0.5)
+        await asyncio.sleep(0.5)
     RECORDER.reset()
 
 
-def load_loop() -> None:
-    """Open loop: send at t0 + k*interval, never waiting for answers."""
-    wait_for_orc8r()
-    pool = ThreadPoolExecutor(max_workers=max(16, int(4 * TIMEOUT / INTERVAL) + 1))
+async def load_loop(*, interval: float = INTERVAL, send: Send = post_checkin,
+                    recorder: Recorder = RECORDER, duration: float | None = None) -> None:
+    """Open loop: start check-in k at t0 + k*interval, never waiting for answers; a late start
+    (a busy loop) sends at once, so the schedule catches up. With ``duration``, stop scheduling
+    after that long and wait for the check-ins in flight (tests); else run forever."""
+    in_flight: set[asyncio.Task[Sample]] = set()
     start = time.time()
     k = 0
-    while True:
-        scheduled = start + k * INTERVAL
+    while duration is None or k * interval < duration:
+        scheduled = start + k * interval
         delay = scheduled - time.time()
         if delay > 0:
-            time.sleep(delay)
-        pool.submit(check_in, scheduled, k)
+            await asyncio.sleep(delay)
+        task = asyncio.create_task(check_in(scheduled, k, send=send, recorder=recorder))
+        in_flight.add(task)
+        task.add_done_callback(in_flight.discard)
         k += 1
+    if in_flight:
+        await asyncio.wait(in_flight)
+
+
+async def probe() -> None:
+    """The pod's probe: register, then the steady load."""
+    asyncio.get_running_loop().set_default_executor(
+        ThreadPoolExecutor(max_workers=RESOLVER_THREADS, thread_name_prefix="resolve"))
+    await wait_for_orc8r()
+    await load_loop()
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -269,10 +358,10 @@ class Handler(BaseHTTPRequestHandler):
             self._send(200, json.dumps(summarize(self._window())).encode())
         elif path == "/record/raw":
             # New columns go at the end: readers index rows by position.
-            rows = [[s.t, round(s.latency, 6), s.ok, s.error, s.cluster, s.seq, s.retried]
-                    for s in self._window()]
+            rows = [[s.t, round(s.latency, 6), s.ok, s.error, s.cluster, s.seq, s.retried,
+                     round(s.lag, 6)] for s in self._window()]
             self._send(200, json.dumps({"columns": ["t", "latency", "ok", "error", "cluster",
-                                                    "seq", "retried"],
+                                                    "seq", "retried", "lag"],
                                         "rows": rows}).encode())
         elif path == "/acked":
             self._send(200, json.dumps({"seqs": acked(self._window())}).encode())
@@ -292,7 +381,7 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def main() -> None:
-    threading.Thread(target=load_loop, daemon=True, name="load").start()
+    threading.Thread(target=asyncio.run, args=(probe(),), daemon=True, name="load").start()
     server = ThreadingHTTPServer(("", int(os.environ.get("PORT", "8081"))), Handler)
     server.daemon_threads = True
     server.serve_forever()

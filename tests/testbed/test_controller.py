@@ -309,7 +309,7 @@ def test_controller_killed_mid_migration_resumes_it_on_restart(
         except UsageError as exc:  # the decision names it a moment before its row exists
             raise NotYet(str(exc)) from exc
         started = [s.name for s in row.steps if s.state == "started"]
-        if not started or started[-1] not in ("ready", "route", "dns", "verify", "switch"):
+        if not started or started[-1] not in ("start", "ready", "dns", "verify", "switch"):
             raise NotYet(f"steps {[(s.name, s.state) for s in row.steps]}")
         return True
 

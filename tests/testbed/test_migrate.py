@@ -16,6 +16,10 @@ import yaml
 
 from kubehop.adapters import inventory as inv_file
 from kubehop.adapters.dns import DnsZone
+from kubehop.adapters.proxyrules import ProxyRules
+from kubehop.adapters.store import Store
+from kubehop.domain.model import MigrationRequest
+from kubehop.engine.migrate import Executor
 from kubehop.testbed import images, layout, sample
 from kubehop.testbed import testbed as tb
 from kubehop.waiting import wait_for
@@ -150,8 +154,8 @@ def test_migration_under_load_loses_no_request(strategy: str) -> None:
     report = json.loads(result.stdout)
     assert report["status"] == "succeeded"
     assert [p["name"] for p in report["phases"]] == [
-        "copy", "precopy", "ready", "route", "dns", "verify", "cutover", "switch", "drain",
-        "cleanup"]
+        "copy", "route", "precopy", "start", "ready", "dns", "verify", "cutover", "switch",
+        "drain", "cleanup"]
     assert rec["count"] > 100
     if strategy == "endpoints":
         assert rec["failed"] == 0, rec["errors"]
@@ -346,8 +350,8 @@ def test_journal_lists_and_shows_migrations() -> None:
     shown = json.loads(kh("migrations", "show", migration_id, "-o", "json").stdout)
     assert shown["status"] == "succeeded"
     assert [s["step"] for s in shown["steps"]] == [
-        "copy", "precopy", "ready", "route", "dns", "verify", "cutover", "switch", "drain",
-        "cleanup"]
+        "copy", "route", "precopy", "start", "ready", "dns", "verify", "cutover", "switch",
+        "drain", "cleanup"]
     assert_one_line_error(kh("migrations", "show", "nope"), "no migration")
 
 
@@ -429,3 +433,41 @@ def test_workload_mounting_a_service_account_token_migrates_with_a_token_of_the_
         for c in (EDGE, CLOUD):
             kubectl(c, "delete", "namespace", "kh-token", "--ignore-not-found",
                        "--wait=false")
+
+
+class ProxyAtSwitch:
+    """Reads edge's kube-proxy rules for orc8r at the switch's checkpoints: what clients'
+    new connections are sent to at that instant."""
+
+    def __init__(self) -> None:
+        self.proxy = ProxyRules("edge", tb.inventory().clusters["edge"].proxy_rules)
+        self.seen: dict[str, set[str]] = {}
+
+    def checkpoint(self, step: str, point: str) -> None:
+        if step == "switch" and point in ("alias-slice", "selector-removed",
+                                          "pod-endpoints-dropped"):
+            [ports] = self.proxy.endpoints(NS, "orc8r")
+            self.seen[point] = set().union(*ports.values())
+
+
+def test_the_switch_drops_the_pods_only_once_the_proxy_sends_to_the_target(
+        tmp_path: Path) -> None:
+    """Make-before-break checked, not guessed: the pods' endpoints leave only after edge's
+    service proxy sends new connections to cloud's load balancer, and the step ends once it
+    sends them nowhere else."""
+    fresh_sample()
+    since = time.time()
+    hooks = ProxyAtSwitch()
+    request = MigrationRequest(service="orc8r", namespace=NS, source="edge", target="cloud",
+                               target_namespace=NS, drain_seconds=1.0)
+    report = Executor(Store(f"sqlite:///{tmp_path / 'j.db'}"), hooks=hooks).start(
+        tb.inventory(), request)
+    assert report.status == "succeeded", report.error
+    lb = f"{CLOUD.node_ip}:80"
+    pods = hooks.seen["alias-slice"] - {lb}
+    assert pods, hooks.seen  # right after the alias slice is written, the pods still serve
+    assert lb in hooks.seen["selector-removed"], hooks.seen  # waited for the proxy
+    assert hooks.seen["pod-endpoints-dropped"] == {lb}, hooks.seen
+    time.sleep(1)
+    rec = record(since, time.time() - 0.5)
+    assert rec["failed"] == 0, rec["errors"]

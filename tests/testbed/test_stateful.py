@@ -156,6 +156,11 @@ def test_orc8r_moves_with_its_data_and_loses_no_acknowledged_write(
         assert report.data["passes"] and report.data["passes"][-1]["final"], report.data
         assert report.data["files"] >= 2 and report.data["freeze_seconds"] > 0, report.data
         assert frozen_pods(dst) == [], "the target was thawed after the switch"
+        # The images were pulled while the data was copied, before the pods were asked to
+        # start; the pre-pull pod is gone.
+        phases = {p.name: p for p in report.phases}
+        assert report.data["prepulled_at"] <= phases["start"].start, report.data
+        assert kube(dst).get("Pod", mv.pod_name(report.id, "prepull"), NS) is None
         orc8r(dst, "POST", "/networks", {"id": f"net-after-{dst}"})
         networks = json.dumps(orc8r(dst, "GET", "/networks"))
         assert "net-before" in networks and f"net-after-{dst}" in networks, networks

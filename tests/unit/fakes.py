@@ -140,6 +140,15 @@ class FakeCluster:
         if self.get(kind, name, namespace) is None:
             raise KubehopError(f"{self.name}: {kind} {namespace}/{name} is missing")
 
+    def wait_started(self, namespace: str, selector: dict[str, str], want: int, *,
+                     timeout: float) -> None:
+        """The fake's workloads run the moment they exist: one must exist for the selector."""
+        if not any(o["kind"] in {"Deployment", "StatefulSet"}
+                   and o["metadata"].get("namespace") == namespace
+                   and o["spec"]["selector"].get("matchLabels") == selector
+                   for o in self.objects.values()):
+            raise KubehopError(f"{self.name}: no workload for {namespace} {selector}")
+
     # --- the controllers and the data path ----------------------------------------------------
 
     def _key(self, obj: Manifest) -> tuple[str, str, str]:

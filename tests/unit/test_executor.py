@@ -236,8 +236,8 @@ def test_rollback_order_is_the_reverse_of_the_steps_done(tmp_path: Path) -> None
     with pytest.raises(MigrationError, match=r"rolled back \(switch, dns, route, copy\)"):
         executor(world, tmp_path, hooks).start(world.inventory(), request())
     undos = [s for s, p in hooks.seen if s.startswith("undo-") and p == "begin"]
-    assert undos == ["undo-switch", "undo-cutover", "undo-verify", "undo-dns", "undo-route",
-                     "undo-ready", "undo-precopy", "undo-copy"]
+    assert undos == ["undo-switch", "undo-cutover", "undo-verify", "undo-dns", "undo-ready",
+                     "undo-start", "undo-precopy", "undo-route", "undo-copy"]
 
 
 def test_round_trip_through_three_clusters_keeps_every_client_served(tmp_path: Path) -> None:

@@ -16,7 +16,8 @@ from kubehop.errors import KubehopError, UsageError
 GOOD = {
     "kubeconfig": "/tmp/kc",
     "clusters": [{"name": "edge", "context": "edge-ctx", "tier": "edge",
-                  "loadBalancer": "10.0.0.10", "entrypoints": {"web": 80, "alt": 8080}}],
+                  "loadBalancer": "10.0.0.10", "entrypoints": {"web": 80, "alt": 8080},
+                  "proxyRules": [["ssh", "node1", "iptables-save", "-t", "nat"]]}],
     "dns": {"zone": "testnetwork.internal.", "server": "10.0.0.2", "tsigKeyFile": "/k"},
 }
 
@@ -26,6 +27,7 @@ def test_good_inventory_round_trips(tmp_path: Path) -> None:
     edge = inv.cluster("edge-ctx")
     assert edge is not None and edge.name == "edge"
     assert edge.entrypoints == {80: "web", 8080: "alt"}
+    assert edge.proxy_rules == (("ssh", "node1", "iptables-save", "-t", "nat"),)
     assert inv.dns is not None and inv.dns.zone == "testnetwork.internal" and inv.dns.port == 53
     again = inventory.parse(yaml.safe_load(inventory.dump(inv)), tmp_path / "i.yaml")
     assert again == inv
@@ -64,6 +66,10 @@ def test_missing_file_is_a_usage_error(tmp_path: Path) -> None:
                         "entrypoints": 80}]}, "entrypoints must map names to ports"),
         ({"clusters": [{"name": "a", "context": "c", "loadBalancer": "1.2.3.4"}] * 2},
          "listed twice"),
+        ({"clusters": [{"name": "a", "context": "c", "loadBalancer": "1.2.3.4",
+                        "proxyRules": "iptables-save"}]}, "proxyRules must be a list of commands"),
+        ({"clusters": [{"name": "a", "context": "c", "loadBalancer": "1.2.3.4",
+                        "proxyRules": [["ssh", 1]]}]}, "proxyRules must be a list of commands"),
         ({"clusters": [], "dns": {**GOOD["dns"], "port": "fifty-three"}}, "dns.port"),
         ({"clusters": [], "dns": {**GOOD["dns"], "port": 53.5}}, "dns.port"),
         ({"clusters": [], "dns": ["zone"]}, "dns must be a mapping"),

@@ -51,3 +51,36 @@ def test_a_statefulsets_claims_are_one_per_template_and_replica() -> None:
         {"metadata": {"name": "data"}}, {"metadata": {"name": "logs"}}]}}
     assert mv.template_claims(sts) == ["data-web-0", "data-web-1", "logs-web-0", "logs-web-1"]
     assert mv.template_claims({"metadata": {"name": "d"}, "spec": {"replicas": 3}}) == []
+
+
+def test_the_prepull_pod_pulls_every_image_where_the_pods_run_and_runs_none() -> None:
+    spec = {"initContainers": [{"name": "init", "image": "reg/a:1"}],
+            "containers": [{"name": "app", "image": "reg/b:2"},
+                           {"name": "side", "image": "reg/a:1"}],
+            "imagePullSecrets": [{"name": "pull"}], "nodeSelector": {"tier": "cloud"},
+            "serviceAccountName": "app"}
+    pod = mv.prepull_pod(migration_id="20261130-000000-abc123", namespace="ns", pod_spec=spec)
+    assert pod["metadata"]["name"] == "kubehop-prepull-abc123"
+    assert [c["image"] for c in pod["spec"]["containers"]] == ["reg/a:1", "reg/b:2"]
+    assert {c["command"][0] for c in pod["spec"]["containers"]} == {mv.PREPULL_COMMAND}
+    assert pod["spec"]["imagePullSecrets"] == [{"name": "pull"}]
+    assert pod["spec"]["nodeSelector"] == {"tier": "cloud"}
+    assert "serviceAccountName" not in pod["spec"] and pod["spec"]["restartPolicy"] == "Never"
+
+
+def _status(*states: dict[str, object], image_id: str = "") -> dict[str, object]:
+    return {"spec": {"containers": [{}] * 2},
+            "status": {"containerStatuses": [{"image": "reg/a:1", "imageID": image_id,
+                                              "state": s} for s in states]}}
+
+
+def test_images_pulled_waits_for_every_container_and_names_an_image_that_cannot_be() -> None:
+    creating = {"waiting": {"reason": "ContainerCreating"}}
+    failed_start = {"terminated": {"reason": "StartError", "exitCode": 128}}
+    assert mv.images_pulled({"spec": {"containers": [{}]}, "status": {}}) is None
+    assert mv.images_pulled(_status(creating, creating)) is None
+    assert mv.images_pulled(_status(failed_start, creating)) is None
+    assert mv.images_pulled(_status(failed_start, failed_start)) is True
+    assert mv.images_pulled(_status(creating, creating, image_id="reg/a@sha256:x")) is True
+    with pytest.raises(ValueError, match="reg/a:1 cannot be pulled"):
+        mv.images_pulled(_status(failed_start, {"waiting": {"reason": "ErrImagePull"}}))

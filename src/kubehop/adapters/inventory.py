@@ -21,7 +21,8 @@ TESTBED_INVENTORY = Path(os.environ.get("KUBEHOP_STATE", "/var/lib/kubehop/testb
 EXAMPLE = """kubeconfig: ~/.kube/config
 clusters:
   - {name: edge, context: edge-admin, tier: edge, loadBalancer: 10.0.0.10,
-     entrypoints: {web: 80, transfer: 8873}}   # transfer: a TCP entry point for volume data
+     entrypoints: {web: 80, transfer: 8873},   # transfer: a TCP entry point for volume data
+     proxyRules: [[ssh, edge-node1, iptables-save, -t, nat]]}  # optional, one per node
 dns: {zone: testnetwork.internal, server: 10.0.0.2, port: 53, tsigKeyFile: /path/tsig.key}
 prometheus: http://10.0.0.3:9090          # for the controller: scrapes every cluster
 probeImage: registry.example/kubehop/linkprobe:TAG   # measures RTTs between clusters
@@ -95,6 +96,24 @@ def _entrypoints(item: dict[Any, Any], where: str, path: Path) -> dict[int, str]
     return entrypoints
 
 
+def _commands(item: dict[Any, Any], where: str, path: Path) -> tuple[tuple[str, ...], ...]:
+    """``proxyRules``: a list of commands (each a list of words), one per node."""
+    value = item.get("proxyRules")
+    if value is None:
+        return ()
+    usage = (f"{where}.proxyRules must be a list of commands, one per node, each a list of "
+             f"words, e.g. [[ssh, node1, iptables-save, -t, nat]]")
+    if not isinstance(value, list) or not value:
+        raise _bad(path, usage)
+    commands = []
+    for command in value:
+        if (not isinstance(command, list) or not command
+                or not all(isinstance(w, str) and w for w in command)):
+            raise _bad(path, usage)
+        commands.append(tuple(command))
+    return tuple(commands)
+
+
 def parse(data: Any, path: Path) -> Inventory:
     """The inventory from parsed YAML; any mistake is a one-line :class:`UsageError` naming
     the field, so a hand-written file never ends in a traceback."""
@@ -117,6 +136,7 @@ def parse(data: Any, path: Path) -> Inventory:
             load_balancer=_text(item, "loadBalancer", where, path),
             entrypoints=_entrypoints(item, where, path),
             cluster_domain=_text(item, "clusterDomain", where, path, default="cluster.local"),
+            proxy_rules=_commands(item, where, path),
         )
     dns_data = data.get("dns")
     dns_info = None
@@ -175,7 +195,10 @@ def dump(inv: Inventory) -> str:
         "clusters": [{"name": c.name, "context": c.context, "tier": c.tier,
                       "loadBalancer": c.load_balancer,
                       "entrypoints": {n: p for p, n in c.entrypoints.items()},
-                      "clusterDomain": c.cluster_domain} for c in inv.clusters.values()],
+                      "clusterDomain": c.cluster_domain,
+                      **({"proxyRules": [list(cmd) for cmd in c.proxy_rules]}
+                         if c.proxy_rules else {})}
+                     for c in inv.clusters.values()],
     }
     if inv.dns:
         data["dns"] = {"zone": inv.dns.zone, "server": inv.dns.server, "port": inv.dns.port,

@@ -220,6 +220,36 @@ class KubeCluster:
                     problems.append(f"{pod['metadata']['name']}: {reason}")
         return problems
 
+    def pods_started(self, namespace: str, selector: dict[str, str], want: int) -> tuple[bool, str]:
+        """(started, why not): ``want`` pods of the selector, not terminating, every container
+        running (scheduled, images pulled, processes started), ready or not."""
+        pods = [p for p in self.find("Pod", namespace, selector)
+                if not p["metadata"].get("deletionTimestamp")]
+        running = [p for p in pods
+                   if (cs := (p.get("status") or {}).get("containerStatuses") or [])
+                   and all("running" in (c.get("state") or {}) for c in cs)]
+        if len(running) >= want:
+            return True, ""
+        return False, f"{len(running)}/{want} pods running"
+
+    def wait_started(self, namespace: str, selector: dict[str, str], want: int, *,
+                     timeout: float) -> None:
+        """Wait until ``want`` pods run (see :meth:`pods_started`); fail at once on a pod
+        problem that will not resolve by itself."""
+
+        def started() -> bool:
+            ok, why = self.pods_started(namespace, selector, want)
+            if ok:
+                return True
+            problems = self.pod_problems(namespace, selector)
+            if problems:
+                raise KubeError(f"{self.name}: the pods of {namespace} {selector} cannot start: "
+                                f"{'; '.join(problems[:3])}")
+            raise NotYet(why)
+
+        wait_for(started, timeout=timeout, interval=0.05, error=KubeError,
+                 what=f"{want} pods {selector} in {namespace} of {self.name} to start")
+
     def wait_ready(self, kind: str, name: str, namespace: str, selector: dict[str, str], *,
                    timeout: float) -> None:
         """Wait until every replica is ready; fail at once on a pod problem that will not
@@ -235,7 +265,7 @@ class KubeCluster:
                                 f"{'; '.join(problems[:3])}")
             raise NotYet(why)
 
-        wait_for(ready, timeout=timeout, interval=0.25, error=KubeError,
+        wait_for(ready, timeout=timeout, interval=0.05, error=KubeError,
                  what=f"{kind} {namespace}/{name} in {self.name} to become ready")
 
     def wait_rollout(self, kind: str, name: str, namespace: str, *, timeout: float) -> None:

@@ -36,13 +36,14 @@ class Status(StrEnum):
     FAILED = "failed"  # could neither finish nor roll back: `kubehop migrate --resume` it
 
 
-STEPS: tuple[str, ...] = ("copy", "precopy", "ready", "route", "dns", "verify", "cutover",
-                          "switch", "drain", "cleanup")
+STEPS: tuple[str, ...] = ("copy", "route", "precopy", "start", "ready", "dns", "verify",
+                          "cutover", "switch", "drain", "cleanup")
 """kubehop's plan, in order. Until ``switch`` is done, clients are served by the source; a failure
 before then rolls everything back. ``drain`` and ``cleanup`` only move forward (the target is
 serving): a failure there leaves the migration ``failed`` for ``--resume`` to finish.
 ``precopy`` and ``cutover`` move the service's volume data; for a service without volumes they
-do nothing."""
+do nothing. ``route`` comes early: the target's Traefik has the route before the pods are
+ready, so the verification only waits for it to see their endpoints."""
 
 TRANSFER_ENTRYPOINT = "transfer"
 """The name of the target Traefik's TCP entry point volume data arrives through."""
@@ -66,6 +67,9 @@ class ClusterInfo:
     load_balancer: str
     entrypoints: dict[int, str] = field(default_factory=lambda: {80: "web"})
     cluster_domain: str = "cluster.local"
+    proxy_rules: tuple[tuple[str, ...], ...] = ()
+    """One command per node printing its service proxy's ``iptables-save -t nat``: the switch
+    then waits for what the proxy has programmed (none: it relies on the proxy's ordering)."""
 
 
 @dataclass(frozen=True)

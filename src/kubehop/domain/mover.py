@@ -154,3 +154,51 @@ def template_claims(workload: Manifest) -> list[str]:
     name = (workload.get("metadata") or {}).get("name", "")
     return [f"{t['metadata']['name']}-{name}-{i}"
             for t in spec.get("volumeClaimTemplates") or [] for i in range(replicas)]
+
+
+PREPULL_COMMAND = "/kubehop-prepull-only"
+"""Where a pre-pull pod's containers point their command: a path no image has, so the kubelet
+pulls every image and then fails to start them, running none of the service's code."""
+
+
+def prepull_pod(*, migration_id: str, namespace: str, pod_spec: Manifest) -> Manifest:
+    """A pod that only makes the target's kubelet pull the workload's images while the data is
+    copied, so the real pods start without waiting for a pull. It keeps the template's pull
+    secrets and placement (node selector, affinity, tolerations) so it pulls where they run."""
+    images = list(dict.fromkeys(c["image"] for key in ("initContainers", "containers")
+                                for c in pod_spec.get(key) or []))
+    spec: Manifest = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "terminationGracePeriodSeconds": 0,
+        "containers": [{"name": f"image-{i}", "image": image, "command": [PREPULL_COMMAND],
+                        "resources": {"requests": {"cpu": "1m", "memory": "1Mi"}}}
+                       for i, image in enumerate(images)],
+    }
+    for key in ("imagePullSecrets", "nodeSelector", "affinity", "tolerations"):
+        if pod_spec.get(key):
+            spec[key] = pod_spec[key]
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": pod_name(migration_id, "prepull"), "namespace": namespace,
+                         "labels": {"kubehop.io/migration": migration_id,
+                                    "kubehop.io/role": "prepull"}},
+            "spec": spec}
+
+
+def images_pulled(pod: Manifest) -> bool | None:
+    """Whether a pre-pull pod's images are all on the node: True once every container has
+    an image ID or was tried (the start failing is expected), None while pulling; raises
+    ValueError naming the image that cannot be pulled."""
+    statuses = (pod.get("status") or {}).get("containerStatuses") or []
+    if len(statuses) < len(pod["spec"]["containers"]):
+        return None
+    for cs in statuses:
+        state = cs.get("state") or {}
+        reason = (state.get("waiting") or {}).get("reason", "")
+        if reason in {"ErrImagePull", "ImagePullBackOff", "InvalidImageName"}:
+            raise ValueError(f"image {cs.get('image')} cannot be pulled ({reason})")
+        if not (cs.get("imageID") or "terminated" in state
+                or reason in {"RunContainerError", "CreateContainerError", "StartError"}):
+            return None
+    return True

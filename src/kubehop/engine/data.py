@@ -210,3 +210,32 @@ def wait_no_pods(cluster: KubeCluster, namespace: str, selector: dict[str, str],
 
     wait_for(gone, timeout=timeout, interval=0.1, error=DataError,
              what=f"the source pods in {cluster.name} to stop")
+
+
+def start_prepull(cluster: KubeCluster, namespace: str, migration_id: str,
+                  workload: Manifest) -> str:
+    """A pod that makes the target's kubelet pull the workload's images while the data is
+    copied (the workload itself waits at 0 replicas for its data); its name."""
+    pod = mv.prepull_pod(migration_id=migration_id, namespace=namespace,
+                         pod_spec=workload["spec"]["template"]["spec"])
+    cluster.apply(pod)
+    return str(pod["metadata"]["name"])
+
+
+def finish_prepull(cluster: KubeCluster, namespace: str, name: str, *, timeout: float) -> float:
+    """Until the pre-pull pod's images are on the node, then remove it; when they were (unix
+    time). An image that cannot be pulled fails here, before any pod is scaled up."""
+    def pulled() -> bool | None:
+        pod = cluster.get("Pod", name, namespace)
+        if pod is None:
+            raise DataError(f"the pre-pull pod {namespace}/{name} in {cluster.name} vanished")
+        try:
+            return mv.images_pulled(pod)
+        except ValueError as exc:
+            raise DataError(f"{cluster.name}: {exc}") from exc
+
+    wait_for(pulled, timeout=timeout, interval=0.1, error=DataError,
+             what=f"the workload's images to be pulled in {cluster.name}")
+    done = time.time()
+    cluster.delete("Pod", name, namespace)
+    return done

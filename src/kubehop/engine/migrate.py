@@ -27,6 +27,7 @@ from kubehop.adapters import probe
 from kubehop.adapters.dns import DnsZone
 from kubehop.adapters.kube import KubeCluster
 from kubehop.adapters.probe import ProbeError
+from kubehop.adapters.proxyrules import ProxyRules
 from kubehop.adapters.store import Store
 from kubehop.domain import manifests as mf
 from kubehop.domain import mover as mv
@@ -197,6 +198,32 @@ class Migration:
 
     def cluster(self, name: str) -> KubeCluster:
         return self.connect.cluster(self.inv, name)
+
+    def wait_programmed(self, to: str) -> None:
+        """Until every node of the source sends new connections for the Service where ``to``
+        says, as its service proxy's own rules show: ``"alias"`` (the target's load balancer is
+        among the destinations), ``"alias only"`` (the pods' endpoints are gone from the rules)
+        or ``"pods"`` (a pod is among them again, for a rollback). Without ``proxyRules`` in the
+        inventory there is nothing to read: the switch then relies on the proxy applying the
+        API server's changes in order (see ``Switch``)."""
+        if not self.src_info.proxy_rules:
+            return
+        proxy = ProxyRules(self.src.name, self.src_info.proxy_rules)
+        r, lb = self.req, self.dst_info.load_balancer
+
+        def programmed() -> bool:
+            for node, ports in enumerate(proxy.endpoints(r.namespace, r.service)):
+                dests: set[str] = set().union(*ports.values())
+                alias = {d for d in dests if d.rsplit(":", 1)[0] == lb}
+                done = {"alias": bool(alias), "alias only": bool(alias) and dests == alias,
+                        "pods": bool(dests - alias)}[to]
+                if not done:
+                    raise NotYet(f"node {node + 1} sends to {sorted(dests) or 'nothing'}")
+            return True
+
+        wait_for(programmed, timeout=60, interval=0.02, error=MigrationError,
+                 what=f"{self.src.name}: the service proxy to send {r.namespace}/{r.service} "
+                      f"to the {to}")
 
     def save(self) -> None:
         """Persist the state now: called before a side effect that undo must know about."""
@@ -375,7 +402,7 @@ class Migration:
         return self._data_plan(changes)
 
     def _data_plan(self, changes: list[PlannedChange]) -> list[PlannedChange]:
-        """The volume data's part of the plan: pre-copy before the route, cut-over before the
+        """The volume data's part of the plan: pre-copy after the route, cut-over before the
         switch."""
         r, st = self.req, self.state
         if not st.volumes:
@@ -393,6 +420,9 @@ class Migration:
                           "the cut-over"),
             PlannedChange("precopy", src, "create", "Pod", mv.pod_name(self.id, "sender"),
                           r.namespace, "sender, with its key; removed after the cut-over"),
+            PlannedChange("precopy", dst, "create", "Pod", mv.pod_name(self.id, "prepull"),
+                          tns, "pulls the workload's images while the data is copied; "
+                          "removed once they are on the node"),
             PlannedChange("precopy", dst, "scale", st.workload_kind, wl, tns,
                           f"to {st.replicas} once the data is there"),
         ]
@@ -404,8 +434,8 @@ class Migration:
                           ", ".join(sorted(st.volumes)), tns,
                           "final delta, then every file's checksum, owner, mode and size"),
         ]
-        route = next(i for i, c in enumerate(changes) if c.step == "route")
-        changes[route:route] = precopy
+        dns = next(i for i, c in enumerate(changes) if c.step == "dns")
+        changes[dns:dns] = precopy
         switch = next(i for i, c in enumerate(changes) if c.step == "switch")
         changes[switch:switch] = cutover
         return changes
@@ -525,6 +555,7 @@ class PreCopy(Step):
             return
         movers = m.movers()
         start = time.time()
+        prepull = data.start_prepull(m.dst, m.req.target_namespace, m.id, st.workload)
         movers.start(timeout=m.req.ready_timeout)
         m.checkpoint("movers")
         first, failed = movers.first_pass()
@@ -541,6 +572,10 @@ class PreCopy(Step):
             passes.append(movers.run_pass(final=False))
         movers.manifests()  # hashes every file now, so the freeze only reads what changes
         st.data["precopy_seconds"] = round(time.time() - start, 3)
+        pulled = data.finish_prepull(m.dst, m.req.target_namespace, prepull,
+                                     timeout=m.req.ready_timeout)
+        st.data["prepulled_at"] = pulled
+        st.data["prepull_seconds"] = round(pulled - start, 3)
         m.dst.scale(st.workload_kind, st.workload["metadata"]["name"], m.req.target_namespace,
                     st.replicas)
         m.checkpoint("scaled")
@@ -548,6 +583,7 @@ class PreCopy(Step):
     def undo(self, m: Migration) -> None:
         if m.state.volumes:
             m.movers().remove()
+            m.dst.delete("Pod", mv.pod_name(m.id, "prepull"), m.req.target_namespace)
 
     def undoes(self, m: Migration) -> bool:
         return bool(m.state.volumes)
@@ -628,8 +664,22 @@ class Cutover(Step):
         return bool(m.state.volumes)
 
 
+class Start(Step):
+    """Every replica in the target running: scheduled, images pulled (for a stateful service,
+    pre-pulled while its data was copied), processes started. Reported apart from ``ready`` so
+    the time pods take to start and the time they take to answer their probe are both seen."""
+
+    name = "start"
+
+    def do(self, m: Migration) -> None:
+        st = m.state
+        m.dst.wait_started(m.req.target_namespace, st.service["spec"]["selector"], st.replicas,
+                           timeout=m.req.ready_timeout)
+
+
 class Ready(Step):
-    """Every replica in the target ready (pods started, images pulled, probes passing)."""
+    """Every replica in the target ready: its readiness probe passes (the kubelet's own
+    verdict, which is what the Service's endpoints follow)."""
 
     name = "ready"
 
@@ -711,7 +761,7 @@ class Verify(Step):
                     return True
                 raise NotYet(f"HTTP {status}")
 
-            wait_for(answered, timeout=30, interval=0.1, error=MigrationError,
+            wait_for(answered, timeout=30, interval=0.02, error=MigrationError,
                      what=f"the new path {url} with Host {host} to answer")
 
 
@@ -721,7 +771,9 @@ class Switch(Step):
     The alias slice (target's load balancer) joins the pods' endpoints first, then the pods'
     endpoints go. kube-proxy receives EndpointSlice events in the order the API server wrote
     them and programs each sync atomically, so every rule set it writes has at least one working
-    endpoint: the pods, both, or the alias. No fixed sleep is needed between the two.
+    endpoint: the pods, both, or the alias. When the inventory says how to read the source
+    nodes' proxy rules, the switch checks instead of relying on that: the pods' endpoints go the
+    moment every node sends to the alias, and the step ends when no node sends to the pods.
     """
 
     name = "switch"
@@ -752,9 +804,11 @@ class Switch(Step):
                                             address=lb, ports=ports, alias=m.alias,
                                             migration_id=m.id))
         m.checkpoint("alias-slice")
+        m.wait_programmed("alias")
         m.src.merge_patch("Service", r.service, r.namespace, {"spec": {"selector": None}})
         m.checkpoint("selector-removed")
         _drop_pod_endpoints(m.src, r.service, r.namespace)
+        m.wait_programmed("alias only")
         m.checkpoint("pod-endpoints-dropped")
         if r.strategy is Strategy.EXTERNALNAME:
             _to_externalname(m, drain=True)
@@ -783,8 +837,10 @@ class Switch(Step):
         elif current is not None and not current["spec"].get("selector"):
             m.src.merge_patch("Service", r.service, ns,
                               {"spec": {"selector": original["spec"]["selector"]}})
-        # The pods' own endpoints are back before the alias goes: never an empty Service.
+        # The pods' own endpoints are back (and programmed) before the alias goes: never an
+        # empty Service.
         _wait_pod_endpoints(m.src, r.service, ns)
+        m.wait_programmed("pods")
         m.src.delete("EndpointSlice", mf.alias_slice_name(r.service), ns)
         m.src.delete("EndpointSlice", mf.alias_slice_name(mf.drain_service_name(r.service)), ns)
         for name, addresses in st.aliases_before.items():
@@ -888,7 +944,7 @@ class DeleteSource(Step):
 
 
 STEP_TYPES: dict[str, Step] = {s.name: s for s in (
-    Copy(), PreCopy(), Ready(), Route(), Dns(), Verify(), Cutover(), Switch(), Drain(),
+    Copy(), PreCopy(), Start(), Ready(), Route(), Dns(), Verify(), Cutover(), Switch(), Drain(),
     Cleanup(), Repoint(), DeleteSource())}
 
 

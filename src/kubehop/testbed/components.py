@@ -350,6 +350,10 @@ def kube_proxy_argv(c: ClusterLayout) -> list[str]:
         "metricsBindAddress": "127.0.0.1:10249",
         "healthzBindAddress": "127.0.0.1:10256",
         "oomScoreAdj": 0,
+        # kube-proxy waits at least minSyncPeriod (1 s by default) between two syncs, so the
+        # second half of a make-before-break switch (the pods' endpoints leaving after the
+        # alias joined) waited up to a second. Clusters this small sync in milliseconds.
+        "iptables": {"minSyncPeriod": "100ms"},
         # conntrack sysctls are read-only outside the initial network namespace: leave them.
         "conntrack": {
             "maxPerCore": 0,
@@ -360,5 +364,8 @@ def kube_proxy_argv(c: ClusterLayout) -> list[str]:
     }
     path = c.dir / "kube-proxy" / "config.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    text = yaml.safe_dump(config, sort_keys=False)
+    # A running kube-proxy exits when its configuration file is written, even unchanged.
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
     return [str(builds.kubernetes().binary("kube-proxy")), f"--config={path}", "--v=1"]

@@ -348,6 +348,7 @@ def up(
             refresh_clusterexporter(layout.layouts(existing), say)
             ensure_storage(layout.layouts(existing), say, progress)
             refresh_traefik(layout.layouts(existing), say)
+            refresh_kube_proxy(layout.layouts(existing), say)
             if wan is not None:
                 say("wan: " + testbed_wan.summary(testbed_wan.apply(profile, names)))
             # A newer kubehop may ship newer sample images than the running testbed has; each
@@ -529,6 +530,19 @@ def refresh_traefik(clusters: list[ClusterLayout], say: Say) -> None:
             if before != after:
                 k.wait_rollout("Deployment", "traefik", "traefik", timeout=120)
                 say(f"{c.name}: Traefik updated")
+
+
+def refresh_kube_proxy(clusters: list[ClusterLayout], say: Say) -> None:
+    """kube-proxy as this kubehop configures it on a running testbed: restarted only where its
+    configuration file changed (it keeps no state; the rules it wrote stay while it starts)."""
+    for c in clusters:
+        config = c.dir / "kube-proxy" / "config.yaml"
+        before = config.read_text() if config.exists() else ""
+        argv = components.kube_proxy_argv(c)  # writes the file if it changed
+        if config.read_text() != before:
+            procs.stop(run_dir(c) / "kube-proxy.pid")
+            _spawn(c, "kube-proxy", argv)
+            say(f"{c.name}: kube-proxy restarted with its new configuration")
 
 
 def _apply(c: ClusterLayout, manifests: str) -> None:
@@ -866,7 +880,9 @@ def inventory() -> Inventory:
             c.name: ClusterInfo(name=c.name, context=c.name, tier=layout.tier_of(c.name),
                                 load_balancer=str(c.node_ip),
                                 entrypoints={80: "web", TRANSFER_PORT: TRANSFER_ENTRYPOINT},
-                                cluster_domain=layout.CLUSTER_DOMAIN)
+                                cluster_domain=layout.CLUSTER_DOMAIN,
+                                proxy_rules=(("ip", "netns", "exec", c.netns, "iptables-save",
+                                              "-t", "nat"),))
             for c in layout.layouts(recorded_clusters())
         },
         dns=DnsZoneInfo(zone=clouddns.DEFAULT_ZONE, server=str(layout.HOST_ADDRESS),

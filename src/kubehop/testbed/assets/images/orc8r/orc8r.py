@@ -101,6 +101,13 @@ class Store:
         with contextlib.closing(self.connect()) as db:
             yield db
 
+    def reopen_writer(self) -> None:
+        """The next write opens the database file anew (see ``admin_thaw``)."""
+        with self.write_lock:
+            if self.writer is not None:
+                self.writer.close()
+                self.writer = None
+
     @contextlib.contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
         """A transaction that takes the write lock at once (no upgrade deadlock between two
@@ -288,6 +295,9 @@ class Handler(BaseHTTPRequestHandler):
         self._reply(200, {"frozen": True, **_served()}, "admin")
 
     def admin_thaw(self) -> None:
+        # The file may have been replaced while frozen (a migration's copy lands by rename):
+        # writes after the thaw go to the file at the path, not to one kept open before.
+        self.store.reopen_writer()
         self.freezer.thaw()
         self._reply(200, {"frozen": False, **_served()}, "admin")
 

@@ -53,7 +53,90 @@ def _wan_line(wan: dict[str, Any] | None) -> str:
     return f"WAN profile {wan['profile']['name']}: " + "; ".join(links) + ".  "
 
 
+def _num_or_dash(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _failed_cell(row: dict[str, Any]) -> str:
+    """Failed requests; marked as a lower bound when some run's window hit its cap with agw
+    still failing."""
+    cell = _cell(row["failed_requests"], 0)
+    unended = row.get("outage_unended") or 0
+    return cell if not unended or cell == "-" else f"{cell} (>=; {unended} still failing)"
+
+
+def _before_after(row: dict[str, Any]) -> str:
+    before, after = row.get("p99_before_ms"), row.get("p99_after_ms")
+    if before is None and after is None:
+        return "-"
+    return f"{_num_or_dash(before, 1)} → {_num_or_dash(after, 1)}"
+
+
+def _window_note(data: dict[str, Any]) -> str:
+    w = data.get("window")
+    if not w:
+        return ""
+    return (f"Each run's window of agw's record starts {w['before_s']:g} s before the migration "
+            f"and ends {w['quiet_s']:g} s after the last failure (once agw has answered "
+            f"successfully that long), at least {w['after_min_s']:g} s and at most DNS TTL "
+            f"{w['dns_ttl_s']:g} + {w['cap_after_ttl_s']:g} s after the migration: failure "
+            "counts are complete unless marked >=. p99 before → after: agw's latency in the "
+            f"{w['before_s']:g} s before the migration and the {w['after_min_s']:g} s after it "
+            "(medians over the runs). drain: the engine's drain phase (0 if the plan has none).")
+
+
+def _ingress_lines(data: dict[str, Any]) -> list[str]:
+    rows = [r for r in data["summary"] if r.get("ingress")]
+    if not rows:
+        return []
+    profile = ((data.get("wan") or {}).get("profile") or {}).get("name", "?")
+    lines = ["", "Ingress overhead (direct pod vs through the target's Traefik):", "",
+             f"After each run of kubehop's strategies (orc8r in cloud, edge's Service aliased to"
+             f" cloud's load balancer), {data.get('ingress_calls', '?')} alternating calls from "
+             "the host, each on a new connection: GET /readyz straight to one orc8r pod "
+             "(IP:8080; the host routes every cluster's pod network via its node) and through "
+             "cloud's load balancer (port 80) with Host orc8r.orc8r-ns.svc.cluster.local, the "
+             "alias's last hop. Medians over the runs of each run's p50/p99. Target: at most "
+             f"1 ms p50 and 5 ms p99 over the direct call on the flat bridge (WAN profile here: "
+             f"{profile}).", "",
+             "| strategy | runs | direct p50 / p99 (ms) | through Traefik p50 / p99 (ms) | "
+             "overhead p50 / p99 (ms) | within 1 / 5 ms |",
+             "|---|---|---|---|---|---|"]
+    for row in rows:
+        ing = row["ingress"]
+        d, a, o = ing["direct_ms"], ing["alias_ms"], ing["overhead_ms"]
+        met = ("-" if o["p50"] is None or o["p99"] is None else
+               ("yes" if o["p50"] <= 1 and o["p99"] <= 5 else "no"))
+        lines.append(
+            f"| {row['strategy']} | {ing['runs']} | {_num_or_dash(d['p50'], 2)} / "
+            f"{_num_or_dash(d['p99'], 2)} | {_num_or_dash(a['p50'], 2)} / "
+            f"{_num_or_dash(a['p99'], 2)} | {_num_or_dash(o['p50'], 2)} / "
+            f"{_num_or_dash(o['p99'], 2)} | {met} |")
+    return lines
+
+
+def _scale_lines(scales: list[dict[str, Any]]) -> list[str]:
+    """One row per count: total, failures, the slowest phase, each phase's median / max."""
+    names: list[str] = []
+    for sc in scales:
+        names += [n for n in (sc.get("phases") or {}) if n not in names]
+    lines = ["", "Independent services migrated at once (edge -> cloud, endpoints); phases: "
+             "median / max (s) over the migrations; slowest phase: the largest median:", "",
+             "| services | total time (s) | failed migrations | slowest phase | "
+             + " | ".join(names) + (" |" if names else "|"),
+             "|---|---|---|---|" + "---|" * len(names)]
+    for sc in scales:
+        phases = sc.get("phases") or {}
+        cells = [f"{phases[n]['median']:.2f} / {phases[n]['max']:.2f}" if n in phases else "-"
+                 for n in names]
+        lines.append(f"| {sc['services']} | {sc['total_s']:.2f} | {sc['failed']} | "
+                     f"{sc.get('slowest_phase') or '-'} | " + " | ".join(cells)
+                     + (" |" if cells else "|"))
+    return lines
+
+
 def summary_markdown(data: dict[str, Any], command: str) -> str:
+    interval = float(data.get("interval_ms", 10))
     lines = [
         "# kubehop bench",
         "",
@@ -62,23 +145,26 @@ def summary_markdown(data: dict[str, Any], command: str) -> str:
         f"{platform.release()}; Kubernetes v{layout.KUBERNETES_VERSION}, Traefik "
         f"{layout.TRAEFIK_VERSION}, CoreDNS {layout.COREDNS_VERSION}.  ",
         _wan_line(data.get("wan")),
-        "agw calls orc8r every 10 ms (open loop); each cell is median / max over the runs.",
+        f"agw calls orc8r every {interval:g} ms (open loop); each cell is median / max over "
+        "the runs.",
         "",
-        "| strategy | runs | failed requests | longest gap (ms) | total time (s) | "
-        "clients on target after (s) | p99 latency during (ms) |",
-        "|---|---|---|---|---|---|---|",
+        "| strategy | runs | failed requests | longest gap (ms) | total time (s) | drain (s) | "
+        "clients on target after (s) | p99 latency during (ms) | p99 before → after (ms) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in data["summary"]:
         lines.append(
             f"| {row['strategy']} | {row['completed']}/{row['runs']} | "
-            f"{_cell(row['failed_requests'], 0)} | {_cell(row['longest_gap_ms'], 0)} | "
-            f"{_cell(row['total_s'])} | {_cell(row['to_target_s'])} | "
-            f"{_cell(row['p99_during_ms'], 1)} |")
+            f"{_failed_cell(row)} | {_cell(row['longest_gap_ms'], 0)} | "
+            f"{_cell(row['total_s'])} | {_cell(row.get('drain_s') or (None, None))} | "
+            f"{_cell(row['to_target_s'])} | {_cell(row['p99_during_ms'], 1)} | "
+            f"{_before_after(row)} |")
+    note = _window_note(data)
+    if note:
+        lines += ["", note]
+    lines += _ingress_lines(data)
     if data.get("scale"):
-        lines += ["", "Independent services migrated at once (edge -> cloud, endpoints):", "",
-                  "| services | total time (s) | failed migrations |", "|---|---|---|"]
-        lines += [f"| {s['services']} | {s['total_s']:.2f} | {s['failed']} |"
-                  for s in data["scale"]]
+        lines += _scale_lines(data["scale"])
     return "\n".join(lines) + "\n"
 
 

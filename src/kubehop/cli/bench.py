@@ -18,7 +18,7 @@ from kubehop.errors import UsageError
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 DEFAULT_STRATEGIES = "endpoints,externalname,paper,naive"
-DEFAULT_SCALE = "1,4,16"
+DEFAULT_SCALE = "1,16,64"
 DEFAULT_SIZES = "10,100,1000"
 
 
@@ -97,7 +97,10 @@ def bench(
     try:
         counts = [int(x) for x in scale.split(",") if x.strip()]
     except ValueError as exc:
-        raise UsageError(f"--scale wants numbers like 1,4,16, not {scale!r}") from exc
+        raise UsageError(f"--scale wants numbers like 1,16,64, not {scale!r}") from exc
+    if any(not 1 <= n <= runner.MAX_SCALE for n in counts):
+        raise UsageError(f"--scale counts must be 1 to {runner.MAX_SCALE} (edge's node holds "
+                         f"{runner.MAX_SCALE + 10} pods), not {scale!r}")
     report.pyplot()  # matplotlib is an extra: say so now, not after the runs
     if quick:
         runs, counts = 1, [1] if counts else []
@@ -114,8 +117,8 @@ def bench(
                                                              names)))
     wan_record = testbed_wan.report(names, count=5)  # configured and measured, before the load
     sample.deploy("edge", interval_ms=interval)
-    data = runner.run_bench(runs=runs, strategies=chosen, scale=counts, out=out, say=say)
-    data["interval_ms"] = interval
+    data = runner.run_bench(runs=runs, strategies=chosen, scale=counts, out=out, say=say,
+                            interval_ms=interval)
     data["wan"] = wan_record
     command = "kubehop " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     for path in report.write(data, out, command):

@@ -175,6 +175,16 @@ class _Orc8r(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:
         pass
 
+    def do_GET(self) -> None:
+        """The probe mode's request: nothing stored, the answer names the cluster."""
+        with self.lock:
+            self.seen.append(None)
+        data = b'{"ok": true, "cluster": "x"}' if self.path == "/healthz" else b"{}"
+        self.send_response(200 if self.path == "/healthz" else 404)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
     def do_POST(self) -> None:
         seq = json.loads(self.rfile.read(int(self.headers["Content-Length"]))).get("seq")
         with self.lock:
@@ -233,6 +243,16 @@ def test_the_open_loop_at_1_ms_against_a_real_server(
     assert all(s.lag >= 0 for s in samples)
 
 
+def test_the_probe_mode_gets_healthz_and_stores_nothing(
+        agw: ModuleType, orc8r: tuple[str, type[_Orc8r]], monkeypatch: pytest.MonkeyPatch) -> None:
+    url, handler = orc8r
+    monkeypatch.setattr(agw, "MODE", "probe")
+    s = asyncio.run(agw.attempt(time.time(), 3, send=functools.partial(agw.post_checkin,
+                                                                       target=url)))
+    assert s.ok and s.cluster == "x"
+    assert handler.seen == [None]  # one GET, no check-in posted
+
+
 def test_a_real_503_is_retried_with_the_same_seq(
         agw: ModuleType, frozen_once: tuple[str, type[_Orc8r]]) -> None:
     url, handler = frozen_once
@@ -284,3 +304,9 @@ def test_read_response_takes_the_content_length_body(agw: ModuleType) -> None:
         asyncio.run(parse(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nshort"))
     with pytest.raises(agw.http.client.BadStatusLine):
         asyncio.run(parse(b"SSH-2.0-OpenSSH\r\n"))
+
+
+def test_agw_probes_instead_of_checking_in_below_5_ms() -> None:
+    from kubehop.testbed import sample
+    assert [sample.agw_mode(ms) for ms in (1, 4.9, 5, 10)] == ["probe", "probe", "checkin",
+                                                               "checkin"]

@@ -42,6 +42,17 @@ def cluster_layout(name: str) -> ClusterLayout:
     raise UsageError(f"no testbed cluster named {name!r}; the testbed has {', '.join(names)}")
 
 
+PROBE_BELOW_MS = 5.0
+"""Faster than this agw sends ``GET /healthz`` instead of check-ins: a check-in is an SQLite
+write in a Python server, and orc8r's two replicas answer at most ~600 a second on this
+2-core machine (measured), so 1 ms check-ins would measure orc8r's saturation, not the path."""
+
+
+def agw_mode(interval_ms: float) -> str:
+    """``checkin`` (numbered, stored writes) or ``probe`` (``GET /healthz``, nothing written)."""
+    return "probe" if interval_ms < PROBE_BELOW_MS else "checkin"
+
+
 def manifests(c: ClusterLayout, *, interval_ms: float, only_namespace: str | None = None,
               stateful: bool = False) -> str:
     """The sample's manifests for cluster ``c``; with ``only_namespace``, just that part (the
@@ -51,6 +62,7 @@ def manifests(c: ClusterLayout, *, interval_ms: float, only_namespace: str | Non
         orc8r_image=images.orc8r_image().ref(),
         agw_image=images.agw_image().ref(),
         interval_ms=interval_ms,
+        agw_mode=agw_mode(interval_ms),
     )
     if only_namespace is None and not stateful:
         return text

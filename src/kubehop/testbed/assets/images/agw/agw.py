@@ -51,6 +51,9 @@ TIMEOUT = float(os.environ.get("AGW_TIMEOUT_S", "5"))
 NETWORK = os.environ.get("AGW_NETWORK", "testnet")
 GATEWAY = os.environ.get("AGW_GATEWAY_ID", os.environ.get("HOSTNAME", "agw-1"))
 KEEP = int(os.environ.get("AGW_KEEP", "720000"))
+MODE = os.environ.get("AGW_MODE", "checkin")
+"""``checkin``: numbered check-ins orc8r stores; ``probe``: ``GET /healthz`` (nothing stored),
+for intervals too short for orc8r to store every check-in (the bench's 1 ms mode)."""
 RETRY_S = 0.02
 """Pause between retries of a check-in answered 503."""
 RESOLVER_THREADS = 64
@@ -193,11 +196,16 @@ async def post_checkin(seq: int | None, timeout: float, target: str = TARGET) ->
     """
     url = urllib.parse.urlsplit(target)
     host, port = url.hostname or "", url.port or 80
-    path = f"/networks/{NETWORK}/gateways/{GATEWAY}/checkin"
-    body = b"{}" if seq is None else json.dumps({"seq": seq}).encode()
-    head = (f"POST {path} HTTP/1.1\r\nHost: {url.netloc}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-            "Connection: close\r\n\r\n").encode()
+    if MODE == "probe":
+        body = b""
+        head = (f"GET /healthz HTTP/1.1\r\nHost: {url.netloc}\r\n"
+                "Connection: close\r\n\r\n").encode()
+    else:
+        path = f"/networks/{NETWORK}/gateways/{GATEWAY}/checkin"
+        body = b"{}" if seq is None else json.dumps({"seq": seq}).encode()
+        head = (f"POST {path} HTTP/1.1\r\nHost: {url.netloc}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+                "Connection: close\r\n\r\n").encode()
     async with asyncio.timeout(timeout):
         reader, writer = await asyncio.open_connection(host, port)
         try:

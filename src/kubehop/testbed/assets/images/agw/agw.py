@@ -196,14 +196,16 @@ async def post_checkin(seq: int | None, timeout: float, target: str = TARGET) ->
     """
     url = urllib.parse.urlsplit(target)
     host, port = url.hostname or "", url.port or 80
+    # An absolute name (trailing dot) is resolved as given; the Host header names it without.
+    netloc = f"{host.rstrip('.')}:{url.port}" if url.port else host.rstrip(".")
     if MODE == "probe":
         body = b""
-        head = (f"GET /healthz HTTP/1.1\r\nHost: {url.netloc}\r\n"
+        head = (f"GET /healthz HTTP/1.1\r\nHost: {netloc}\r\n"
                 "Connection: close\r\n\r\n").encode()
     else:
         path = f"/networks/{NETWORK}/gateways/{GATEWAY}/checkin"
         body = b"{}" if seq is None else json.dumps({"seq": seq}).encode()
-        head = (f"POST {path} HTTP/1.1\r\nHost: {url.netloc}\r\n"
+        head = (f"POST {path} HTTP/1.1\r\nHost: {netloc}\r\n"
                 f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
                 "Connection: close\r\n\r\n").encode()
     async with asyncio.timeout(timeout):

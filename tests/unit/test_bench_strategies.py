@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from kubehop.bench import report
+from kubehop.bench import report, runner
 from kubehop.bench.runner import (
     Run,
     agw_interval_ms,
@@ -248,7 +248,7 @@ def test_markdown_has_the_interval_drain_before_after_ingress_and_scale() -> Non
     md = report.summary_markdown(bench_data(), "kubehop bench --interval 1")
     assert "agw calls orc8r every 1 ms" in md and "every 10 ms" not in md
     assert "| drain (s) |" in md and "| p99 before → after (ms) |" in md
-    assert "| endpoints | 2/2 | 0 / 0 | 50 / 50 | 3.10 / 3.20 | 2.10 / 2.20 |" in md
+    assert "| endpoints | 2/2 | 0 / 0 | 50 / 50 | - | 3.10 / 3.20 | 2.10 / 2.20 |" in md
     assert "| 4.5 → 6.5 |" in md
     assert "3100 / 3200 (>=; 1 still failing)" in md
     assert "ends 2 s after the last failure" in md
@@ -297,3 +297,13 @@ def test_bad_scale_is_a_one_line_error(args: list[str], words: tuple[str, ...]) 
     result = subprocess.run([sys.executable, "-m", "kubehop.cli.main", "bench", *args],
                             capture_output=True, text=True, timeout=60, check=False)
     assert_one_line_error(result, *words)
+
+
+def test_the_switch_gap_is_the_longest_gap_overlapping_the_switch() -> None:
+    done = [0.0, 0.01, 0.02, 0.10, 0.11, 0.12, 0.30, 0.31]
+    phases = [{"name": "verify", "start": 0.0, "end": 0.05},
+              {"name": "switch", "start": 0.105, "end": 0.125}]
+    # 0.12 -> 0.30 starts inside the switch; 0.02 -> 0.10 ends before it began
+    assert runner.phase_gap_ms(done, phases, "switch") == 180.0
+    assert runner.phase_gap_ms(done, phases, "drain") is None
+    assert runner.phase_gap_ms([], phases, "switch") is None

@@ -148,14 +148,16 @@ def summary_markdown(data: dict[str, Any], command: str) -> str:
         f"agw calls orc8r every {interval:g} ms (open loop); each cell is median / max over "
         "the runs.",
         "",
-        "| strategy | runs | failed requests | longest gap (ms) | total time (s) | drain (s) | "
-        "clients on target after (s) | p99 latency during (ms) | p99 before → after (ms) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| strategy | runs | failed requests | longest gap (ms) | longest gap in the switch (ms) "
+        "| total time (s) | drain (s) | clients on target after (s) | p99 latency during (ms) | "
+        "p99 before → after (ms) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in data["summary"]:
         lines.append(
             f"| {row['strategy']} | {row['completed']}/{row['runs']} | "
             f"{_failed_cell(row)} | {_cell(row['longest_gap_ms'], 0)} | "
+            f"{_cell(row.get('switch_gap_ms') or (None, None), 0)} | "
             f"{_cell(row['total_s'])} | {_cell(row.get('drain_s') or (None, None))} | "
             f"{_cell(row['to_target_s'])} | {_cell(row['p99_during_ms'], 1)} | "
             f"{_before_after(row)} |")

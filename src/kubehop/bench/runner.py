@@ -82,6 +82,9 @@ class Run:
     requests: int = 0
     failed: int = 0
     longest_gap_ms: float | None = None
+    switch_gap_ms: float | None = None
+    """The longest gap between answers that overlaps the switch phase: what the switch itself
+    costs clients, apart from gaps the machine's load makes at other moments of the run."""
     to_target_s: float | None = None
     latency_ms: dict[str, dict[str, float | None]] = field(default_factory=dict)
     window_end: float = 0.0
@@ -239,12 +242,25 @@ def measure(run: Run, rows: list[list[Any]], window_end: float) -> None:
     done = sorted(r[0] + r[1] for r in rows if r[2])
     gaps = [b - a for a, b in itertools.pairwise(done)]
     run.longest_gap_ms = round(max(gaps) * 1000, 2) if gaps else None
+    run.switch_gap_ms = phase_gap_ms(done, run.phases, "switch")
     first_target = [r[0] for r in rows if r[2] and r[4] == "cloud" and r[0] >= run.start]
     run.to_target_s = round(min(first_target) - run.start, 3) if first_target else None
     for name, lo, hi in (("before", run.start - BEFORE_S, run.start),
                          ("during", run.start, run.end),
                          ("after", run.end, run.end + AFTER_MIN_S)):
         run.latency_ms[name] = _percentiles([r[1] for r in rows if r[2] and lo <= r[0] < hi])
+
+
+def phase_gap_ms(done: Sequence[float], phases: Sequence[dict[str, Any]],
+                 name: str) -> float | None:
+    """The longest gap (ms) between consecutive answers (``done``: sorted answer times) that
+    overlaps phase ``name``; None without that phase or answers around it."""
+    phase = next((p for p in phases if p["name"] == name), None)
+    if phase is None:
+        return None
+    lo, hi = float(phase["start"]), float(phase["end"])
+    gaps = [b - a for a, b in itertools.pairwise(done) if b >= lo and a <= hi]
+    return round(max(gaps) * 1000, 2) if gaps else None
 
 
 def timed_call(address: str, port: int, host: str, path: str = INGRESS_PATH,
@@ -501,6 +517,7 @@ def summarize(runs: list[Run]) -> list[dict[str, Any]]:
             "failed_requests": _med_max([float(r.failed) for r in rs]),
             "outage_unended": sum(1 for r in rs if not r.outage_ended),
             "longest_gap_ms": _med_max([r.longest_gap_ms or 0.0 for r in rs]),
+            "switch_gap_ms": _med_max([r.switch_gap_ms for r in ok if r.switch_gap_ms is not None]),
             "total_s": _med_max([r.total_s for r in ok]),
             "drain_s": _med_max([phase_seconds(r.phases, "drain") for r in ok]),
             "to_target_s": _med_max([r.to_target_s for r in ok if r.to_target_s is not None]),

@@ -45,3 +45,22 @@ def test_retry_retries_only_the_named_errors() -> None:
     assert retry(call, timeout=5, interval=0.001) == "ok"
     with pytest.raises(ValueError):
         retry(lambda: int("x"), timeout=5, interval=0.001)
+
+
+def test_a_poll_budget_spreads_its_rate_over_the_waits_in_progress() -> None:
+    from kubehop.waiting import PollBudget
+    budget = PollBudget(0.05)
+    assert budget.interval() == 0.05
+    with budget.waiting(), budget.waiting():
+        assert budget.interval() == 0.1
+        with budget.waiting():
+            assert abs(budget.interval() - 0.15) < 1e-9
+    assert budget.active == 0 and budget.interval() == 0.05
+
+
+def test_wait_for_takes_its_interval_from_a_function() -> None:
+    calls: list[int] = []
+    answers = iter([None, None, "done"])
+    assert wait_for(lambda: next(answers), timeout=5, what="x",
+                    interval=lambda: calls.append(1) or 0.001) == "done"
+    assert len(calls) == 2

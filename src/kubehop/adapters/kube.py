@@ -30,7 +30,7 @@ from lightkube.resources.storage_v1 import StorageClass
 from lightkube.types import PatchType
 
 from kubehop.errors import KubehopError
-from kubehop.waiting import NotYet, wait_for
+from kubehop.waiting import NotYet, PollBudget, wait_for
 
 Manifest = dict[str, Any]
 FIELD_MANAGER = "kubehop"
@@ -48,6 +48,11 @@ KINDS: dict[str, Any] = {
     "Endpoints": Endpoints, "Node": Node,
     "Event": Event, "StorageClass": StorageClass,
 }
+
+
+POLLS = PollBudget(0.05)
+"""Waits for pods (start, readiness): within 0.05 s for one migration, and no more requests a
+second for 64 at once."""
 
 
 class KubeError(KubehopError):
@@ -247,8 +252,9 @@ class KubeCluster:
                                 f"{'; '.join(problems[:3])}")
             raise NotYet(why)
 
-        wait_for(started, timeout=timeout, interval=0.05, error=KubeError,
-                 what=f"{want} pods {selector} in {namespace} of {self.name} to start")
+        with POLLS.waiting():
+            wait_for(started, timeout=timeout, interval=POLLS.interval, error=KubeError,
+                     what=f"{want} pods {selector} in {namespace} of {self.name} to start")
 
     def wait_ready(self, kind: str, name: str, namespace: str, selector: dict[str, str], *,
                    timeout: float) -> None:
@@ -265,8 +271,9 @@ class KubeCluster:
                                 f"{'; '.join(problems[:3])}")
             raise NotYet(why)
 
-        wait_for(ready, timeout=timeout, interval=0.05, error=KubeError,
-                 what=f"{kind} {namespace}/{name} in {self.name} to become ready")
+        with POLLS.waiting():
+            wait_for(ready, timeout=timeout, interval=POLLS.interval, error=KubeError,
+                     what=f"{kind} {namespace}/{name} in {self.name} to become ready")
 
     def wait_rollout(self, kind: str, name: str, namespace: str, *, timeout: float) -> None:
         """Like ``kubectl rollout status``: wait until the workload's replicas are all ready

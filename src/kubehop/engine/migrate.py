@@ -48,11 +48,17 @@ from kubehop.domain.model import (
 from kubehop.domain.volumes import diff_manifests
 from kubehop.engine import data
 from kubehop.errors import KubehopError, UsageError
-from kubehop.waiting import NotYet, retry, wait_for
+from kubehop.waiting import NotYet, PollBudget, retry, wait_for
 
 Manifest = dict[str, Any]
 Say = Callable[[str, str, float | None], None]
 """``say(event, step, seconds)``: event is "start", "done", "undo" or "info" (step = text)."""
+
+
+PROXY_POLLS = PollBudget(0.02)
+"""Reads of the source nodes' proxy rules during switches (one process each)."""
+VERIFY_POLLS = PollBudget(0.02)
+"""Requests through the target's load balancer while Traefik picks up the new pods."""
 
 
 class MigrationError(KubehopError):
@@ -221,9 +227,10 @@ class Migration:
                     raise NotYet(f"node {node + 1} sends to {sorted(dests) or 'nothing'}")
             return True
 
-        wait_for(programmed, timeout=60, interval=0.02, error=MigrationError,
-                 what=f"{self.src.name}: the service proxy to send {r.namespace}/{r.service} "
-                      f"to the {to}")
+        with PROXY_POLLS.waiting():
+            wait_for(programmed, timeout=60, interval=PROXY_POLLS.interval, error=MigrationError,
+                     what=f"{self.src.name}: the service proxy to send {r.namespace}/"
+                          f"{r.service} to the {to}")
 
     def save(self) -> None:
         """Persist the state now: called before a side effect that undo must know about."""
@@ -761,8 +768,10 @@ class Verify(Step):
                     return True
                 raise NotYet(f"HTTP {status}")
 
-            wait_for(answered, timeout=30, interval=0.02, error=MigrationError,
-                     what=f"the new path {url} with Host {host} to answer")
+            with VERIFY_POLLS.waiting():
+                wait_for(answered, timeout=30, interval=VERIFY_POLLS.interval,
+                         error=MigrationError,
+                         what=f"the new path {url} with Host {host} to answer")
 
 
 class Switch(Step):

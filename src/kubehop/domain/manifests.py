@@ -169,7 +169,10 @@ def backend_service_name(service: str) -> str:
 
 
 def backend_service(service: Manifest, *, namespace: str, migration_id: str) -> Manifest:
-    """A ClusterIP Service with the original's selector and ports, for Traefik to route to."""
+    """A headless Service with the original's selector and ports, for Traefik to route to.
+
+    Traefik reads its EndpointSlices, never its address, so it takes no ClusterIP: allocating
+    one is the slowest part of creating a Service, and 64 migrations at once timed out on it."""
     name = service["metadata"]["name"]
     return {
         "apiVersion": "v1",
@@ -183,6 +186,7 @@ def backend_service(service: Manifest, *, namespace: str, migration_id: str) -> 
         },
         "spec": {
             "type": "ClusterIP",
+            "clusterIP": "None",
             "selector": dict(service["spec"]["selector"]),
             "ports": [{k: v for k, v in p.items() if k != "nodePort"}
                       for p in service["spec"]["ports"]],

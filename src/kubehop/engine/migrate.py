@@ -526,6 +526,9 @@ class Copy(Step):
         m.dst.apply(wl)
         m.checkpoint("workload")
         m.will_create("Service", m.route_name, tns)
+        older = m.dst.get("Service", m.route_name, tns)
+        if older is not None and older["spec"].get("clusterIP") != "None":
+            m.dst.delete("Service", m.route_name, tns)  # an older kubehop's had an address
         m.dst.apply(mf.backend_service(st.service, namespace=tns, migration_id=m.id))
         m.checkpoint("backend-service")
         if not st.target_service_checked:

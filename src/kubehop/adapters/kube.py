@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx2
 from lightkube import ApiError, Client, KubeConfig, codecs
 from lightkube.config import client_adapter
 from lightkube.core.resource import NamespacedResource
@@ -34,6 +35,10 @@ from kubehop.waiting import NotYet, PollBudget, wait_for
 
 Manifest = dict[str, Any]
 FIELD_MANAGER = "kubehop"
+API_TIMEOUT_S = 30.0
+"""How long one API call may take. lightkube's 10 s was too short for a control plane on two
+shared cores creating 64 Services at once (ClusterIP allocation); the API server's own limit
+is 60 s."""
 
 IngressRoute = create_namespaced_resource("traefik.io", "v1alpha1", "IngressRoute",
                                           "ingressroutes")
@@ -88,7 +93,8 @@ class KubeCluster:
         if config is None:
             raise KubeError(f"no context {context!r} in {where}")
         try:
-            self.client = Client(config=config, field_manager=FIELD_MANAGER)
+            self.client = Client(config=config, field_manager=FIELD_MANAGER,
+                                 timeout=httpx2.Timeout(API_TIMEOUT_S))
         except Exception as exc:
             raise KubeError(f"cannot use context {context!r} from {where}: {exc}") from exc
         self._http: Any = None

@@ -758,7 +758,8 @@ class Verify(Step):
     name = "verify"
 
     def do(self, m: Migration) -> None:
-        """Traefik needs a moment to pick up a new route, so wait for it (up to 30 s)."""
+        """Traefik needs a moment to see the new pods' endpoints, so wait for it (up to the
+        request's ready timeout: with 64 migrations at once on two cores it took over 30 s)."""
         url = f"http://{m.dst_info.load_balancer}:{m.state.port}{m.state.probe_path}"
         for host in m.hosts():
             def answered(host: str = host) -> bool:
@@ -772,7 +773,7 @@ class Verify(Step):
                 raise NotYet(f"HTTP {status}")
 
             with VERIFY_POLLS.waiting():
-                wait_for(answered, timeout=30, interval=VERIFY_POLLS.interval,
+                wait_for(answered, timeout=m.req.ready_timeout, interval=VERIFY_POLLS.interval,
                          error=MigrationError,
                          what=f"the new path {url} with Host {host} to answer")
 

@@ -471,3 +471,86 @@ def test_the_switch_drops_the_pods_only_once_the_proxy_sends_to_the_target(
     time.sleep(1)
     rec = record(since, time.time() - 0.5)
     assert rec["failed"] == 0, rec["errors"]
+
+
+SLOW_PROBE_APP = """
+apiVersion: v1
+kind: Namespace
+metadata: {name: kh-gate}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: kh-gate}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: web
+        image: IMAGE
+        ports: [{name: http, containerPort: 8080}]
+        # The kubelet's first probe comes 20 s after the start: long after it answers.
+        readinessProbe: {httpGet: {path: /healthz, port: http}, initialDelaySeconds: 20}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: kh-gate}
+spec:
+  selector: {app: web}
+  ports: [{name: http, port: 80, targetPort: http}]
+"""
+
+
+class KubeletReadyAtGate:
+    """At the ready step's "admitted" point: is cloud's pod Ready to the kubelet yet, and does
+    the target's Traefik already route to it?"""
+
+    def __init__(self) -> None:
+        self.kubelet_ready: bool | None = None
+        self.routed: int | None = None
+
+    def checkpoint(self, step: str, point: str) -> None:
+        if (step, point) != ("ready", "admitted"):
+            return
+        pods = json.loads(kubectl(CLOUD, "get", "pods", "-n", "kh-gate", "-o", "json"))["items"]
+        self.kubelet_ready = any(c["type"] == "Ready" and c["status"] == "True"
+                                 for p in pods for c in p["status"].get("conditions", []))
+
+        def answered() -> int | None:
+            r = httpx.get(f"http://{CLOUD.node_ip}/healthz", timeout=2,
+                          headers={"Host": "web.kh-gate.svc.cluster.local"})
+            return r.status_code if r.status_code == 200 else None
+
+        self.routed = wait_for(answered, timeout=15, interval=0.1, what="Traefik to route")
+
+
+def test_the_readiness_gate_admits_a_pod_that_answers_before_the_kubelet_does(
+        tmp_path: Path) -> None:
+    """kubehop's gate: the target pod answers its readiness probe's request, so Traefik gets
+    it as an endpoint at once, though the kubelet will only call it ready 20 s later; the
+    migration goes on, and cleanup waits for the kubelet's own endpoints before the early
+    slice goes."""
+    for c in (EDGE, CLOUD):
+        kubectl(c, "delete", "namespace", "kh-gate", "--ignore-not-found", "--wait=true",
+                "--timeout=120s")
+    kubectl(EDGE, "apply", "-f", "-", stdin=SLOW_PROBE_APP.replace("IMAGE",
+                                                                   images.httpd_image().ref()))
+    kubectl(EDGE, "-n", "kh-gate", "rollout", "status", "deployment/web", "--timeout=180s")
+    hooks = KubeletReadyAtGate()
+    try:
+        request = MigrationRequest(service="web", namespace="kh-gate", source="edge",
+                                   target="cloud", target_namespace="kh-gate",
+                                   drain_seconds=0)
+        report = Executor(Store(f"sqlite:///{tmp_path / 'j.db'}"), hooks=hooks).start(
+            tb.inventory(), request)
+        assert report.status == "succeeded", report.error
+        assert hooks.kubelet_ready is False, "admitted before the kubelet's first probe"
+        assert hooks.routed == 200
+        slices = kubectl(CLOUD, "get", "endpointslices", "-n", "kh-gate", "-o", "name")
+        assert "kubehop-web-early" not in slices  # the kubelet's own took over
+    finally:
+        for c in (EDGE, CLOUD):
+            kubectl(c, "delete", "namespace", "kh-gate", "--ignore-not-found", "--wait=false")

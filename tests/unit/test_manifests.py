@@ -107,3 +107,30 @@ def test_drain_service_holds_the_old_cluster_ip() -> None:
     assert svc["spec"]["clusterIP"] == "10.100.0.7"
     assert "selector" not in svc["spec"]
     assert svc["metadata"]["name"] == mf.drain_service_name("orc8r")
+
+
+POD = {"containers": [{"name": "app", "ports": [{"name": "http", "containerPort": 8080}],
+                       "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}}}]}
+
+
+def test_the_readiness_gate_probes_what_the_kubelet_probes() -> None:
+    assert mf.readiness_http(POD) == (8080, "/readyz")
+    numeric = {"containers": [{"readinessProbe": {"httpGet": {"port": 9000}}}]}
+    assert mf.readiness_http(numeric) == (9000, "/")
+    assert mf.readiness_http({"containers": [{"readinessProbe": {"exec": {}}}]}) is None
+    unknown = {"containers": [{"readinessProbe": {"httpGet": {"port": "nope"}}}]}
+    assert mf.readiness_http(unknown) is None
+
+
+def test_the_early_slice_lists_admitted_pods_on_the_backends_target_ports() -> None:
+    service = {"metadata": {"name": "orc8r"},
+               "spec": {"ports": [{"name": "http", "port": 80, "targetPort": "http"},
+                                  {"name": "raw", "port": 81, "targetPort": 9001},
+                                  {"name": "gone", "port": 82, "targetPort": "missing"}]}}
+    sl = mf.early_endpoint_slice(service=service, namespace="ns", addresses=["10.0.0.5"],
+                                 pod_spec=POD, migration_id="m1")
+    assert sl["metadata"]["name"] == "kubehop-orc8r-early"
+    assert sl["metadata"]["labels"]["kubernetes.io/service-name"] == "kubehop-orc8r"
+    assert sl["metadata"]["labels"]["endpointslice.kubernetes.io/managed-by"] == mf.MANAGED_BY
+    assert sl["endpoints"] == [{"addresses": ["10.0.0.5"], "conditions": {"ready": True}}]
+    assert [(p["name"], p["port"]) for p in sl["ports"]] == [("http", 8080), ("raw", 9001)]

@@ -262,6 +262,54 @@ class KubeCluster:
             wait_for(started, timeout=timeout, interval=POLLS.interval, error=KubeError,
                      what=f"{want} pods {selector} in {namespace} of {self.name} to start")
 
+    def wait_ready_or_answering(self, kind: str, name: str, namespace: str,
+                                selector: dict[str, str], want: int, probe: tuple[int, str], *,
+                                timeout: float) -> dict[str, str]:
+        """Like :meth:`wait_ready`, but a running pod that answers its HTTP readiness probe's
+        request (``probe``: port, path; 2xx or 3xx, as the kubelet judges it, sent through the
+        API server's pod proxy) counts as ready before the kubelet's next probe says so.
+        Returns those pods (name -> IP) that the kubelet had not yet called ready."""
+        admitted: dict[str, str] = {}
+        port, path = probe
+
+        def ready() -> bool:
+            ok, why = self.workload_ready(kind, name, namespace)
+            if ok:
+                admitted.clear()
+                return True
+            problems = self.pod_problems(namespace, selector)
+            if problems:
+                raise KubeError(f"{self.name}: {kind} {namespace}/{name} cannot become ready: "
+                                f"{'; '.join(problems[:3])}")
+            counted = 0
+            for pod in self.find("Pod", namespace, selector):
+                meta, status = pod["metadata"], pod.get("status") or {}
+                if meta.get("deletionTimestamp"):
+                    continue
+                if any(c.get("type") == "Ready" and c.get("status") == "True"
+                       for c in status.get("conditions") or []):
+                    admitted.pop(meta["name"], None)
+                    counted += 1
+                elif meta["name"] in admitted:
+                    counted += 1
+                elif status.get("podIP") and status.get("phase") == "Running":
+                    try:
+                        code, _ = self.get_path(f"/api/v1/namespaces/{namespace}/pods/"
+                                                f"{meta['name']}:{port}/proxy{path}", timeout=1)
+                    except KubeError:
+                        code = 0  # not answering yet
+                    if 200 <= code < 400:
+                        admitted[meta["name"]] = status["podIP"]
+                        counted += 1
+            if counted >= want:
+                return True
+            raise NotYet(why)
+
+        with POLLS.waiting():
+            wait_for(ready, timeout=timeout, interval=POLLS.interval, error=KubeError,
+                     what=f"{kind} {namespace}/{name} in {self.name} to become ready")
+        return admitted
+
     def wait_ready(self, kind: str, name: str, namespace: str, selector: dict[str, str], *,
                    timeout: float) -> None:
         """Wait until every replica is ready; fail at once on a pod problem that will not

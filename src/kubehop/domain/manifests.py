@@ -194,6 +194,61 @@ def backend_service(service: Manifest, *, namespace: str, migration_id: str) -> 
     }
 
 
+def early_slice_name(service: str) -> str:
+    """The backend's slice of pods kubehop admitted before the kubelet called them ready."""
+    return f"{backend_service_name(service)[:57]}-early"
+
+
+def readiness_http(pod_spec: Manifest) -> tuple[int, str] | None:
+    """(port number, path) of the pod's first HTTP readiness probe, a named port resolved;
+    None when no container has one (then only the kubelet can say a pod is ready)."""
+    for container in pod_spec.get("containers", []):
+        get = (container.get("readinessProbe") or {}).get("httpGet") or {}
+        if "port" not in get:
+            continue
+        port = get["port"]
+        if isinstance(port, str) and not port.isdigit():
+            named = [p["containerPort"] for p in container.get("ports") or []
+                     if p.get("name") == port]
+            if not named:
+                return None
+            port = named[0]
+        return int(port), str(get.get("path") or "/")
+    return None
+
+
+def target_port(port: Manifest, pod_spec: Manifest) -> int | None:
+    """The container port a Service port leads to (its targetPort, a name resolved)."""
+    target = port["targetPort"] if "targetPort" in port else port["port"]
+    if isinstance(target, int) or str(target).isdigit():
+        return int(target)
+    return next((int(p["containerPort"]) for c in pod_spec.get("containers", [])
+                 for p in c.get("ports") or [] if p.get("name") == target), None)
+
+
+def early_endpoint_slice(*, service: Manifest, namespace: str, addresses: list[str],
+                         pod_spec: Manifest, migration_id: str) -> Manifest:
+    """Pods that answered the readiness probe's request, made endpoints of the backend
+    Service (Traefik's) before the kubelet's next probe would: kubehop's readiness gate."""
+    name = service["metadata"]["name"]
+    ports = [{"name": p.get("name", ""), "port": target_port(p, pod_spec),
+              "protocol": p.get("protocol", "TCP")} for p in service["spec"]["ports"]]
+    return {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {
+            "name": early_slice_name(name),
+            "namespace": namespace,
+            "labels": {"kubernetes.io/service-name": backend_service_name(name),
+                       "endpointslice.kubernetes.io/managed-by": MANAGED_BY,
+                       LABEL_MIGRATION: migration_id},
+        },
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": [a], "conditions": {"ready": True}} for a in addresses],
+        "ports": [p for p in ports if p["port"] is not None],
+    }
+
+
 def ingress_route(*, name: str, namespace: str, hosts: list[str], backend: str,
                   ports: list[int], entrypoint: str, migration_id: str,
                   alias: str) -> Manifest:

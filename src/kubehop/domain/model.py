@@ -166,6 +166,9 @@ class MigrationState:
     (which would discard the target's data) is refused and the migration is finished instead."""
     data: dict[str, Any] = field(default_factory=dict)
     """The data transfer's figures: passes (bytes, files, seconds), precopy, freeze, verify."""
+    admitted: list[str] = field(default_factory=list)
+    """Target pods kubehop's readiness gate made Traefik's endpoints before the kubelet did
+    (recorded before its slice is written; a rollback deletes the slice)."""
     switch_started: bool = False
     """The source Service may have sent clients to the target: a rollback drains back."""
     rolling_back: bool = False

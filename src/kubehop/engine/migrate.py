@@ -692,12 +692,37 @@ class Ready(Step):
     verdict, which is what the Service's endpoints follow)."""
 
     name = "ready"
+    points = ("admitted",)
+    has_undo = True
 
     def do(self, m: Migration) -> None:
-        st = m.state
-        m.dst.wait_ready(st.workload_kind, st.workload["metadata"]["name"],
-                         m.req.target_namespace, st.service["spec"]["selector"],
-                         timeout=m.req.ready_timeout)
+        """kubehop's readiness gate: a pod that answers its HTTP readiness probe's request is
+        ready for Traefik at once, through a slice of the backend Service, instead of after
+        the kubelet's next probe (up to a period later, when its first came too early)."""
+        st, tns = m.state, m.req.target_namespace
+        pod_spec = st.workload["spec"]["template"]["spec"]
+        probe = mf.readiness_http(pod_spec)
+        kind, name = st.workload_kind, st.workload["metadata"]["name"]
+        selector = st.service["spec"]["selector"]
+        if probe is None:
+            m.dst.wait_ready(kind, name, tns, selector, timeout=m.req.ready_timeout)
+            return
+        admitted = m.dst.wait_ready_or_answering(kind, name, tns, selector, st.replicas, probe,
+                                                 timeout=m.req.ready_timeout)
+        if admitted:
+            st.admitted = sorted(admitted)
+            m.save()
+            m.dst.apply(mf.early_endpoint_slice(
+                service=st.service, namespace=tns, addresses=sorted(admitted.values()),
+                pod_spec=pod_spec, migration_id=m.id))
+            m.checkpoint("admitted")
+
+    def undo(self, m: Migration) -> None:
+        m.dst.delete("EndpointSlice", mf.early_slice_name(m.req.service),
+                     m.req.target_namespace)
+
+    def undoes(self, m: Migration) -> bool:
+        return bool(m.state.admitted)
 
 
 class Route(Step):
@@ -914,6 +939,10 @@ class Cleanup(Step):
 
     def do(self, m: Migration) -> None:
         r, st = m.req, m.state
+        # The kubelet has long called the admitted pods ready: its slices take over from
+        # kubehop's early one (checked, so Traefik never loses them).
+        _wait_pod_endpoints(m.dst, m.route_name, r.target_namespace)
+        m.dst.delete("EndpointSlice", mf.early_slice_name(r.service), r.target_namespace)
         m.src.delete(st.workload_kind, st.workload["metadata"]["name"], r.namespace)
         m.checkpoint("workload-deleted")
         if st.volumes:

@@ -240,7 +240,7 @@ def test_target_cannot_pull_the_image_rolls_back() -> None:
     try:
         start = time.time()
         result = migrate("orc8r", "-n", NS, "--from", "edge", "--to", "cloud")
-        assert_failed_with(result, "step ready failed", "rolled back")
+        assert_failed_with(result, "step start failed", "rolled back")  # pulls happen there
         assert "ImagePull" in result.stderr or "ErrImagePull" in result.stderr
         rec = record(start, time.time())
         assert rec["failed"] == 0, rec["errors"]

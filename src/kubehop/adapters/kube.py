@@ -6,6 +6,7 @@ Works on plain dicts (the domain's manifests) and hides lightkube's and httpx's 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import httpx2
@@ -248,19 +249,28 @@ class KubeCluster:
         """Wait until ``want`` pods run (see :meth:`pods_started`); fail at once on a pod
         problem that will not resolve by itself."""
 
-        def started() -> bool:
-            ok, why = self.pods_started(namespace, selector, want)
+        self._wait_pods(lambda: self.pods_started(namespace, selector, want), namespace,
+                        selector, failing=f"the pods of {namespace} {selector} cannot start",
+                        what=f"{want} pods {selector} in {namespace} of {self.name} to start",
+                        timeout=timeout)
+
+    def _wait_pods(self, check: Callable[[], tuple[bool, str]], namespace: str,
+                   selector: dict[str, str], *, failing: str, what: str,
+                   timeout: float) -> None:
+        """Poll ``check`` (within the pods' shared budget) until it holds; a pod problem that
+        will not resolve by itself (image pull, crash loop) fails at once, saying ``failing``."""
+
+        def done() -> bool:
+            ok, why = check()
             if ok:
                 return True
             problems = self.pod_problems(namespace, selector)
             if problems:
-                raise KubeError(f"{self.name}: the pods of {namespace} {selector} cannot start: "
-                                f"{'; '.join(problems[:3])}")
+                raise KubeError(f"{self.name}: {failing}: {'; '.join(problems[:3])}")
             raise NotYet(why)
 
         with POLLS.waiting():
-            wait_for(started, timeout=timeout, interval=POLLS.interval, error=KubeError,
-                     what=f"{want} pods {selector} in {namespace} of {self.name} to start")
+            wait_for(done, timeout=timeout, interval=POLLS.interval, error=KubeError, what=what)
 
     def wait_ready_or_answering(self, kind: str, name: str, namespace: str,
                                 selector: dict[str, str], want: int, probe: tuple[int, str], *,
@@ -315,19 +325,10 @@ class KubeCluster:
         """Wait until every replica is ready; fail at once on a pod problem that will not
         resolve by itself (so a missing image fails in seconds, not after the timeout)."""
 
-        def ready() -> bool:
-            ok, why = self.workload_ready(kind, name, namespace)
-            if ok:
-                return True
-            problems = self.pod_problems(namespace, selector)
-            if problems:
-                raise KubeError(f"{self.name}: {kind} {namespace}/{name} cannot become ready: "
-                                f"{'; '.join(problems[:3])}")
-            raise NotYet(why)
-
-        with POLLS.waiting():
-            wait_for(ready, timeout=timeout, interval=POLLS.interval, error=KubeError,
-                     what=f"{kind} {namespace}/{name} in {self.name} to become ready")
+        self._wait_pods(lambda: self.workload_ready(kind, name, namespace), namespace, selector,
+                        failing=f"{kind} {namespace}/{name} cannot become ready",
+                        what=f"{kind} {namespace}/{name} in {self.name} to become ready",
+                        timeout=timeout)
 
     def wait_rollout(self, kind: str, name: str, namespace: str, *, timeout: float) -> None:
         """Like ``kubectl rollout status``: wait until the workload's replicas are all ready

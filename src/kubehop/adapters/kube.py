@@ -70,6 +70,18 @@ def _to_dict(obj: Any) -> Manifest:
     return data
 
 
+def _last_exit(status: Manifest) -> str:
+    """How a crash-looping container last ended (exit code, and the tail of its termination
+    message: its logs with ``terminationMessagePolicy: FallbackToLogsOnError``), so the error a
+    user reads says why, not only that, it crashed."""
+    ended = ((status.get("lastState") or {}).get("terminated")) or {}
+    if not ended:
+        return ""
+    message = " ".join(str(ended.get("message") or "").split())[-300:]
+    reason = f"{ended['reason']}, " if ended.get("reason") else ""
+    return f" ({reason}exit {ended.get('exitCode')}{': ' + message if message else ''})"
+
+
 def _ref(kind: str, name: str, namespace: str | None) -> str:
     return f"{kind} {namespace}/{name}" if namespace else f"{kind} {name}"
 
@@ -229,7 +241,7 @@ class KubeCluster:
                 reason = waiting.get("reason", "")
                 if reason in {"ErrImagePull", "ImagePullBackOff", "InvalidImageName",
                               "CrashLoopBackOff", "CreateContainerConfigError"}:
-                    problems.append(f"{pod['metadata']['name']}: {reason}")
+                    problems.append(f"{pod['metadata']['name']}: {reason}{_last_exit(cs)}")
         return problems
 
     def pods_started(self, namespace: str, selector: dict[str, str], want: int) -> tuple[bool, str]:

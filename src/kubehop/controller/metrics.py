@@ -6,6 +6,14 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from kubehop.domain.model import Status
+from kubehop.domain.placement import ACTIONS
+
+RESULTS: tuple[str, ...] = (Status.SUCCEEDED, Status.ROLLED_BACK, Status.FAILED)
+"""How a controller's migration ends (``kubehop_controller_migrations_total{result}``)."""
+OUTCOMES: tuple[str, ...] = ("ok", "missing-data", "failed")
+"""How a cycle ends (``kubehop_controller_cycles_total{outcome}``)."""
+
 
 class ControllerMetrics:
     def __init__(self) -> None:
@@ -35,6 +43,14 @@ class ControllerMetrics:
         self.last_any = Gauge("kubehop_controller_last_cycle_timestamp_seconds",
                               "When the last cycle ended (complete data or not).",
                               registry=self.registry)
+        # Every known label value starts at 0: an alert on increase() sees the first failed
+        # migration only if the series existed before it (deploy/prometheus/kubehop-rules.yml).
+        for action in ACTIONS:
+            self.decisions.labels(action)
+        for result in RESULTS:
+            self.migrations.labels(result)
+        for outcome in OUTCOMES:
+            self.cycles.labels(outcome)
         self.last_cycle_at: float | None = None
         """For the health check: when the last cycle ended, complete data or not."""
 

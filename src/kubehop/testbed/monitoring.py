@@ -7,7 +7,12 @@ It scrapes, per cluster and labelled ``cluster=<name>``:
   which would normally give them, is not served by the Go module proxy here),
 - Traefik's metrics, and every pod annotated ``prometheus.io/scrape: "true"`` (the sample
   services), listed by the same exporter (Debian's Prometheus lacks Kubernetes discovery) and
-  scraped on the pod address (the host routes each cluster's pod range to that cluster's node).
+  scraped on the pod address (the host routes each cluster's pod range to that cluster's node),
+- the placement controller on the host (job ``kubehop-controller``, its default ``--listen``).
+
+It loads kubehop's recording and alerting rules (``assets/prometheus/kubehop-rules.yml``, linked
+from ``deploy/prometheus/`` in the repository), copied next to the configuration so the running
+Prometheus does not depend on where kubehop is installed.
 
 Prometheus and the exporter listen on the host's bridge address only.
 """
@@ -20,11 +25,22 @@ from typing import Any
 import yaml
 
 from kubehop.testbed import layout
+from kubehop.testbed.images import asset
 from kubehop.testbed.layout import ClusterLayout
 
 PROMETHEUS_PORT = 9090
 EXPORTER_PORT = 9101
 SCRAPE_INTERVAL = "5s"
+CONTROLLER_TARGET = "127.0.0.1:9180"
+"""``kubehop controller run``'s default ``--listen``; the rules' alerts expect this job name."""
+CONTROLLER_JOB = "kubehop-controller"
+RULES_FILE = "kubehop-rules.yml"
+
+
+def rules_source() -> Path:
+    """The canonical rules file, shipped in the package (the repository's
+    ``deploy/prometheus/kubehop-rules.yml`` is a link to it)."""
+    return asset("prometheus", RULES_FILE)
 
 
 def monitoring_dir() -> Path:
@@ -81,12 +97,16 @@ def write_prometheus_config(clusters: list[ClusterLayout]) -> Path:
         "job_name": "pods",
         "http_sd_configs": [{"url": f"http://{exporter}/sd/pods", "refresh_interval": "5s"}],
     })
-    config = {
-        "global": {"scrape_interval": SCRAPE_INTERVAL, "evaluation_interval": SCRAPE_INTERVAL},
-        "scrape_configs": jobs,
-    }
+    jobs.append({"job_name": CONTROLLER_JOB, "static_configs": [{"targets": [CONTROLLER_TARGET]}]})
     path = monitoring_dir() / "prometheus.yml"
     path.parent.mkdir(parents=True, exist_ok=True)
+    rules = path.parent / RULES_FILE
+    rules.write_bytes(rules_source().read_bytes())
+    config = {
+        "global": {"scrape_interval": SCRAPE_INTERVAL, "evaluation_interval": SCRAPE_INTERVAL},
+        "rule_files": [str(rules)],
+        "scrape_configs": jobs,
+    }
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
 

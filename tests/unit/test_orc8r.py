@@ -216,3 +216,23 @@ def test_stateful_sample_keeps_orc8r_state_on_a_claim_with_hooks() -> None:
     assert "kubehop.io/freeze-hook" not in yaml.safe_dump_all(plain)
     agw_only = sample.manifests(edge, interval_ms=10, only_namespace="agw-ns", stateful=True)
     assert "PersistentVolumeClaim" not in agw_only and "agw-ns" in agw_only
+
+
+def test_a_pod_started_on_a_torn_copy_serves_and_writes_once_the_final_copy_lands(
+        start: Callable[[], Call], tmp_path: Path) -> None:
+    """A migration's pre-copy can take the file mid-write; the target's pods start on it.
+    orc8r must not crash-loop on it (the loop would outlast the final, consistent copy)."""
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "orc8r.db").write_bytes(b"SQLite format 3\x00" + b"\xff" * 4080)
+    a = start()
+    assert a("GET", "/healthz")[0] == 200
+    assert a("POST", "/networks", {"id": "early"})[0] >= 500, "no write on a torn file"
+    good = tmp_path / "good.db"
+    with sqlite3.connect(good) as conn:
+        conn.execute("CREATE TABLE t (x)")
+    good.replace(state / "orc8r.db")  # the final delta lands by rename
+    a("POST", "/admin/freeze")
+    a("POST", "/admin/thaw")
+    assert a("POST", "/networks", {"id": "after"})[0] == 201
+    assert a("GET", "/networks")[1] == [{"id": "after", "name": "after"}]

@@ -19,6 +19,7 @@ import os
 import re
 import socket
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -76,13 +77,26 @@ class Store:
         self.path = directory / "orc8r.db"
         self.write_lock = threading.Lock()
         self.writer: sqlite3.Connection | None = None
+        self.schema_ready = False
+        try:
+            self.ensure_schema()
+        except sqlite3.DatabaseError as exc:
+            # A pod started on a volume whose copy is still arriving (a migration's pre-copy
+            # took the file mid-write) reads a torn database; crashing would put the pod in a
+            # crash loop that outlasts the final, consistent copy. Serve, and check again at
+            # the first write (after the migration's thaw, on the final copy).
+            print(f"orc8r: database not readable yet ({exc}); checking again at the first "
+                  "write", file=sys.stderr, flush=True)
+
+    def ensure_schema(self) -> None:
+        """Only a new database is written at start: a replica joining (or a pod started on a
+        copied volume) must not touch a file another process or a copy relies on."""
         with contextlib.closing(self.connect()) as db:
             tables = {row[0] for row in db.execute(
                 "SELECT name FROM sqlite_master WHERE type = 'table'")}
-            # Only a new database is written at start: a replica joining (or a pod started on
-            # a copied volume) must not touch a file another process or a copy relies on.
             if not TABLES.issubset(tables):
                 db.executescript(f"BEGIN IMMEDIATE; {SCHEMA} COMMIT;")
+        self.schema_ready = True
 
     def connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=5, isolation_level=None,
@@ -119,6 +133,8 @@ class Store:
         polls (orc8r served 300 a second, the rest "database is locked" after busy_timeout).
         """
         with self.write_lock:
+            if not self.schema_ready:
+                self.ensure_schema()
             db = self.writer = self.writer or self.connect()
             try:
                 db.execute("BEGIN IMMEDIATE")
@@ -262,6 +278,9 @@ class Handler(BaseHTTPRequestHandler):
                 except sqlite3.OperationalError as exc:
                     # Locked for longer than busy_timeout (or the like): a moment's trouble.
                     self._reply(503, {"error": f"database: {exc}"}, route)
+                except sqlite3.DatabaseError as exc:
+                    # Not a database (yet): a copy still arriving. An answer, not a reset.
+                    self._reply(500, {"error": f"database: {exc}"}, route)
                 LATENCY.labels(route).observe(time.perf_counter() - start)
                 return
         self._reply(404, {"error": f"no route {self.command} {path}"}, "unknown")

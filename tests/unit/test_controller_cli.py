@@ -58,3 +58,13 @@ def test_repository_policy_is_valid() -> None:
     policy = Path(__file__).resolve().parents[2] / "policies" / "paper.yaml"
     result = kubehop("controller", "check", str(policy), timeout=60)
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("command", [["crds", "install"], ["reconcile"]])
+def test_resources_commands_refuse_a_cluster_not_in_the_inventory(
+        tmp_path: Path, command: list[str]) -> None:
+    inv = tmp_path / "inventory.yaml"
+    inv.write_text("kubeconfig: /dev/null\nclusters:\n  - {name: edge, context: edge, tier: edge, "
+                   "loadBalancer: 10.0.0.10}\n")
+    result = kubehop("controller", *command, "--cluster", "mars", "--inventory", str(inv))
+    assert_one_line_error(result, "--cluster 'mars' is not in the inventory", "edge")

@@ -14,6 +14,7 @@ from lightkube import ApiError, Client, KubeConfig, codecs
 from lightkube.config import client_adapter
 from lightkube.core.resource import NamespacedResource
 from lightkube.generic_resource import create_namespaced_resource
+from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
 from lightkube.resources.apps_v1 import Deployment, StatefulSet
 from lightkube.resources.core_v1 import (
     ConfigMap,
@@ -45,6 +46,10 @@ IngressRoute = create_namespaced_resource("traefik.io", "v1alpha1", "IngressRout
                                           "ingressroutes")
 IngressRouteTCP = create_namespaced_resource("traefik.io", "v1alpha1", "IngressRouteTCP",
                                              "ingressroutetcps")
+MigrationResource = create_namespaced_resource("kubehop.io", "v1alpha1", "Migration",
+                                              "migrations")
+PlacementPolicyResource = create_namespaced_resource("kubehop.io", "v1alpha1",
+                                                     "PlacementPolicy", "placementpolicies")
 
 KINDS: dict[str, Any] = {
     "ConfigMap": ConfigMap, "Secret": Secret, "ServiceAccount": ServiceAccount,
@@ -53,6 +58,8 @@ KINDS: dict[str, Any] = {
     "IngressRoute": IngressRoute, "IngressRouteTCP": IngressRouteTCP, "Namespace": Namespace,
     "Endpoints": Endpoints, "Node": Node,
     "Event": Event, "StorageClass": StorageClass,
+    "CustomResourceDefinition": CustomResourceDefinition,
+    "Migration": MigrationResource, "PlacementPolicy": PlacementPolicyResource,
 }
 
 
@@ -166,6 +173,38 @@ class KubeCluster:
                                               patch_type=PatchType.MERGE))
         except Exception as exc:
             raise self._fail(f"patch {kind} {namespace}/{name}", exc) from exc
+
+    def patch_status(self, kind: str, name: str, namespace: str, patch: Manifest) -> Manifest:
+        """Merge-patch the status subresource of a custom resource (its controller's part of
+        the object: users' writes to .status are ignored there, and ours never touch .spec)."""
+        try:
+            return _to_dict(self.client.patch(KINDS[kind].Status, name, patch,
+                                              namespace=namespace,
+                                              patch_type=PatchType.MERGE))
+        except Exception as exc:
+            raise self._fail(f"patch {kind} {namespace}/{name} status", exc) from exc
+
+    def crd_established(self, name: str) -> tuple[bool, str]:
+        """(established, why not) of a CustomResourceDefinition: until the API server says
+        Established, its kind cannot be created or listed."""
+        crd = self.get("CustomResourceDefinition", name)
+        if crd is None:
+            return False, "missing"
+        for c in (crd.get("status") or {}).get("conditions") or []:
+            if c.get("type") == "Established":
+                return c.get("status") == "True", c.get("message", "")
+        return False, "not established yet"
+
+    def wait_crds_established(self, names: list[str], *, timeout: float = 60) -> None:
+        def established() -> bool:
+            for name in names:
+                ok, why = self.crd_established(name)
+                if not ok:
+                    raise NotYet(f"{name}: {why}")
+            return True
+
+        wait_for(established, timeout=timeout, interval=0.2, error=KubeError,
+                 what=f"CRDs {', '.join(names)} in {self.name} to be established")
 
     def replace(self, manifest: Manifest) -> Manifest:
         """Replace (PUT): for changes server-side apply cannot express, like a Service's type."""

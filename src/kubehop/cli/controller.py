@@ -19,7 +19,7 @@ from kubehop.adapters.kube import KubeCluster
 from kubehop.adapters.prometheus import Prometheus, promql_error
 from kubehop.adapters.store import Store, default_url
 from kubehop.cli.migrate import Output
-from kubehop.controller import probes
+from kubehop.controller import probes, resources
 from kubehop.controller.loop import Controller, CycleReport, what_would_move
 from kubehop.controller.metrics import ControllerMetrics
 from kubehop.controller.observe import Observer
@@ -32,6 +32,14 @@ app = typer.Typer(help="The placement controller: decides on its own where servi
                   no_args_is_help=True)
 out = Console(highlight=False, soft_wrap=True)
 
+crds_app = typer.Typer(help="kubehop's custom resources: Migration and PlacementPolicy.",
+                       no_args_is_help=True)
+app.add_typer(crds_app, name="crds")
+
+ClusterOption = Annotated[str, typer.Option(
+    "--cluster", help="The management cluster, by its inventory name (the testbed's: cloud).")]
+InventoryOption = Annotated[str | None, typer.Option(
+    help="Inventory YAML (or KUBEHOP_INVENTORY).")]
 DbOption = Annotated[str | None, typer.Option(
     "--db", help="Store URL: sqlite:///FILE or postgresql+psycopg://... (or KUBEHOP_DB).")]
 OutputOption = Annotated[Output, typer.Option("-o", "--output")]
@@ -285,3 +293,52 @@ def explain(
     out.print(_candidates(d.table))
     for line in what_if:
         out.print(f"- {line}", markup=False)
+
+
+def _management(inventory: str | None, cluster: str) -> tuple[Any, KubeCluster]:
+    inv = inv_file.load(inventory)
+    info = inv.cluster(cluster)
+    if info is None:
+        raise UsageError(f"--cluster {cluster!r} is not in the inventory; clusters are "
+                         f"{', '.join(sorted(inv.clusters))}")
+    return inv, KubeCluster(kubeconfig=inv.kubeconfig, context=info.context, name=info.name)
+
+
+@crds_app.command("install")
+def crds_install(cluster: ClusterOption, inventory: InventoryOption = None) -> None:
+    """Install (or update) namespace kubehop-system and the CRDs, and wait until the API
+    server serves them. Running it again changes nothing."""
+    _, kube = _management(inventory, cluster)
+    with kube:
+        for line in resources.install_crds(kube):
+            out.print(f"applied {line}", markup=False)
+    out.print(f"CRDs established in {cluster}: {', '.join(resources.CRD_NAMES)}", markup=False)
+
+
+@app.command()
+def reconcile(
+    cluster: ClusterOption,
+    db: DbOption = None,
+    inventory: InventoryOption = None,
+    interval: Annotated[float, typer.Option(help="Seconds between passes.")] = 1.0,
+) -> None:
+    """Run Migrations and check PlacementPolicies in kubehop-system of the management cluster,
+    in the foreground. Ctrl-C stops it: running migrations pause at their next step and the
+    next 'kubehop controller reconcile' resumes them."""
+    if interval <= 0:
+        raise UsageError("--interval must be more than 0 seconds")
+    inv, kube = _management(inventory, cluster)
+    store = Store(db or default_url())
+    reconciler = resources.MigrationReconciler(kube, inv, store,
+                                               say=lambda line: out.print(line, markup=False))
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    out.print(f"reconciling {resources.NAMESPACE} in {cluster} every {interval:g}s "
+              "(Ctrl-C stops)", markup=False)
+    try:
+        reconciler.run(stop, interval=interval)
+    finally:
+        kube.close()
+        store.close()
+    out.print("stopped", markup=False)

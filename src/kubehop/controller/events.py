@@ -18,12 +18,21 @@ MAX_MESSAGE = 1024
 def event(namespace: str, service: str, *, reason: str, message: str, warning: bool,
           at: float) -> dict[str, Any]:
     """An Event about Service ``namespace/service`` (name unique per millisecond)."""
+    return object_event({"apiVersion": "v1", "kind": "Service", "name": service,
+                         "namespace": namespace},
+                        reason=reason, message=message, warning=warning, at=at)
+
+
+def object_event(involved: dict[str, Any], *, reason: str, message: str, warning: bool,
+                 at: float, unique: str = "") -> dict[str, Any]:
+    """An Event about any object (``involved``: apiVersion, kind, name, namespace and, so that
+    ``kubectl describe`` finds it, uid). ``unique`` tells apart Events of one millisecond."""
     stamp = dt.datetime.fromtimestamp(at, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return {
         "apiVersion": "v1", "kind": "Event",
-        "metadata": {"name": f"{service}.kubehop.{int(at * 1000):x}", "namespace": namespace},
-        "involvedObject": {"apiVersion": "v1", "kind": "Service", "name": service,
-                           "namespace": namespace},
+        "metadata": {"name": f"{involved['name']}.kubehop.{int(at * 1000):x}{unique}",
+                     "namespace": involved["namespace"]},
+        "involvedObject": dict(involved),
         "reason": reason,
         "message": message if len(message) <= MAX_MESSAGE else message[:MAX_MESSAGE - 1] + "…",
         "type": "Warning" if warning else "Normal",

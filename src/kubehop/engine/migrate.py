@@ -62,7 +62,14 @@ VERIFY_POLLS = PollBudget(0.02)
 
 
 class MigrationError(KubehopError):
-    """A step failed; the message says which, why, and what was undone."""
+    """A step failed; the message says which, why, and what was undone. ``report`` is the run's
+    report so far (phases done, what was undone) when the executor raised it."""
+
+    report: Report | None = None
+
+    def with_report(self, report: Report) -> MigrationError:
+        self.report = report
+        return self
 
 
 class Hooks(Protocol):
@@ -1255,11 +1262,11 @@ class Executor:
                     report.status = Status.FAILED
                     raise MigrationError(
                         f"{report.error}; the target serves; finish with 'kubehop migrate "
-                        f"--resume {m.id}'") from exc
+                        f"--resume {m.id}'").with_report(report) from exc
                 self._rollback(m, report, [*completed, name], report.error)
                 raise MigrationError(
                     f"{report.error}; rolled back ({', '.join(report.undone) or 'nothing to undo'})"
-                    f"; the source still serves") from exc
+                    f"; the source still serves").with_report(report) from exc
             end = time.time()
             self.journal.step_ended(m.id, seq, StepState.DONE)
             m.save()
@@ -1289,7 +1296,8 @@ class Executor:
                                                              f"{detail}")
                 report.status = Status.FAILED
                 raise MigrationError(f"{why}; undoing {name} failed too: {detail}; retry with "
-                                     f"'kubehop migrate --resume {m.id}'") from exc
+                                     f"'kubehop migrate --resume {m.id}'"
+                                     ).with_report(report) from exc
             self.journal.step_ended(m.id, seq, StepState.DONE)
             self.journal.mark_undone(m.id, name)
             if step.undoes(m):

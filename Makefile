@@ -7,9 +7,10 @@ export PATH := $(CURDIR)/.venv/bin:/usr/local/go/bin:$(PATH)
 VENV := .venv
 PY := $(VENV)/bin/python
 KUBEHOP := $(VENV)/bin/kubehop
+# chromium and chromium-driver: the dashboard's test drives the real browser (Selenium).
 DEBS := containerd runc containernetworking-plugins mmdebstrap buildah conntrack iptables \
         bind9 bind9-utils prometheus postgresql \
-        iproute2 util-linux ca-certificates
+        iproute2 util-linux ca-certificates chromium chromium-driver
 PYTEST_ARGS ?=
 PYTEST_SEED ?=
 

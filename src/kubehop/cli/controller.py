@@ -99,8 +99,9 @@ def run(
         = False,
     once: Annotated[bool, typer.Option("--once", help="One cycle (and its migrations), then "
                                        "exit.")] = False,
-    listen: Annotated[str, typer.Option(help="HOST:PORT of /healthz, /metrics and the "
-                                        "read-only API; '' for none.")] = "127.0.0.1:9180",
+    listen: Annotated[str, typer.Option(help="HOST:PORT of /healthz, /metrics, the "
+                                        "read-only API and the dashboard; '' for none.")]
+        = "127.0.0.1:9180",
     inventory: Annotated[str | None, typer.Option(help="Inventory YAML (or "
                                                   "KUBEHOP_INVENTORY).")] = None,
 ) -> None:
@@ -133,12 +134,13 @@ def run(
             return True, f"ok: last cycle {time.time() - last:.1f}s ago"
         return False, "no cycle has ended recently"
 
-    server = api.Server(api.create_app(store, metrics.registry, health), host, port) \
+    server = api.Server(api.create_app(store, metrics.registry, health,
+                                       prometheus=inv.prometheus), host, port) \
         if host else None
     if server:
         server.start()
-        out.print(f"controller API on http://{host}:{port} (/healthz, /metrics, /api/v1)",
-                  markup=False)
+        out.print(f"controller API on http://{host}:{port} (/healthz, /metrics, /api/v1, "
+                  "and the dashboard at /)", markup=False)
     try:
         controller.recover()
         if once:

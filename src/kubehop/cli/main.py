@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 
 from kubehop import __version__
-from kubehop.cli import bench, controller, migrate, testbed
+from kubehop.cli import bench, controller, dashboard, migrate, testbed
 from kubehop.errors import KubehopError
 
 app = typer.Typer(
@@ -22,6 +22,7 @@ app.command("migrate")(migrate.migrate)
 app.add_typer(migrate.migrations, name="migrations")
 app.command("bench")(bench.bench)
 app.add_typer(controller.app, name="controller")
+app.command("dashboard")(dashboard.dashboard)
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 

@@ -22,6 +22,7 @@ import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import Select
 
 from kubehop.adapters.kube import KubeCluster
 from kubehop.adapters.store import Store
@@ -216,6 +217,7 @@ def test_page_shows_the_testbed_by_tier_and_draws_charts_with_no_console_error(
         ("edge", ["edge"]), ("fog", ["fog"]), ("cloud", ["cloud"])], shown
     services = {c["name"]: c["services"] for t in shown["tiers"] for c in t["clusters"]}
     assert services["edge"] == [f"{NS}/orc8r"], services
+    assert [c["name"] for t in shown["tiers"] for c in t["clusters"]] == list(CLUSTERS)
     assert set(shown["links"]) == {"cloud-edge", "cloud-fog", "edge-fog"}, shown["links"]
     for cells in shown["links"].values():
         assert float(cells[1]) > 0, cells  # the measured RTT in ms
@@ -307,12 +309,23 @@ def test_a_migration_shows_running_with_its_phase_then_succeeded(
     assert shown["phase"] == STEPS[-1]
     assert shown["steps"] == list(STEPS), shown
     assert orc8r_runs_in() == ["cloud"]
-    # the migration is marked on the charts' time axis: its start and its end
+    # the topology shows it in cloud at once, before any controller cycle records it there
+    services = {c["name"]: c["services"] for t in topology_shown(browser)["tiers"]
+                for c in t["clusters"]}
+    assert services["cloud"] == [f"{NS}/orc8r"] and services["edge"] == [], services
+    # the migration is marked on the charts' time axis: its start and its end; the last five
+    # minutes (the screenshot's window) with the newest decision's candidate table open
+    Select(browser.find_element(By.ID, "range")).select_by_value("300")
+    browser.execute_script("document.querySelector('#decision-list details').open = true")
     time.sleep(4)  # the next chart refresh
     marks = browser.execute_script(
         "return Object.keys(Chart.getChart(document.getElementById('chart-cpu'))"
         ".options.plugins.annotation.annotations)")
     assert {f"start-{mid}", f"end-{mid}"} <= set(marks), marks
+    span = browser.execute_script(
+        "const x = Chart.getChart(document.getElementById('chart-cpu')).options.scales.x;"
+        "return x.max - x.min")
+    assert span == pytest.approx(300), span
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
     browser.execute_script("window.scrollTo(0, 0)")
     assert browser.save_screenshot(str(SCREENSHOT))

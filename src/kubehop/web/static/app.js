@@ -63,10 +63,24 @@ function renderTopology(topo) {
   }
   const order = [...TIER_ORDER.filter((t) => byTier.has(t)),
                  ...[...byTier.keys()].filter((t) => !TIER_ORDER.includes(t)).sort()];
+  // The store learns where a service runs on the controller's next cycle; a migration that
+  // started or ended since then is newer news, shown here at once.
   const running = new Map();
   for (const s of topo.services) {
-    if (!running.has(s.cluster)) running.set(s.cluster, []);
-    running.get(s.cluster).push(s);
+    const key = `${s.namespace}/${s.name}`;
+    const moves = migrations.filter((m) => m.request && m.created > (s.seen || 0)
+      && `${m.request.namespace}/${m.request.service}` === key);
+    const last = moves[moves.length - 1];
+    let cluster = s.cluster;
+    let note = `since ${clock(s.since)}`;
+    if (last && last.status === "succeeded") {
+      cluster = last.request.target;
+      note = `moved from ${last.request.source} at ${clock(last.updated)}`;
+    } else if (last && (last.status === "running" || last.status === "rolling-back")) {
+      note = `${last.status}: to ${last.request.target} (${phaseOf(last)})`;
+    }
+    if (!running.has(cluster)) running.set(cluster, []);
+    running.get(cluster).push({ key, note });
   }
   tiers.replaceChildren(...order.map((tier) => el("div", { class: "tier", "data-tier": tier },
     el("h3", { text: tier }),
@@ -76,8 +90,7 @@ function renderTopology(topo) {
         text: `${num(c.cpu_allocatable, 2)} CPU · ${num(c.mem_allocatable / 2 ** 30, 1)} GiB `
               + `allocatable · LB ${c.load_balancer || "-"} · seen ${clock(c.seen)}` }),
       el("ul", {}, ...(running.get(c.name) || []).map((s) => el("li",
-        { "data-service": `${s.namespace}/${s.name}`,
-          text: `${s.namespace}/${s.name} since ${clock(s.since)}` }))))))));
+        { "data-service": s.key, text: `${s.key} ${s.note}` }))))))));
   document.getElementById("no-clusters").hidden = topo.clusters.length > 0;
   const body = document.querySelector("#links tbody");
   body.replaceChildren(...topo.links.map((l) => el("tr", { "data-link": `${l.source}-${l.target}` },

@@ -14,6 +14,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -118,16 +119,20 @@ def db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     yield url
 
 
-@pytest.fixture(scope="module")
-def dashboard(db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """``kubehop dashboard`` over that store and the testbed's Prometheus; its URL."""
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    log = tmp_path_factory.mktemp("dashboard-log") / "dashboard.log"
+        port: int = s.getsockname()[1]
+        return port
+
+
+@contextmanager
+def serve(db: str, prometheus: str, log: Path) -> Iterator[str]:
+    """``kubehop dashboard`` in its own process; its URL while it runs."""
+    port = free_port()
     with log.open("wb") as out:
         proc = subprocess.Popen([KUBEHOP, "dashboard", "--port", str(port), "--db", db,
-                                 "--prometheus", monitoring.prometheus_url()],
+                                 "--prometheus", prometheus],
                                 stdout=out, stderr=subprocess.STDOUT, env=env())
     url = f"http://127.0.0.1:{port}/"
 
@@ -141,11 +146,19 @@ def dashboard(db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str
 
     try:
         wait_for(up, timeout=30, interval=0.2, what="the dashboard to answer")
-        assert "dashboard on http://127.0.0.1:" in log.read_text()
+        assert f"dashboard on {url} " in log.read_text()
         yield url
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def dashboard(db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``kubehop dashboard`` over that store and the testbed's Prometheus; its URL."""
+    log = tmp_path_factory.mktemp("dashboard-log") / "dashboard.log"
+    with serve(db, monitoring.prometheus_url(), log) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -332,3 +345,28 @@ def test_a_migration_shows_running_with_its_phase_then_succeeded(
     assert SCREENSHOT.stat().st_size > 20_000
     assert console_problems(browser) == []
     journal.close()
+
+
+def test_prometheus_unreachable_is_said_in_each_chart_with_no_console_error(
+        db: str, browser: webdriver.Chrome, tmp_path: Path) -> None:
+    closed = f"http://127.0.0.1:{free_port()}"
+    with serve(db, closed, tmp_path / "dashboard.log") as url:
+        browser.get(url)
+
+        def errors_shown() -> dict[str, str]:
+            shown: dict[str, str] = browser.execute_script(
+                "return Object.fromEntries(['cpu', 'io', 'latency', 'failed'].map(n => {"
+                "  const e = document.getElementById('err-' + n);"
+                "  return [n, e.hidden ? '' : e.textContent]; }))")
+            if not all(shown.values()):
+                raise NotYet(f"errors shown: {shown}")
+            return shown
+
+        shown = wait_for(errors_shown, timeout=20, interval=0.3, what="the charts' errors")
+        for text in shown.values():
+            assert f"Prometheus at {closed} did not answer" in text, shown
+        assert chart_lines(browser, "cpu") == {}
+        # the rest of the page still works from the store
+        assert [t["tier"] for t in topology_shown(browser)["tiers"]] == list(CLUSTERS)
+        time.sleep(2)
+        assert console_problems(browser) == []

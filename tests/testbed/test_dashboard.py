@@ -229,7 +229,12 @@ def test_page_shows_the_testbed_by_tier_and_draws_charts_with_no_console_error(
     assert [(t["tier"], [c["name"] for c in t["clusters"]]) for t in shown["tiers"]] == [
         ("edge", ["edge"]), ("fog", ["fog"]), ("cloud", ["cloud"])], shown
     services = {c["name"]: c["services"] for t in shown["tiers"] for c in t["clusters"]}
-    assert services["edge"] == [f"{NS}/orc8r"], services
+    # where orc8r really runs: edge as the controller saw it, or where a migration the page
+    # knows of (the other test's, when it ran first) has moved it since
+    home = orc8r_runs_in()
+    assert len(home) == 1, home
+    assert {name: svcs for name, svcs in services.items() if svcs} == {
+        home[0]: [f"{NS}/orc8r"]}, services
     assert [c["name"] for t in shown["tiers"] for c in t["clusters"]] == list(CLUSTERS)
     assert set(shown["links"]) == {"cloud-edge", "cloud-fog", "edge-fog"}, shown["links"]
     for cells in shown["links"].values():

@@ -3,19 +3,35 @@
 from __future__ import annotations
 
 import json
+import signal
 import threading
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from kubehop.adapters.kube import KubeCluster, Manifest
 from kubehop.adapters.lease import LeaderElector
+from kubehop.adapters.store import Store
 from kubehop.domain import lease as decide
+from kubehop.errors import UsageError
+from kubehop.testbed import sample
 from kubehop.testbed import testbed as tb
+from kubehop.waiting import NotYet, wait_for
 
 from .kube import kubectl
+from .test_controller import (
+    EDGE_LOAD,
+    POLICY,
+    ControllerProcess,
+    assert_agw_clean,
+    migration_done,
+    runs_in,
+    stress,
+    wait_decision,
+)
 
 pytestmark = pytest.mark.usefixtures("testbed")
 
@@ -159,3 +175,74 @@ def test_loser_of_a_simultaneous_take_gets_conflict_and_does_not_lead(
     finally:
         for k in kubes:
             k.close()
+
+
+CONTROLLER_LEASE_S = 6.0
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_leader_killed_mid_migration_the_standby_takes_over_and_finishes_it(
+        tmp_path: Path, db_url: str, lease_name: str) -> None:
+    """Two ``controller run --leader-elect`` replicas on one PostgreSQL store: only the leader
+    decides; SIGKILL it in the middle of a migration and the standby takes the Lease within
+    the lease time, resumes the migration and finishes it, with no failed agw request."""
+    elect = ("--leader-elect", "--lease-name", lease_name, "--lease-namespace", NS,
+             "--lease-seconds", f"{CONTROLLER_LEASE_S:g}", "--cluster", "cloud")
+    stress("--stop")
+    sample.deploy("edge")
+    since = time.time()
+    store = Store(db_url)
+    first = ControllerProcess(tmp_path / "a", db_url, POLICY, *elect)
+    second = ControllerProcess(tmp_path / "b", db_url, POLICY, *elect)
+    try:
+        first.start()
+        wait_for(lambda: "leading as" in first.output(), timeout=60, interval=0.5,
+                 what=f"the first replica to lead: {first.output()[-500:]}")
+        second.start()
+        wait_for(lambda: "standing by" in second.output(), timeout=60, interval=0.5,
+                 what="the second replica to stand by")
+        holder = _lease(lease_name)["spec"]["holderIdentity"]
+        assert f"leading as {holder} " in first.output()
+        health = wait_for(lambda: (r := second.get("/healthz")).status_code == 200 and r,
+                          timeout=30, interval=0.5, what="the standby healthy")
+        assert "standby" in health.text, health.text
+
+        wait_decision(store, first, "stay", timeout=90)
+        stress("--cluster", "edge", *EDGE_LOAD)
+        move = wait_decision(store, first, "move:fog", timeout=90)
+        mid = str(move["migration"])
+
+        def switching() -> bool:
+            try:
+                row = store.get(mid)
+            except UsageError as exc:  # the decision names it a moment before its row exists
+                raise NotYet(str(exc)) from exc
+            started = [s.name for s in row.steps if s.state == "started"]
+            if not started or started[-1] not in ("start", "ready", "dns", "verify", "switch"):
+                raise NotYet(f"steps {[(s.name, s.state) for s in row.steps]}")
+            return True
+
+        wait_for(switching, timeout=120, interval=0.05, what=f"migration {mid} half done")
+        # The standby made no decision of its own while it stood by.
+        assert "decision " not in second.output(), second.output()
+        first.stop(signal.SIGKILL)
+        killed = time.time()
+        assert store.get(mid).status == "running"
+        wait_for(lambda: "leading as" in second.output(), timeout=CONTROLLER_LEASE_S + 10,
+                 interval=0.1, what=f"the standby to lead: {second.output()[-500:]}")
+        took = time.time() - killed
+        assert took <= CONTROLLER_LEASE_S + 3, took
+        assert migration_done(store, mid, timeout=240) == "succeeded"
+        assert "resuming migration " + mid in second.output()
+        spec = _lease(lease_name)["spec"]
+        assert spec["holderIdentity"] != holder and int(spec["leaseTransitions"]) >= 1
+        assert runs_in("fog")
+        assert_agw_clean(store, since)
+        print(f"standby led {took:.1f}s after the leader was killed (lease "
+              f"{CONTROLLER_LEASE_S:g}s) and finished migration {mid}")
+    finally:
+        first.stop()
+        second.stop()
+        stress("--stop")
+        sample.remove()
+        store.close()

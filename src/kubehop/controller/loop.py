@@ -63,7 +63,8 @@ class Controller:
     def __init__(self, *, inventory: Inventory, policy: Policy, store: Store, observer: Observer,
                  clusters: dict[str, KubeCluster], executor: Callable[[], Executor],
                  dry_run: bool = False, say: Say = _quiet,
-                 metrics: ControllerMetrics | None = None) -> None:
+                 metrics: ControllerMetrics | None = None,
+                 acting: Callable[[], bool] | None = None) -> None:
         self.inventory = inventory
         self.policy = policy
         self.store = store
@@ -73,6 +74,9 @@ class Controller:
         self.dry_run = dry_run
         self.say = say
         self.metrics = metrics or ControllerMetrics()
+        self.acting = acting or (lambda: True)
+        """May this replica act now (is it the leader)? Checked before every cycle and again
+        before every migration it starts, so one that lost its lease mid-cycle starts none."""
         self.pool = ThreadPoolExecutor(max_workers=policy.placement.max_concurrent,
                                        thread_name_prefix="kubehop-migration")
         self.active: dict[str, Future[Report]] = {}
@@ -132,6 +136,9 @@ class Controller:
             report.decisions.append(decision)
             did = self._record(key, svc, decision, snap.at)
             if decision.action == "move" and not self.dry_run and did is not None:
+                if not self.acting():
+                    self.say(f"not the leader any more: migration of {key} not started")
+                    continue
                 report.started.append(self._execute(svc, decision, did))
         self.metrics.cycle_done(snap.at, bool(report.missing))
         return report
@@ -358,10 +365,14 @@ class Controller:
             future.result(timeout=timeout)
 
     def run(self, stop: threading.Event, *, interval: float | None = None) -> None:
-        """Cycle until ``stop`` is set; a cycle that fails is reported and the next one runs."""
+        """Cycle until ``stop`` is set, while :attr:`acting`; a cycle that fails is reported
+        and the next one runs."""
         period = interval or self.policy.interval
         while not stop.is_set():
             begun = time.monotonic()
+            if not self.acting():  # a standby, or a leader that lost its lease: hands off
+                stop.wait(min(period, 1.0))
+                continue
             try:
                 self.cycle()
             except Exception as exc:  # a cycle must never take the controller down

@@ -126,7 +126,6 @@ def run(
     store = Store(db or default_url())
     clusters = {name: KubeCluster(kubeconfig=inv.kubeconfig, context=c.context, name=name)
                 for name, c in inv.clusters.items()}
-    probes.ensure(inv, clusters)
     metrics = ControllerMetrics()
     prometheus = Prometheus(inv.prometheus)
     controller = Controller(
@@ -163,9 +162,10 @@ def run(
     campaign = None
     try:
         if elector is not None:
-            campaign = _Campaign(elector, stop)
+            campaign = _Campaign(elector, stop, metrics)
             if not campaign.wait_leading():
                 return
+        probes.ensure(inv, clusters)  # the leader's job: a standby changes nothing
         controller.recover()
         if once:
             _print_cycle(controller.cycle())
@@ -190,8 +190,11 @@ def run(
 class _Campaign:
     """The elector's loop in a thread; the main thread waits until this replica leads."""
 
-    def __init__(self, elector: LeaderElector, stop: threading.Event) -> None:
+    def __init__(self, elector: LeaderElector, stop: threading.Event,
+                 metrics: ControllerMetrics) -> None:
         self.elector = elector
+        self.metrics = metrics
+        metrics.leader.set(0)
         self.stop = stop
         self.leading = threading.Event()
         self.thread = threading.Thread(target=self._run, name="kubehop-leader-election",
@@ -204,9 +207,11 @@ class _Campaign:
         out.print(f"leading as {self.elector.identity} (lease {self.elector.namespace}/"
                   f"{self.elector.name}): finishing what an earlier leader left, then acting",
                   markup=False)
+        self.metrics.leader.set(1)
         self.leading.set()
 
     def _stopped(self) -> None:
+        self.metrics.leader.set(0)
         if self.stop.is_set():
             out.print("stepped down (lease released)", markup=False)
             return

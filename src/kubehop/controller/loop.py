@@ -91,7 +91,10 @@ class Controller:
 
     def _learn_history(self) -> None:
         """Cooldowns and backoffs survive a restart: they are read back from the store's
-        migrations (the last attempt per service, and how many failed in a row)."""
+        migrations (the last attempt per service, and how many failed in a row). Read again
+        by :meth:`recover`: a standby that takes over learns what the leader did meanwhile."""
+        self.last_attempt.clear()
+        self.failures.clear()
         for row in self.store.list():
             key = f"{row.request.get('namespace')}/{row.request.get('service')}"
             self.last_attempt[key] = max(self.last_attempt.get(key, 0.0), row.updated)
@@ -103,7 +106,10 @@ class Controller:
     def recover(self) -> list[Report]:
         """Finish what a killed controller left half-done: every migration it started that is
         still running or rolling back is resumed from the store (finished, or its rollback
-        finished), before any new decision is taken."""
+        finished), before any new decision is taken. Also how a standby takes over from a
+        leader (``--leader-elect``): it first learns the cooldowns and backoffs the leader
+        left in the store."""
+        self._learn_history()
         reports = []
         mine = {d.migration_id for d in self.store.decisions(limit=10_000) if d.migration_id}
         for row in self.store.list():

@@ -35,6 +35,11 @@ class ControllerMetrics:
         self.last_any = Gauge("kubehop_controller_last_cycle_timestamp_seconds",
                               "When the last cycle ended (complete data or not).",
                               registry=self.registry)
+        self.leader = Gauge("kubehop_controller_leader",
+                            "1 while this replica holds the leader Lease and acts; 0 on a "
+                            "standby (always 1 without --leader-elect).",
+                            registry=self.registry)
+        self.leader.set(1)
         self.last_cycle_at: float | None = None
         """For the health check: when the last cycle ended, complete data or not."""
 

@@ -23,6 +23,7 @@ from kubehop.adapters.prometheus import Prometheus, promql_error
 from kubehop.adapters.store import Store, default_url
 from kubehop.cli.migrate import Output
 from kubehop.controller import probes
+from kubehop.controller import rbac as controller_rbac
 from kubehop.controller.loop import Controller, CycleReport, what_would_move
 from kubehop.controller.metrics import ControllerMetrics
 from kubehop.controller.observe import Observer
@@ -247,6 +248,18 @@ def _listen(listen: str) -> tuple[str, int]:
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise UsageError(f"--listen {listen!r}: want HOST:PORT, e.g. 127.0.0.1:9180, or ''")
     return host, int(port)
+
+
+@app.command()
+def rbac(
+    manage: Annotated[list[str] | None, typer.Option(
+        "--manage", help="A namespace whose services the controller moves (repeat); only there "
+        "may it touch Secrets, Pods and workloads.")] = None,
+) -> None:
+    """Print the in-cluster controller's least-privilege RBAC as YAML (docs/rbac.md), for
+    ``kubectl apply -f -`` in the management cluster."""
+    typer.echo(yaml.safe_dump_all(controller_rbac.manifests(tuple(manage or ())),
+                                  sort_keys=False), nl=False)
 
 
 @app.command()

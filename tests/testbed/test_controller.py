@@ -87,7 +87,10 @@ def edge() -> layout.ClusterLayout:
 class ControllerProcess:
     """``kubehop controller run`` in its own process (as a user or a systemd unit runs it)."""
 
-    def __init__(self, tmp: Path, db: str, policy: str = POLICY) -> None:
+    def __init__(self, tmp: Path, db: str, policy: str = POLICY, *args: str) -> None:
+        tmp.mkdir(parents=True, exist_ok=True)
+        self.args = args
+        """More options of ``controller run`` (``--leader-elect ...``)."""
         self.policy = tmp / "policy.yaml"
         self.policy.write_text(policy)
         self.db = db
@@ -102,7 +105,8 @@ class ControllerProcess:
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
                 [KUBEHOP, "controller", "run", "--policy", str(self.policy), "--db", self.db,
-                 "--listen", f"127.0.0.1:{self.port}"], stdout=log, stderr=subprocess.STDOUT,
+                 "--listen", f"127.0.0.1:{self.port}", *self.args],
+                stdout=log, stderr=subprocess.STDOUT,
                 env=env)
 
     def get(self, path: str) -> httpx.Response:

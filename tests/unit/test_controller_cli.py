@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.conftest import assert_one_line_error, kubehop
 
@@ -68,3 +69,25 @@ def test_resources_commands_refuse_a_cluster_not_in_the_inventory(
                    "loadBalancer: 10.0.0.10}\n")
     result = kubehop("controller", *command, "--cluster", "mars", "--inventory", str(inv))
     assert_one_line_error(result, "--cluster 'mars' is not in the inventory", "edge")
+
+
+def test_rbac_grants_secrets_only_in_the_managed_namespaces() -> None:
+    result = kubehop("controller", "rbac", "--manage", "orc8r-ns", "--manage", "shop")
+    assert result.returncode == 0, result.stderr
+    docs = list(yaml.safe_load_all(result.stdout))
+    by = {(d["kind"], d["metadata"].get("namespace", ""), d["metadata"]["name"]): d for d in docs}
+    assert docs[0]["kind"] == "Namespace" and docs[0]["metadata"]["name"] == "kubehop-system"
+    cluster_rules = by[("ClusterRole", "", "kubehop-controller")]["rules"]
+    assert not [r for r in cluster_rules if "secrets" in r["resources"]]
+    assert not [r for r in cluster_rules if {"create", "update", "patch", "delete"}
+                & set(r["verbs"]) and "pods" in r["resources"]]
+    grants = {ns for (kind, ns, _), d in by.items() if kind == "RoleBinding"
+              and d["roleRef"]["name"] == "kubehop-controller-namespace"}
+    assert grants == {"orc8r-ns", "shop"}
+    bound = by[("ClusterRoleBinding", "", "kubehop-controller")]
+    assert bound["roleRef"]["name"] == "kubehop-controller"  # not the namespace role
+
+
+def test_rbac_refuses_to_manage_a_system_namespace() -> None:
+    assert_one_line_error(kubehop("controller", "rbac", "--manage", "kube-system"),
+                          "kube-system", "cannot be managed")

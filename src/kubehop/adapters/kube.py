@@ -6,6 +6,7 @@ Works on plain dicts (the domain's manifests) and hides lightkube's and httpx's 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -70,6 +71,14 @@ second for 64 at once."""
 
 class KubeError(KubehopError):
     """A Kubernetes API call failed; the message names the cluster and the object."""
+
+
+class KubeConflictError(KubeError):
+    """409: the object changed since it was read (an update named an old resourceVersion), or
+    someone else created it first. For optimistic concurrency: the caller lost the race."""
+
+
+LEASES = "/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
 
 
 def _to_dict(obj: Any) -> Manifest:
@@ -450,6 +459,46 @@ class KubeCluster:
         subresource (an application's freeze hook, a mover's API), reached with the API
         server's credentials so no pod port is exposed."""
         return self._raw("POST", path, params=params, body=body, timeout=timeout)
+
+    def get_lease(self, name: str, namespace: str, *, timeout: float) -> Manifest | None:
+        """The ``coordination.k8s.io/v1`` Lease, or None. Lease calls take their own short
+        ``timeout``: a leader must learn within its lease time that it cannot renew, not after
+        the client's 30 s."""
+        code, body = self._raw("GET", f"{LEASES.format(namespace=namespace)}/{name}",
+                               params=None, timeout=timeout)
+        if code == 404:
+            return None
+        return self._lease_reply(f"get Lease {namespace}/{name}", code, body)
+
+    def create_lease(self, manifest: Manifest, *, timeout: float) -> Manifest:
+        """Create the Lease; :class:`KubeConflictError` if it exists already (someone was first)."""
+        meta = manifest["metadata"]
+        code, body = self._raw("POST", LEASES.format(namespace=meta["namespace"]),
+                               params=None, body=manifest, timeout=timeout)
+        return self._lease_reply(f"create Lease {meta['namespace']}/{meta['name']}", code, body)
+
+    def update_lease(self, manifest: Manifest, *, timeout: float) -> Manifest:
+        """Replace (PUT) the Lease as read: ``metadata.resourceVersion`` must be the one read,
+        so a write after someone else's fails with :class:`KubeConflictError`."""
+        meta = manifest["metadata"]
+        if not meta.get("resourceVersion"):
+            raise KubeError(f"{self.name}: update Lease {meta['name']}: no resourceVersion "
+                            "(an update must name the version it read)")
+        path = f"{LEASES.format(namespace=meta['namespace'])}/{meta['name']}"
+        code, body = self._raw("PUT", path, params=None, body=manifest, timeout=timeout)
+        return self._lease_reply(f"update Lease {meta['namespace']}/{meta['name']}", code, body)
+
+    def _lease_reply(self, what: str, code: int, body: str) -> Manifest:
+        try:
+            data: Manifest = json.loads(body) if body else {}
+        except ValueError:
+            data = {}
+        if 200 <= code < 300:
+            return data
+        detail = data.get("message") or body[:200] or f"HTTP {code}"
+        if code == 409:
+            raise KubeConflictError(f"{self.name}: {what} failed (409 Conflict): {detail}")
+        raise KubeError(f"{self.name}: {what} failed (HTTP {code}): {detail}")
 
     def _raw(self, method: str, path: str, *, params: dict[str, str] | None,
              body: dict[str, Any] | None = None, timeout: float) -> tuple[int, str]:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -16,10 +18,12 @@ from rich.table import Table
 
 from kubehop.adapters import inventory as inv_file
 from kubehop.adapters.kube import KubeCluster
+from kubehop.adapters.lease import LeaderElector, default_identity
 from kubehop.adapters.prometheus import Prometheus, promql_error
 from kubehop.adapters.store import Store, default_url
 from kubehop.cli.migrate import Output
 from kubehop.controller import probes, resources
+from kubehop.controller import rbac as controller_rbac
 from kubehop.controller.loop import Controller, CycleReport, what_would_move
 from kubehop.controller.metrics import ControllerMetrics
 from kubehop.controller.observe import Observer
@@ -104,6 +108,17 @@ def run(
         = "127.0.0.1:9180",
     inventory: Annotated[str | None, typer.Option(help="Inventory YAML (or "
                                                   "KUBEHOP_INVENTORY).")] = None,
+    leader_elect: Annotated[bool, typer.Option(
+        "--leader-elect", help="Run as one of several replicas: only the holder of a Lease "
+        "acts; on taking it, first finish what the last leader left.")] = False,
+    lease_namespace: Annotated[str, typer.Option(help="Namespace of the Lease.")]
+        = "kubehop-system",
+    lease_name: Annotated[str, typer.Option(help="Name of the Lease.")] = "kubehop-controller",
+    lease_seconds: Annotated[float, typer.Option(
+        help="A leader that has not renewed the Lease for this long is replaced.")] = 15.0,
+    cluster: Annotated[str, typer.Option(
+        "--cluster", help="Inventory cluster holding the Lease (the management cluster).")]
+        = "cloud",
 ) -> None:
     """Watch every cluster, apply the policy's rules, and move services where they should run,
     explaining every decision."""
@@ -111,6 +126,9 @@ def run(
     if interval is not None and interval <= 0:
         raise UsageError("--interval must be more than 0 seconds")
     inv = inv_file.load(inventory)
+    if leader_elect and cluster not in inv.clusters:
+        raise UsageError(f"--cluster {cluster!r} is not in the inventory (it has "
+                         f"{', '.join(sorted(inv.clusters))}); name the management cluster")
     if not inv.prometheus:
         raise UsageError("the inventory names no prometheus URL; add 'prometheus: http://...' "
                          "(the Prometheus that scrapes every cluster)")
@@ -118,7 +136,6 @@ def run(
     store = Store(db or default_url())
     clusters = {name: KubeCluster(kubeconfig=inv.kubeconfig, context=c.context, name=name)
                 for name, c in inv.clusters.items()}
-    probes.ensure(inv, clusters)
     metrics = ControllerMetrics()
     prometheus = Prometheus(inv.prometheus)
     controller = Controller(
@@ -127,8 +144,18 @@ def run(
         clusters=clusters, executor=lambda: Executor(store, connect=Adapters()),
         dry_run=dry_run, say=lambda line: out.print(line, markup=False), metrics=metrics)
     period = interval or pol.interval
+    stop = threading.Event()
+    elector = (LeaderElector(clusters[cluster], lease_name, lease_namespace, default_identity(),
+                             lease_seconds=lease_seconds) if leader_elect else None)
+    if elector is not None:
+        controller.acting = elector.is_leader
 
     def health() -> tuple[bool, str]:
+        if elector is not None and not elector.is_leader():
+            # A standby is healthy while it can read the Lease (so it could take over).
+            if elector.last_outcome in ("held", "conflict"):
+                return True, f"ok: standby, the leader is {elector.holder() or 'elsewhere'}"
+            return False, f"standby cannot reach the lease: {elector.last_error or 'not yet'}"
         last = metrics.last_cycle_at
         if last is not None and time.time() - last <= 3 * period + 30:
             return True, f"ok: last cycle {time.time() - last:.1f}s ago"
@@ -141,26 +168,87 @@ def run(
         server.start()
         out.print(f"controller API on http://{host}:{port} (/healthz, /metrics, /api/v1, "
                   "and the dashboard at /)", markup=False)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    campaign = None
     try:
+        if elector is not None:
+            campaign = _Campaign(elector, stop, metrics)
+            if not campaign.wait_leading():
+                return
+        probes.ensure(inv, clusters)  # the leader's job: a standby changes nothing
         controller.recover()
         if once:
             _print_cycle(controller.cycle())
             controller.wait_idle()
             return
-        stop = threading.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: stop.set())
         out.print(f"controller running: every {period:g}s"
                   + (" (dry run: nothing moves)" if dry_run else ""), markup=False)
         controller.run(stop, interval=period)
         controller.wait_idle()
     finally:
+        stop.set()
+        if campaign is not None:
+            campaign.thread.join(timeout=2 * lease_seconds)
         if server:
             server.stop()
         controller.close()
         prometheus.close()
         for kube in clusters.values():
             kube.close()
+
+
+class _Campaign:
+    """The elector's loop in a thread; the main thread waits until this replica leads."""
+
+    def __init__(self, elector: LeaderElector, stop: threading.Event,
+                 metrics: ControllerMetrics) -> None:
+        self.elector = elector
+        self.metrics = metrics
+        metrics.leader.set(0)
+        self.stop = stop
+        self.leading = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="kubehop-leader-election",
+                                       daemon=True)
+
+    def _run(self) -> None:
+        self.elector.run(self.stop, self._started, self._stopped, release_on_stop=True)
+
+    def _started(self) -> None:
+        out.print(f"leading as {self.elector.identity} (lease {self.elector.namespace}/"
+                  f"{self.elector.name}): finishing what an earlier leader left, then acting",
+                  markup=False)
+        self.metrics.leader.set(1)
+        self.leading.set()
+
+    def _stopped(self) -> None:
+        self.metrics.leader.set(0)
+        if self.stop.is_set():
+            out.print("stepped down (lease released)", markup=False)
+            return
+        # Lost the lease while running (another replica took it, or it could not be renewed in
+        # time): stop acting at once. Migrations in flight die with the process; the new leader
+        # finishes or rolls them back from the store (Controller.recover).
+        out.print(f"lost the lease: {self.elector.last_error or 'not renewed in time'}; "
+                  "exiting so the new leader alone acts", markup=False)
+        sys.stdout.flush()
+        os._exit(3)
+
+    def wait_leading(self) -> bool:
+        """Block until this replica leads (True) or is stopped first (False)."""
+        out.print(f"standing by as {self.elector.identity} for lease "
+                  f"{self.elector.namespace}/{self.elector.name} in {self.elector.kube.name}",
+                  markup=False)
+        self.thread.start()
+        reported = ""
+        while not self.stop.is_set():
+            if self.leading.wait(1.0):
+                return True
+            problem = self.elector.last_error if self.elector.last_outcome == "error" else ""
+            if problem and problem != reported:
+                out.print(f"cannot campaign for the lease yet: {problem}", markup=False)
+            reported = problem
+        return False
 
 
 def _listen(listen: str) -> tuple[str, int]:
@@ -170,6 +258,18 @@ def _listen(listen: str) -> tuple[str, int]:
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise UsageError(f"--listen {listen!r}: want HOST:PORT, e.g. 127.0.0.1:9180, or ''")
     return host, int(port)
+
+
+@app.command()
+def rbac(
+    manage: Annotated[list[str] | None, typer.Option(
+        "--manage", help="A namespace whose services the controller moves (repeat); only there "
+        "may it touch Secrets, Pods and workloads.")] = None,
+) -> None:
+    """Print the in-cluster controller's least-privilege RBAC as YAML (docs/rbac.md), for
+    ``kubectl apply -f -`` in the management cluster."""
+    typer.echo(yaml.safe_dump_all(controller_rbac.manifests(tuple(manage or ())),
+                                  sort_keys=False), nl=False)
 
 
 @app.command()

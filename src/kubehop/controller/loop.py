@@ -63,7 +63,8 @@ class Controller:
     def __init__(self, *, inventory: Inventory, policy: Policy, store: Store, observer: Observer,
                  clusters: dict[str, KubeCluster], executor: Callable[[], Executor],
                  dry_run: bool = False, say: Say = _quiet,
-                 metrics: ControllerMetrics | None = None) -> None:
+                 metrics: ControllerMetrics | None = None,
+                 acting: Callable[[], bool] | None = None) -> None:
         self.inventory = inventory
         self.policy = policy
         self.store = store
@@ -73,6 +74,9 @@ class Controller:
         self.dry_run = dry_run
         self.say = say
         self.metrics = metrics or ControllerMetrics()
+        self.acting = acting or (lambda: True)
+        """May this replica act now (is it the leader)? Checked before every cycle and again
+        before every migration it starts, so one that lost its lease mid-cycle starts none."""
         self.pool = ThreadPoolExecutor(max_workers=policy.placement.max_concurrent,
                                        thread_name_prefix="kubehop-migration")
         self.active: dict[str, Future[Report]] = {}
@@ -87,7 +91,10 @@ class Controller:
 
     def _learn_history(self) -> None:
         """Cooldowns and backoffs survive a restart: they are read back from the store's
-        migrations (the last attempt per service, and how many failed in a row)."""
+        migrations (the last attempt per service, and how many failed in a row). Read again
+        by :meth:`recover`: a standby that takes over learns what the leader did meanwhile."""
+        self.last_attempt.clear()
+        self.failures.clear()
         for row in self.store.list():
             key = f"{row.request.get('namespace')}/{row.request.get('service')}"
             self.last_attempt[key] = max(self.last_attempt.get(key, 0.0), row.updated)
@@ -99,7 +106,10 @@ class Controller:
     def recover(self) -> list[Report]:
         """Finish what a killed controller left half-done: every migration it started that is
         still running or rolling back is resumed from the store (finished, or its rollback
-        finished), before any new decision is taken."""
+        finished), before any new decision is taken. Also how a standby takes over from a
+        leader (``--leader-elect``): it first learns the cooldowns and backoffs the leader
+        left in the store."""
+        self._learn_history()
         reports = []
         mine = {d.migration_id for d in self.store.decisions(limit=10_000) if d.migration_id}
         for row in self.store.list():
@@ -132,6 +142,9 @@ class Controller:
             report.decisions.append(decision)
             did = self._record(key, svc, decision, snap.at)
             if decision.action == "move" and not self.dry_run and did is not None:
+                if not self.acting():
+                    self.say(f"not the leader any more: migration of {key} not started")
+                    continue
                 report.started.append(self._execute(svc, decision, did))
         self.metrics.cycle_done(snap.at, bool(report.missing))
         return report
@@ -358,10 +371,14 @@ class Controller:
             future.result(timeout=timeout)
 
     def run(self, stop: threading.Event, *, interval: float | None = None) -> None:
-        """Cycle until ``stop`` is set; a cycle that fails is reported and the next one runs."""
+        """Cycle until ``stop`` is set, while :attr:`acting`; a cycle that fails is reported
+        and the next one runs."""
         period = interval or self.policy.interval
         while not stop.is_set():
             begun = time.monotonic()
+            if not self.acting():  # a standby, or a leader that lost its lease: hands off
+                stop.wait(min(period, 1.0))
+                continue
             try:
                 self.cycle()
             except Exception as exc:  # a cycle must never take the controller down

@@ -51,6 +51,11 @@ class ControllerMetrics:
             self.migrations.labels(result)
         for outcome in OUTCOMES:
             self.cycles.labels(outcome)
+        self.leader = Gauge("kubehop_controller_leader",
+                            "1 while this replica holds the leader Lease and acts; 0 on a "
+                            "standby (always 1 without --leader-elect).",
+                            registry=self.registry)
+        self.leader.set(1)
         self.last_cycle_at: float | None = None
         """For the health check: when the last cycle ended, complete data or not."""
 

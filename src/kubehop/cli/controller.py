@@ -22,6 +22,7 @@ from kubehop.adapters.lease import LeaderElector, default_identity
 from kubehop.adapters.prometheus import Prometheus, promql_error
 from kubehop.adapters.store import Store, default_url
 from kubehop.cli.migrate import Output
+from kubehop.controller import install as install_mod
 from kubehop.controller import probes, resources
 from kubehop.controller import rbac as controller_rbac
 from kubehop.controller.loop import Controller, CycleReport, what_would_move
@@ -423,6 +424,12 @@ def reconcile(
     db: DbOption = None,
     inventory: InventoryOption = None,
     interval: Annotated[float, typer.Option(help="Seconds between passes.")] = 1.0,
+    leader_elect: Annotated[bool, typer.Option(
+        "--leader-elect", help="One of several replicas (the in-cluster Deployment): only the "
+        "holder of the Lease reconciles; on taking it, it resumes what the last leader left.")]
+        = False,
+    lease_seconds: Annotated[float, typer.Option(
+        help="A leader that has not renewed the Lease for this long is replaced.")] = 15.0,
 ) -> None:
     """Run Migrations and check PlacementPolicies in kubehop-system of the management cluster,
     in the foreground. Ctrl-C stops it: running migrations pause at their next step and the
@@ -436,11 +443,57 @@ def reconcile(
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    out.print(f"reconciling {resources.NAMESPACE} in {cluster} every {interval:g}s "
-              "(Ctrl-C stops)", markup=False)
     try:
+        if leader_elect:
+            elector = LeaderElector(kube, controller_rbac.SERVICE_ACCOUNT,
+                                    resources.NAMESPACE, default_identity(),
+                                    lease_seconds=lease_seconds)
+            if not _Campaign(elector, stop, ControllerMetrics()).wait_leading():
+                return
+        out.print(f"reconciling {resources.NAMESPACE} in {cluster} every {interval:g}s "
+                  "(Ctrl-C stops)", markup=False)
         reconciler.run(stop, interval=interval)
     finally:
         kube.close()
         store.close()
     out.print("stopped", markup=False)
+
+
+@app.command()
+def install(
+    cluster: ClusterOption,
+    db: Annotated[str | None, typer.Option(
+        "--db", help="The store's URL (postgresql+psycopg://...); without it a PostgreSQL "
+        "StatefulSet is installed too.")] = None,
+    image: Annotated[str | None, typer.Option(
+        help="The controller's image; default: built and pushed to the testbed's registry.")]
+        = None,
+    replicas: Annotated[int, typer.Option(help="Controller pods (one leads).")] = 2,
+    manage: Annotated[list[str] | None, typer.Option(
+        "--manage", help="A namespace whose services it moves in this cluster (repeat); only "
+        "there may it touch Secrets, Pods and workloads.")] = None,
+    inventory: InventoryOption = None,
+) -> None:
+    """Run the controller in the management cluster: CRDs, least-privilege RBAC, the member
+    clusters' kubeconfigs as a Secret, PostgreSQL (unless --db), and a Deployment of
+    --replicas pods electing a leader on a Lease. Running it again updates in place."""
+    where = inv_file.locate(inventory)
+    inv, kube = _management(str(where), cluster)
+    raw = yaml.safe_load(where.read_text())
+    try:
+        kubeconfig = yaml.safe_load(Path(inv.kubeconfig).read_text())
+    except OSError as exc:
+        raise UsageError(f"cannot read kubeconfig {inv.kubeconfig}: {exc.strerror}") from exc
+    tsig = Path(inv.dns.key_file).read_text() if inv.dns else None
+    postgres = None
+    if image is None or db is None:
+        from kubehop.testbed import images  # the testbed builds what the user did not give
+
+        image = image or images.build_and_push(images.controller_image())
+        postgres = lambda: images.build_and_push(images.postgres_image())  # noqa: E731
+    with kube:
+        install_mod.install(kube, inventory=raw, kubeconfig=kubeconfig, tsig_key=tsig,
+                            management=cluster, image=image,
+                            rbac=controller_rbac.manifests(tuple(manage or ())),
+                            postgres_image=postgres, db_url=db, replicas=replicas,
+                            say=lambda line: out.print(line, markup=False))

@@ -19,6 +19,8 @@ import hashlib
 import json
 import shutil
 import subprocess
+import sys
+import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -34,6 +36,7 @@ BASE_PACKAGES = ("python3-minimal", "libpython3.11-stdlib", "ca-certificates")
 BASE_FLAVOURS: dict[str, tuple[str, ...]] = {
     "python": BASE_PACKAGES,
     "mover": (*BASE_PACKAGES, "rsync", "stunnel4"),
+    "postgres": (*BASE_PACKAGES, "postgresql-15"),
 }
 _EXCLUDES = ("/usr/share/doc/*", "/usr/share/man/*", "/usr/share/locale/*", "/usr/share/info/*")
 
@@ -339,3 +342,53 @@ def mover_image() -> ImageSpec:
     return ImageSpec(name="kubehop/mover", base="mover",
                      files={"/mover.py": asset("images", "mover", "mover.py")},
                      entrypoint=("python3", "-u", "/mover.py"))
+
+
+def postgres_image() -> ImageSpec:
+    """The in-cluster controller's store: Debian's PostgreSQL 15 (see its ``entry.py``)."""
+    return ImageSpec(name="kubehop/postgres", base="postgres",
+                     files={"/entry.py": asset("images", "postgres", "entry.py")},
+                     entrypoint=("python3", "-u", "/entry.py"))
+
+
+def _package_root() -> Path:
+    return Path(str(resources.files("kubehop")))
+
+
+def controller_site() -> Path:
+    """kubehop's runtime dependencies, installed once by pip into a directory of the cache
+    keyed by the dependency list (the image's Python is Debian's 3.11, the same as the
+    venv's, so binary wheels fit)."""
+    pyproject = _package_root().parent.parent / "pyproject.toml"
+    if pyproject.exists():
+        deps = tomllib.loads(pyproject.read_text())["project"]["dependencies"]
+    else:  # an installed kubehop: its own metadata lists them
+        from importlib import metadata
+        deps = [r for r in metadata.requires("kubehop") or [] if "extra ==" not in r]
+    key = hashlib.sha256(json.dumps([sorted(deps), sys.version_info[:2]]).encode()).hexdigest()
+    site = _cache() / "controller-site" / key[:12]
+    if (site / ".complete").exists():
+        return site
+    log = _cache() / "logs" / "controller-site.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    tmp = site.with_suffix(".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    with log.open("a") as out:
+        result = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
+                                 "--no-compile", "--target", str(tmp), *deps],
+                                stdout=out, stderr=subprocess.STDOUT, check=False)
+    if result.returncode != 0:
+        raise BuildError(f"installing kubehop's dependencies for its image failed; see {log}")
+    shutil.rmtree(site, ignore_errors=True)
+    tmp.rename(site)
+    (site / ".complete").touch()
+    return site
+
+
+def controller_image() -> ImageSpec:
+    """kubehop itself, for the controller that runs in a cluster: its dependencies and its
+    package on Debian's Python."""
+    return ImageSpec(name="kubehop/controller", base="python",
+                     files={"/app/site": controller_site(), "/app/kubehop": _package_root()},
+                     env={"PYTHONPATH": "/app:/app/site", "PYTHONDONTWRITEBYTECODE": "1"},
+                     entrypoint=("python3", "-m", "kubehop.cli.main"))

@@ -1,0 +1,220 @@
+"""``kubehop controller install``: the controller as a Deployment in the management cluster.
+
+What goes in (namespace ``kubehop-system``):
+
+- the CRDs, and the controller's ServiceAccount with its least-privilege RBAC
+  (``docs/rbac.md``);
+- a Secret ``kubehop-members``: the inventory and a kubeconfig for the member clusters. In the
+  management cluster itself the controller uses its ServiceAccount's token, not a copy of the
+  user's credentials;
+- its store: a URL given by the user (Secret ``kubehop-db``), or a PostgreSQL StatefulSet on a
+  claim with a generated password (the password never leaves the cluster's Secret);
+- a Deployment of two replicas running ``kubehop controller reconcile --leader-elect``: both
+  run, the one holding the ``Lease`` acts, the other takes over when the lease expires.
+
+The manifests are built by pure functions, so what ``install`` applies can be read and tested
+without a cluster.
+"""
+
+from __future__ import annotations
+
+import copy
+import secrets
+from collections.abc import Callable
+from typing import Any
+
+import yaml
+
+from kubehop.adapters.kube import KubeCluster, Manifest
+from kubehop.controller.rbac import SERVICE_ACCOUNT
+from kubehop.controller.resources import NAMESPACE, install_crds
+from kubehop.errors import UsageError
+
+MEMBERS_SECRET = "kubehop-members"  # noqa: S105 (a name)
+DB_SECRET = "kubehop-db"  # noqa: S105 (a name)
+DB_SERVICE = "kubehop-db"
+SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+CONFIG_DIR = "/etc/kubehop"
+LABELS = {"app.kubernetes.io/name": "kubehop-controller"}
+DB_LABELS = {"app.kubernetes.io/name": "kubehop-db"}
+
+
+def in_cluster_config(inventory: dict[str, Any], kubeconfig: dict[str, Any], management: str
+                      ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The inventory and kubeconfig the controller's pods read: the inventory points at the
+    mounted kubeconfig and drops ``proxyRules`` (node commands a pod cannot run); the
+    management cluster's context authenticates with the pod's ServiceAccount token (its CA
+    from the same mount), the members' keep the credentials the user gave."""
+    inv = copy.deepcopy(inventory)
+    inv["kubeconfig"] = f"{CONFIG_DIR}/kubeconfig"
+    if (inv.get("dns") or {}).get("tsigKeyFile"):
+        inv["dns"]["tsigKeyFile"] = f"{CONFIG_DIR}/tsig.key"
+    context_of = {}
+    for c in inv.get("clusters") or []:
+        c.pop("proxyRules", None)
+        context_of[c["name"]] = c.get("context", c["name"])
+    if management not in context_of:
+        raise UsageError(f"--cluster {management!r} is not in the inventory; clusters are "
+                         f"{', '.join(sorted(context_of))}")
+    wanted = set(context_of.values())
+    contexts = [c for c in kubeconfig.get("contexts") or [] if c["name"] in wanted]
+    clusters = {c["context"]["cluster"] for c in contexts}
+    users = {c["context"].get("user") for c in contexts if c["name"] != context_of[management]}
+    mgmt = next(c for c in contexts if c["name"] == context_of[management])
+    mgmt_cluster = next(c for c in kubeconfig.get("clusters") or []
+                        if c["name"] == mgmt["context"]["cluster"])
+    own_cluster = {"name": "kubehop-in-cluster", "cluster": {
+        "server": mgmt_cluster["cluster"]["server"],
+        "certificate-authority": f"{SA_DIR}/ca.crt"}}
+    own_user = {"name": "kubehop-in-cluster", "user": {"tokenFile": f"{SA_DIR}/token"}}
+    mgmt = {"name": mgmt["name"], "context": {"cluster": "kubehop-in-cluster",
+                                              "user": "kubehop-in-cluster"}}
+    out = {
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [c for c in kubeconfig.get("clusters") or [] if c["name"] in clusters
+                     and c["name"] != mgmt_cluster["name"]] + [own_cluster],
+        "users": [u for u in kubeconfig.get("users") or [] if u["name"] in users]
+                 + [own_user],
+        "contexts": [c for c in contexts if c["name"] != mgmt["name"]] + [mgmt],
+        "current-context": mgmt["name"],
+    }
+    return inv, out
+
+
+def members_secret(inventory: dict[str, Any], kubeconfig: dict[str, Any],
+                   tsig_key: str | None = None) -> Manifest:
+    """The inventory, the kubeconfig and the DNS update key, mounted at ``CONFIG_DIR``."""
+    data = {"inventory.yaml": yaml.safe_dump(inventory, sort_keys=False),
+            "kubeconfig": yaml.safe_dump(kubeconfig, sort_keys=False)}
+    if tsig_key is not None:
+        data["tsig.key"] = tsig_key
+    return {"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": MEMBERS_SECRET, "namespace": NAMESPACE, "labels": LABELS},
+            "type": "Opaque", "stringData": data}
+
+
+def db_secret(url: str, password: str | None = None) -> Manifest:
+    data = {"url": url}
+    if password is not None:
+        data["password"] = password
+    return {"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": DB_SECRET, "namespace": NAMESPACE, "labels": DB_LABELS},
+            "type": "Opaque", "stringData": data}
+
+
+def postgres_url(password: str) -> str:
+    return (f"postgresql+psycopg://kubehop:{password}@{DB_SERVICE}.{NAMESPACE}.svc."
+            "cluster.local:5432/postgres")
+
+
+def postgres_manifests(image: str, *, storage: str = "1Gi") -> list[Manifest]:
+    """One PostgreSQL on a claim, reached through a Service in the namespace only."""
+    return [
+        {"apiVersion": "v1", "kind": "Service",
+         "metadata": {"name": DB_SERVICE, "namespace": NAMESPACE, "labels": DB_LABELS},
+         "spec": {"selector": DB_LABELS, "ports": [{"name": "pg", "port": 5432}]}},
+        {"apiVersion": "apps/v1", "kind": "StatefulSet",
+         "metadata": {"name": DB_SERVICE, "namespace": NAMESPACE, "labels": DB_LABELS},
+         "spec": {
+             "serviceName": DB_SERVICE, "replicas": 1, "selector": {"matchLabels": DB_LABELS},
+             "template": {"metadata": {"labels": DB_LABELS}, "spec": {
+                 "automountServiceAccountToken": False,
+                 "terminationGracePeriodSeconds": 10,
+                 "containers": [{
+                     "name": "postgres", "image": image,
+                     "terminationMessagePolicy": "FallbackToLogsOnError",
+                     "ports": [{"name": "pg", "containerPort": 5432}],
+                     "readinessProbe": {"tcpSocket": {"port": 5432}, "periodSeconds": 2},
+                     "resources": {"requests": {"cpu": "50m", "memory": "64Mi"},
+                                   "limits": {"memory": "512Mi"}},
+                     "volumeMounts": [
+                         {"name": "data", "mountPath": "/var/lib/postgresql/data"},
+                         {"name": "password", "mountPath": "/etc/kubehop-db",
+                          "readOnly": True}]}],
+                 "volumes": [{"name": "password", "secret": {
+                     "secretName": DB_SECRET, "items": [{"key": "password",
+                                                         "path": "password"}]}}]}},
+             "volumeClaimTemplates": [{
+                 "metadata": {"name": "data"},
+                 "spec": {"accessModes": ["ReadWriteOnce"],
+                          "resources": {"requests": {"storage": storage}}}}]}},
+    ]
+
+
+def controller_manifests(image: str, management: str, *, replicas: int = 2) -> list[Manifest]:
+    """The controller's Deployment: ``replicas`` pods electing a leader on one Lease."""
+    return [{
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "kubehop-controller", "namespace": NAMESPACE, "labels": LABELS},
+        "spec": {
+            "replicas": replicas, "selector": {"matchLabels": LABELS},
+            "template": {"metadata": {"labels": LABELS}, "spec": {
+                "serviceAccountName": SERVICE_ACCOUNT,
+                "terminationGracePeriodSeconds": 30,
+                "containers": [{
+                    "name": "controller", "image": image,
+                    "terminationMessagePolicy": "FallbackToLogsOnError",
+                    "args": ["controller", "reconcile", "--cluster", management,
+                             "--inventory", f"{CONFIG_DIR}/inventory.yaml", "--leader-elect"],
+                    "env": [
+                        {"name": "KUBEHOP_DB", "valueFrom": {"secretKeyRef": {
+                            "name": DB_SECRET, "key": "url"}}},
+                        {"name": "POD_NAME", "valueFrom": {"fieldRef": {
+                            "fieldPath": "metadata.name"}}}],
+                    "resources": {"requests": {"cpu": "50m", "memory": "128Mi"},
+                                  "limits": {"memory": "512Mi"}},
+                    "volumeMounts": [{"name": "members", "mountPath": CONFIG_DIR,
+                                      "readOnly": True}]}],
+                "volumes": [{"name": "members", "secret": {"secretName": MEMBERS_SECRET}}]}},
+        },
+    }]
+
+
+def existing_password(kube: KubeCluster) -> str | None:
+    """The generated database password of an earlier install: a re-run keeps it (the data on
+    the claim was initialised with it)."""
+    found = kube.get("Secret", DB_SECRET, NAMESPACE)
+    data = (found or {}).get("data") or {}
+    if "password" not in data:
+        return None
+    import base64
+    return base64.b64decode(data["password"]).decode()
+
+
+def install(kube: KubeCluster, *, inventory: dict[str, Any], kubeconfig: dict[str, Any],
+            tsig_key: str | None, management: str, image: str, rbac: list[Manifest],
+            postgres_image: Callable[[], str] | None, db_url: str | None, replicas: int = 2,
+            say: Callable[[str], None] = lambda _: None, timeout: float = 300) -> None:
+    """Apply everything (idempotent) and wait until the database and the controller run.
+    Nothing secret is said."""
+    if replicas < 1:
+        raise UsageError("--replicas must be at least 1")
+    inv, kc = in_cluster_config(inventory, kubeconfig, management)
+    for line in install_crds(kube):
+        say(f"applied {line}")
+    for manifest in rbac:
+        ns = manifest["metadata"].get("namespace")
+        if ns and ns != NAMESPACE and kube.ensure_namespace(ns):
+            say(f"created namespace {ns} (managed: its RoleBinding lives there)")
+        kube.apply(manifest)
+        say(f"applied {manifest['kind']} {manifest['metadata']['name']}")
+    kube.apply(members_secret(inv, kc, tsig_key))
+    say(f"applied Secret {MEMBERS_SECRET} (inventory and member kubeconfigs)")
+    if db_url is None:
+        if postgres_image is None:
+            raise UsageError("give --db URL, or a PostgreSQL image to run in the cluster")
+        password = existing_password(kube) or secrets.token_urlsafe(24)
+        kube.apply(db_secret(postgres_url(password), password))
+        for manifest in postgres_manifests(postgres_image()):
+            kube.apply(manifest)
+        say(f"applied Secret {DB_SECRET}, StatefulSet and Service {DB_SERVICE}")
+        kube.wait_rollout("StatefulSet", DB_SERVICE, NAMESPACE, timeout=timeout)
+        say(f"PostgreSQL ready: {DB_SERVICE}.{NAMESPACE}")
+    else:
+        kube.apply(db_secret(db_url))
+        say(f"applied Secret {DB_SECRET} (the given --db URL)")
+    for manifest in controller_manifests(image, management, replicas=replicas):
+        kube.apply(manifest)
+    say(f"applied Deployment kubehop-controller ({replicas} replicas)")
+    kube.wait_rollout("Deployment", "kubehop-controller", NAMESPACE, timeout=timeout)
+    say("controller running")

@@ -497,3 +497,18 @@ def install(
                             rbac=controller_rbac.manifests(tuple(manage or ())),
                             postgres_image=postgres, db_url=db, replicas=replicas,
                             say=lambda line: out.print(line, markup=False))
+
+
+@app.command()
+def uninstall(
+    cluster: ClusterOption,
+    delete_data: Annotated[bool, typer.Option(
+        "--delete-data", help="Also delete the in-cluster database's claim (its data).")] = False,
+    inventory: InventoryOption = None,
+) -> None:
+    """Remove the in-cluster controller (pods, database, Secrets). The CRDs, the Migrations and
+    the RBAC stay; so does the database's data unless --delete-data."""
+    _, kube = _management(inventory, cluster)
+    with kube:
+        install_mod.uninstall(kube, delete_data=delete_data,
+                              say=lambda line: out.print(line, markup=False))

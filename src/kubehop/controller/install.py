@@ -25,10 +25,11 @@ from typing import Any
 
 import yaml
 
-from kubehop.adapters.kube import KubeCluster, Manifest
+from kubehop.adapters.kube import KubeCluster, KubeError, Manifest
 from kubehop.controller.rbac import SERVICE_ACCOUNT
 from kubehop.controller.resources import NAMESPACE, install_crds
 from kubehop.errors import UsageError
+from kubehop.waiting import wait_for
 
 MEMBERS_SECRET = "kubehop-members"  # noqa: S105 (a name)
 DB_SECRET = "kubehop-db"  # noqa: S105 (a name)
@@ -135,7 +136,7 @@ def postgres_manifests(image: str, *, storage: str = "1Gi") -> list[Manifest]:
                      "secretName": DB_SECRET, "items": [{"key": "password",
                                                          "path": "password"}]}}]}},
              "volumeClaimTemplates": [{
-                 "metadata": {"name": "data"},
+                 "metadata": {"name": "data", "labels": DB_LABELS},
                  "spec": {"accessModes": ["ReadWriteOnce"],
                           "resources": {"requests": {"storage": storage}}}}]}},
     ]
@@ -218,3 +219,23 @@ def install(kube: KubeCluster, *, inventory: dict[str, Any], kubeconfig: dict[st
     say(f"applied Deployment kubehop-controller ({replicas} replicas)")
     kube.wait_rollout("Deployment", "kubehop-controller", NAMESPACE, timeout=timeout)
     say("controller running")
+
+
+def uninstall(kube: KubeCluster, *, delete_data: bool = False,
+              say: Callable[[str], None] = lambda _: None, timeout: float = 120) -> None:
+    """Remove the controller's pods, its database and Secrets; the CRDs and Migrations stay
+    (they are the users'), and so does the database's claim unless ``delete_data``. Waits until
+    no controller pod runs, so nothing reconciles after it returns."""
+    for kind, name in (("Deployment", "kubehop-controller"), ("StatefulSet", DB_SERVICE),
+                       ("Service", DB_SERVICE), ("Secret", MEMBERS_SECRET),
+                       ("Secret", DB_SECRET)):
+        if kube.delete(kind, name, NAMESPACE):
+            say(f"deleted {kind} {name}")
+    if delete_data:
+        for pvc in kube.find("PersistentVolumeClaim", NAMESPACE, DB_LABELS):
+            kube.delete("PersistentVolumeClaim", pvc["metadata"]["name"], NAMESPACE)
+            say(f"deleted PersistentVolumeClaim {pvc['metadata']['name']}")
+    wait_for(lambda: not kube.find("Pod", NAMESPACE, LABELS)
+             and not kube.find("Pod", NAMESPACE, DB_LABELS), timeout=timeout, interval=0.5,
+             what="the controller's and database's pods to be gone", error=KubeError)
+    say("uninstalled (CRDs and Migrations kept)")

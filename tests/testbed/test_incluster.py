@@ -1,0 +1,164 @@
+"""The controller in the management cluster (``kubehop controller install``): two replicas on
+PostgreSQL, one leads on a Lease; a Migration applied with kubectl whose leader is killed in the
+middle is finished by the standby, and agw sees no failed request."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kubehop.controller import install
+from kubehop.controller import resources as rs
+from kubehop.testbed import sample
+from kubehop.testbed import testbed as tb
+from kubehop.waiting import NotYet, wait_for
+from tests.conftest import KUBEHOP
+
+from .conftest import BY_NAME
+from .kube import kubectl
+from .test_resources import get, migration, remove, wait_phase
+
+pytestmark = pytest.mark.usefixtures("testbed")
+
+CLOUD = BY_NAME["cloud"]
+NS = rs.NAMESPACE
+RESULTS = Path(__file__).resolve().parents[2] / "results" / "incluster"
+
+
+def kubehop(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "KUBEHOP_INVENTORY": str(tb.inventory_file())}
+    return subprocess.run([KUBEHOP, "controller", *args], capture_output=True, text=True,
+                          env=env, timeout=900, check=False)
+
+
+def controller_pods() -> list[dict[str, Any]]:
+    pods = json.loads(kubectl(CLOUD, "get", "pods", "-n", NS, "-l",
+                              "app.kubernetes.io/name=kubehop-controller", "-o", "json"))
+    return [p for p in pods["items"] if not p["metadata"].get("deletionTimestamp")]
+
+
+def holder() -> str:
+    lease = get("lease", "kubehop-controller") or {}
+    return str((lease.get("spec") or {}).get("holderIdentity") or "")
+
+
+def leader_pod() -> str:
+    """The pod whose identity holds the Lease (identities are ``<pod>_<suffix>``)."""
+    def found() -> str:
+        name = holder().rsplit("_", 1)[0]
+        if name not in {p["metadata"]["name"] for p in controller_pods()}:
+            raise NotYet(f"lease held by {holder()!r}")
+        return name
+
+    return wait_for(found, timeout=120, interval=0.5, what="a controller pod to lead")
+
+
+def kill_process_of(pod: str) -> None:
+    """SIGKILL the controller process of ``pod`` (the testbed's nodes run on this host): what
+    a crash or a lost node does, unlike a pod deletion, whose SIGTERM hands the lease over."""
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+            environ = (proc / "environ").read_bytes().split(b"\0")
+        except (OSError, ValueError):
+            continue
+        if b"--leader-elect" in cmdline and f"HOSTNAME={pod}".encode() in environ:
+            os.kill(int(proc.name), signal.SIGKILL)
+            return
+    raise AssertionError(f"no controller process of pod {pod} on this host")
+
+
+@pytest.fixture(scope="module")
+def installed() -> Iterator[subprocess.CompletedProcess[str]]:
+    """orc8r and agw in edge; then the controller in cloud, managing orc8r's namespace (the
+    install makes it, with the controller's grant; a sample deploy would delete it)."""
+    sample.deploy("edge")
+    result = kubehop("install", "--cluster", "cloud", "--manage", sample.ORC8R_NAMESPACE)
+    yield result
+    done = kubehop("uninstall", "--cluster", "cloud")
+    assert done.returncode == 0, done.stderr
+    assert controller_pods() == []
+
+
+def test_install_runs_two_replicas_one_leading_on_postgresql_and_prints_no_secret(
+        installed: subprocess.CompletedProcess[str]) -> None:
+    assert installed.returncode == 0, installed.stderr
+    pods = controller_pods()
+    assert len(pods) == 2, [p["metadata"]["name"] for p in pods]
+    assert leader_pod() in {p["metadata"]["name"] for p in pods}
+    db = get("statefulset", install.DB_SERVICE) or {}
+    assert (db.get("status") or {}).get("readyReplicas") == 1, db.get("status")
+    secret = get("secret", install.DB_SECRET) or {}
+    password = base64.b64decode(secret["data"]["password"]).decode()
+    assert len(password) >= 24
+    assert password not in installed.stdout + installed.stderr
+    members = base64.b64decode((get("secret", install.MEMBERS_SECRET) or {})["data"]
+                               ["kubeconfig"]).decode()
+    assert "tokenFile" in members, "the management cluster is reached with the pod's token"
+    # A second install changes nothing it should keep: same password, same database.
+    again = kubehop("install", "--cluster", "cloud", "--manage", sample.ORC8R_NAMESPACE)
+    assert again.returncode == 0, again.stderr
+    kept = base64.b64decode((get("secret", install.DB_SECRET) or {})["data"]["password"])
+    assert kept.decode() == password
+
+
+def test_the_leader_killed_mid_migration_the_standby_finishes_it(
+        installed: subprocess.CompletedProcess[str]) -> None:
+    assert installed.returncode == 0, installed.stderr
+    leader = leader_pod()
+    name = "incluster-orc8r"
+    remove(name)
+    since = time.time()
+    applied = subprocess.run(
+        [str(tb.kubectl_binary()), "--kubeconfig", str(tb.kubeconfig_file()), "--context",
+         "cloud", "apply", "-f", "-"], input=migration(name), capture_output=True, text=True,
+        timeout=60, check=False)
+    assert applied.returncode == 0, applied.stderr
+    try:
+        def mid_way() -> str:
+            status = (get("migration", name) or {}).get("status") or {}
+            if status.get("phase") != "Running" or status.get("step") in (None, "", "copy",
+                                                                          "route"):
+                raise NotYet(f"{status.get('phase')} at {status.get('step')}")
+            return str(status["step"])
+
+        step = wait_for(mid_way, timeout=120, interval=0.1, what=f"{name} half done")
+        identity = holder()
+        kill_process_of(leader)  # a crash: no SIGTERM, no release of the lease
+        killed_at = time.time()
+
+        def another() -> str:
+            now = holder()
+            if now in ("", identity):
+                raise NotYet(f"lease held by {now!r}")
+            return now
+
+        wait_for(another, timeout=120, interval=0.2, what="another replica to lead")
+        takeover_s = time.time() - killed_at
+        done = wait_phase(name, {"Succeeded", "Failed", "RolledBack"}, timeout=300)
+        assert done["status"]["phase"] == "Succeeded", done["status"]
+        new_leader = leader_pod()
+        assert all(c["status"] == "True" for c in done["status"]["conditions"]), done["status"]
+        time.sleep(3)
+        rec = sample.agw_record(BY_NAME["edge"], since=since, until=time.time())
+        assert rec["failed"] == 0, rec["errors"]
+        assert rec["ok"] > 100, rec
+        assert dict(rec["served_by"]).get("cloud", 0) > 0, rec["served_by"]
+        logs = kubectl(CLOUD, "logs", new_leader, "-n", NS)
+        assert "leading as" in logs, logs
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / "takeover.txt").write_text(
+            f"leader {leader} SIGKILLed at step {step}; {new_leader} led {takeover_s:.1f} s "
+            f"later (lease 15 s) and finished the migration; agw "
+            f"{rec['ok']} ok, {rec['failed']} failed\n")
+    finally:
+        remove(name)

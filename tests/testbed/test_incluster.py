@@ -155,6 +155,15 @@ def test_the_leader_killed_mid_migration_the_standby_finishes_it(
         assert dict(rec["served_by"]).get("cloud", 0) > 0, rec["served_by"]
         logs = kubectl(CLOUD, "logs", new_leader, "-n", NS)
         assert "leading as" in logs, logs
+        # Each pod serves the API and the dashboard over the shared store.
+        with tb.kube(CLOUD) as k:
+            base = f"/api/v1/namespaces/{NS}/pods/{new_leader}:{install.HTTP_PORT}/proxy"
+            code, text = k.get_path(f"{base}/api/v1/migrations", timeout=30)
+            assert code == 200, text
+            rows = {m["id"]: m["status"] for m in json.loads(text)}
+            assert rows.get(done["status"]["migrationId"]) == "succeeded", rows
+            code, page = k.get_path(f"{base}/", timeout=30)
+            assert code == 200 and "kubehop" in page, page[:200]
         RESULTS.mkdir(parents=True, exist_ok=True)
         (RESULTS / "takeover.txt").write_text(
             f"leader {leader} SIGKILLed at step {step}; {new_leader} led {takeover_s:.1f} s "

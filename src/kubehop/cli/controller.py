@@ -430,12 +430,15 @@ def reconcile(
         = False,
     lease_seconds: Annotated[float, typer.Option(
         help="A leader that has not renewed the Lease for this long is replaced.")] = 15.0,
+    listen: Annotated[str, typer.Option(help="HOST:PORT of /healthz, /metrics, the read-only "
+                                        "API and the dashboard; '' for none.")] = "",
 ) -> None:
     """Run Migrations and check PlacementPolicies in kubehop-system of the management cluster,
     in the foreground. Ctrl-C stops it: running migrations pause at their next step and the
     next 'kubehop controller reconcile' resumes them."""
     if interval <= 0:
         raise UsageError("--interval must be more than 0 seconds")
+    host, port = _listen(listen)
     inv, kube = _management(inventory, cluster)
     store = Store(db or default_url())
     reconciler = resources.MigrationReconciler(kube, inv, store,
@@ -443,17 +446,33 @@ def reconcile(
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    metrics = ControllerMetrics()
+    elector = (LeaderElector(kube, controller_rbac.SERVICE_ACCOUNT, resources.NAMESPACE,
+                             default_identity(), lease_seconds=lease_seconds)
+               if leader_elect else None)
+
+    def health() -> tuple[bool, str]:
+        """Both replicas serve the same store: a standby is as good a face as the leader."""
+        if elector is None or elector.is_leader():
+            return True, "ok: reconciling"
+        if elector.last_outcome in ("held", "conflict"):
+            return True, f"ok: standby, the leader is {elector.holder() or 'elsewhere'}"
+        return False, f"standby cannot reach the lease: {elector.last_error or 'not yet'}"
+
+    server = api.Server(api.create_app(store, metrics.registry, health,
+                                       prometheus=inv.prometheus), host, port) if host else None
     try:
-        if leader_elect:
-            elector = LeaderElector(kube, controller_rbac.SERVICE_ACCOUNT,
-                                    resources.NAMESPACE, default_identity(),
-                                    lease_seconds=lease_seconds)
-            if not _Campaign(elector, stop, ControllerMetrics()).wait_leading():
-                return
+        if server:
+            server.start()
+            out.print(f"API and dashboard on http://{host}:{port}", markup=False)
+        if elector is not None and not _Campaign(elector, stop, metrics).wait_leading():
+            return
         out.print(f"reconciling {resources.NAMESPACE} in {cluster} every {interval:g}s "
                   "(Ctrl-C stops)", markup=False)
         reconciler.run(stop, interval=interval)
     finally:
+        if server:
+            server.stop()
         kube.close()
         store.close()
     out.print("stopped", markup=False)

@@ -36,6 +36,8 @@ DB_SECRET = "kubehop-db"  # noqa: S105 (a name)
 DB_SERVICE = "kubehop-db"
 SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 CONFIG_DIR = "/etc/kubehop"
+HTTP_PORT = 9180
+"""The API and dashboard in each controller pod (``kubectl port-forward`` reaches it)."""
 LABELS = {"app.kubernetes.io/name": "kubehop-controller"}
 DB_LABELS = {"app.kubernetes.io/name": "kubehop-db"}
 
@@ -156,7 +158,11 @@ def controller_manifests(image: str, management: str, *, replicas: int = 2) -> l
                     "name": "controller", "image": image,
                     "terminationMessagePolicy": "FallbackToLogsOnError",
                     "args": ["controller", "reconcile", "--cluster", management,
-                             "--inventory", f"{CONFIG_DIR}/inventory.yaml", "--leader-elect"],
+                             "--inventory", f"{CONFIG_DIR}/inventory.yaml", "--leader-elect",
+                             "--listen", f"0.0.0.0:{HTTP_PORT}"],
+                    "ports": [{"name": "http", "containerPort": HTTP_PORT}],
+                    "livenessProbe": {"httpGet": {"path": "/healthz", "port": HTTP_PORT},
+                                      "periodSeconds": 10, "failureThreshold": 6},
                     "env": [
                         {"name": "KUBEHOP_DB", "valueFrom": {"secretKeyRef": {
                             "name": DB_SECRET, "key": "url"}}},
@@ -218,7 +224,8 @@ def install(kube: KubeCluster, *, inventory: dict[str, Any], kubeconfig: dict[st
         kube.apply(manifest)
     say(f"applied Deployment kubehop-controller ({replicas} replicas)")
     kube.wait_rollout("Deployment", "kubehop-controller", NAMESPACE, timeout=timeout)
-    say("controller running")
+    say(f"controller running; dashboard: kubectl -n {NAMESPACE} port-forward "
+        f"deploy/kubehop-controller {HTTP_PORT}, then http://127.0.0.1:{HTTP_PORT}/")
 
 
 def uninstall(kube: KubeCluster, *, delete_data: bool = False,

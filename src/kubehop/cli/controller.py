@@ -30,7 +30,7 @@ from kubehop.controller.metrics import ControllerMetrics
 from kubehop.controller.observe import Observer
 from kubehop.domain.policy import BUILTINS, Policy, parse_policy
 from kubehop.engine.migrate import Adapters, Executor
-from kubehop.errors import UsageError
+from kubehop.errors import KubehopError, UsageError
 from kubehop.web import api
 
 app = typer.Typer(help="The placement controller: decides on its own where services run.",
@@ -508,8 +508,16 @@ def install(
     if image is None or db is None:
         from kubehop.testbed import images  # the testbed builds what the user did not give
 
-        image = image or images.build_and_push(images.controller_image())
-        postgres = lambda: images.build_and_push(images.postgres_image())  # noqa: E731
+        def built(spec: images.ImageSpec, what: str) -> str:
+            try:
+                return images.build_and_push(spec)
+            except KubehopError as exc:
+                raise UsageError(f"cannot build {what} for the testbed ({exc}); outside the "
+                                 f"testbed give {'--image' if what == 'kubehop' else '--db'}"
+                                 ) from exc
+
+        image = image or built(images.controller_image(), "kubehop")
+        postgres = lambda: built(images.postgres_image(), "PostgreSQL")  # noqa: E731
     with kube:
         install_mod.install(kube, inventory=raw, kubeconfig=kubeconfig, tsig_key=tsig,
                             management=cluster, image=image,

@@ -299,14 +299,8 @@ def test_prometheus_gone_means_no_decision_and_recovery_after(
     assert monitoring.prometheus_url()
 
 
-def test_controller_killed_mid_migration_resumes_it_on_restart(
-        scenario: tuple[ControllerProcess, Store, float]) -> None:
-    ctl, store, since = scenario
-    wait_decision(store, ctl, "stay", timeout=90)
-    stress("--cluster", "edge", *EDGE_LOAD)
-    move = wait_decision(store, ctl, "move:fog", timeout=90)
-    mid = str(move["migration"])
-
+def wait_half_done(store: Store, mid: str) -> None:
+    """Until migration ``mid`` is between its start and its switch (the moment to kill)."""
     def switching() -> bool:
         try:
             row = store.get(mid)
@@ -318,6 +312,16 @@ def test_controller_killed_mid_migration_resumes_it_on_restart(
         return True
 
     wait_for(switching, timeout=120, interval=0.05, what=f"migration {mid} half done")
+
+
+def test_controller_killed_mid_migration_resumes_it_on_restart(
+        scenario: tuple[ControllerProcess, Store, float]) -> None:
+    ctl, store, since = scenario
+    wait_decision(store, ctl, "stay", timeout=90)
+    stress("--cluster", "edge", *EDGE_LOAD)
+    move = wait_decision(store, ctl, "move:fog", timeout=90)
+    mid = str(move["migration"])
+    wait_half_done(store, mid)
     ctl.stop(signal.SIGKILL)
     assert store.get(mid).status == "running"
     ctl.start()

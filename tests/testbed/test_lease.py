@@ -16,10 +16,9 @@ from kubehop.adapters.kube import KubeCluster, Manifest
 from kubehop.adapters.lease import LeaderElector
 from kubehop.adapters.store import Store
 from kubehop.domain import lease as decide
-from kubehop.errors import UsageError
 from kubehop.testbed import sample
 from kubehop.testbed import testbed as tb
-from kubehop.waiting import NotYet, wait_for
+from kubehop.waiting import wait_for
 
 from .kube import kubectl
 from .test_controller import (
@@ -31,6 +30,7 @@ from .test_controller import (
     runs_in,
     stress,
     wait_decision,
+    wait_half_done,
 )
 
 pytestmark = pytest.mark.usefixtures("testbed")
@@ -211,18 +211,7 @@ def test_leader_killed_mid_migration_the_standby_takes_over_and_finishes_it(
         stress("--cluster", "edge", *EDGE_LOAD)
         move = wait_decision(store, first, "move:fog", timeout=90)
         mid = str(move["migration"])
-
-        def switching() -> bool:
-            try:
-                row = store.get(mid)
-            except UsageError as exc:  # the decision names it a moment before its row exists
-                raise NotYet(str(exc)) from exc
-            started = [s.name for s in row.steps if s.state == "started"]
-            if not started or started[-1] not in ("start", "ready", "dns", "verify", "switch"):
-                raise NotYet(f"steps {[(s.name, s.state) for s in row.steps]}")
-            return True
-
-        wait_for(switching, timeout=120, interval=0.05, what=f"migration {mid} half done")
+        wait_half_done(store, mid)
         # The standby made no decision of its own while it stood by.
         assert "decision " not in second.output(), second.output()
         first.stop(signal.SIGKILL)

@@ -91,3 +91,26 @@ def test_rbac_grants_secrets_only_in_the_managed_namespaces() -> None:
 def test_rbac_refuses_to_manage_a_system_namespace() -> None:
     assert_one_line_error(kubehop("controller", "rbac", "--manage", "kube-system"),
                           "kube-system", "cannot be managed")
+
+
+@pytest.mark.parametrize("args", [
+    [],
+    ["--policy", "policy.yaml", "--policy-resource", "paper"],
+], ids=["neither", "both"])
+def test_run_needs_exactly_one_policy_source(tmp_path: Path, args: list[str]) -> None:
+    (tmp_path / "policy.yaml").write_text(GOOD)
+    args = [str(tmp_path / a) if a == "policy.yaml" else a for a in args]
+    result = kubehop("controller", "run", *args, "--db", f"sqlite:///{tmp_path / 'c.db'}")
+    assert_one_line_error(result, "give exactly one of --policy FILE and --policy-resource NAME")
+    assert result.returncode == 2
+    assert not (tmp_path / "c.db").exists()
+
+
+def test_policy_resource_needs_a_management_cluster_in_the_inventory(tmp_path: Path) -> None:
+    inv = tmp_path / "inventory.yaml"
+    inv.write_text("kubeconfig: /dev/null\nprometheus: http://127.0.0.1:9\nclusters:\n"
+                   "  - {name: edge, context: edge, tier: edge, loadBalancer: 10.0.0.10}\n")
+    result = kubehop("controller", "run", "--policy-resource", "paper", "--cluster", "mars",
+                     "--inventory", str(inv), "--db", f"sqlite:///{tmp_path / 'c.db'}")
+    assert_one_line_error(result, "--cluster 'mars' is not in the inventory", "edge")
+    assert not (tmp_path / "c.db").exists()

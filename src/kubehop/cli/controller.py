@@ -19,7 +19,7 @@ from rich.table import Table
 from kubehop.adapters import inventory as inv_file
 from kubehop.adapters.kube import KubeCluster
 from kubehop.adapters.lease import LeaderElector, default_identity
-from kubehop.adapters.prometheus import Prometheus, promql_error
+from kubehop.adapters.prometheus import Prometheus
 from kubehop.adapters.store import Store, default_url
 from kubehop.cli.migrate import Output
 from kubehop.controller import install as install_mod
@@ -28,7 +28,8 @@ from kubehop.controller import rbac as controller_rbac
 from kubehop.controller.loop import Controller, CycleReport, what_would_move
 from kubehop.controller.metrics import ControllerMetrics
 from kubehop.controller.observe import Observer
-from kubehop.domain.policy import BUILTINS, Policy, parse_policy
+from kubehop.controller.policy_source import FilePolicy, PolicySource, ResourcePolicy
+from kubehop.controller.policy_source import load_file as load_policy
 from kubehop.engine.migrate import Adapters, Executor
 from kubehop.errors import KubehopError, UsageError
 from kubehop.web import api
@@ -48,28 +49,6 @@ InventoryOption = Annotated[str | None, typer.Option(
 DbOption = Annotated[str | None, typer.Option(
     "--db", help="Store URL: sqlite:///FILE or postgresql+psycopg://... (or KUBEHOP_DB).")]
 OutputOption = Annotated[Output, typer.Option("-o", "--output")]
-
-
-def load_policy(path: Path) -> Policy:
-    """The policy file, validated: its schema (line-numbered errors), then every PromQL
-    expression through Prometheus's own parser. Any problem stops the controller before it
-    starts."""
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise UsageError(f"cannot read policy {path}: {exc.strerror}") from exc
-    except UnicodeDecodeError as exc:
-        raise UsageError(f"policy {path} is not UTF-8 text") from exc
-    policy = parse_policy(text, str(path))
-    for i, rule in enumerate(policy.rules):
-        if rule.expr in BUILTINS:
-            continue
-        problem = promql_error(rule.expr)
-        if problem:
-            line = policy.lines.get(f"rules[{i}].expr", 0)
-            raise UsageError(f"{path}:{line}: rules[{i}].expr: not valid PromQL ({problem}); "
-                             f"use PromQL or one of {', '.join(sorted(BUILTINS))}")
-    return policy
 
 
 def _emit(data: Any, output: Output, table: Table | None = None) -> None:
@@ -96,7 +75,12 @@ def _print_cycle(report: CycleReport) -> None:
 
 @app.command()
 def run(
-    policy: Annotated[Path, typer.Option(help="Policy file (YAML, kind PlacementPolicy).")],
+    policy: Annotated[Path | None, typer.Option(
+        help="Policy file (YAML, kind PlacementPolicy), read once.")] = None,
+    policy_resource: Annotated[str | None, typer.Option(
+        "--policy-resource", help="Instead of --policy: the PlacementPolicy NAME in "
+        "kubehop-system of --cluster, read again every cycle; decisions are published in its "
+        "status and as Events.")] = None,
     db: DbOption = None,
     interval: Annotated[float | None, typer.Option(
         help="Seconds between cycles (default: the policy's interval).")] = None,
@@ -118,32 +102,44 @@ def run(
     lease_seconds: Annotated[float, typer.Option(
         help="A leader that has not renewed the Lease for this long is replaced.")] = 15.0,
     cluster: Annotated[str, typer.Option(
-        "--cluster", help="Inventory cluster holding the Lease (the management cluster).")]
-        = "cloud",
+        "--cluster", help="The management cluster: holds the Lease and the "
+        "--policy-resource.")] = "cloud",
 ) -> None:
     """Watch every cluster, apply the policy's rules, and move services where they should run,
     explaining every decision."""
-    pol = load_policy(policy)
+    if (policy is None) == (policy_resource is None):
+        raise UsageError("give exactly one of --policy FILE and --policy-resource NAME")
+    file_source = FilePolicy(policy) if policy is not None else None
     if interval is not None and interval <= 0:
         raise UsageError("--interval must be more than 0 seconds")
     inv = inv_file.load(inventory)
-    if leader_elect and cluster not in inv.clusters:
+    if (leader_elect or policy_resource) and cluster not in inv.clusters:
         raise UsageError(f"--cluster {cluster!r} is not in the inventory (it has "
                          f"{', '.join(sorted(inv.clusters))}); name the management cluster")
     if not inv.prometheus:
         raise UsageError("the inventory names no prometheus URL; add 'prometheus: http://...' "
                          "(the Prometheus that scrapes every cluster)")
     host, port = _listen(listen)
-    store = Store(db or default_url())
     clusters = {name: KubeCluster(kubeconfig=inv.kubeconfig, context=c.context, name=name)
                 for name, c in inv.clusters.items()}
+    try:
+        source: PolicySource = file_source or ResourcePolicy(
+            clusters[cluster], policy_resource or "",
+            say=lambda line: out.print(line, markup=False))
+    except BaseException:
+        for kube in clusters.values():
+            kube.close()
+        raise
+    pol = source.refresh()
+    store = Store(db or default_url())
     metrics = ControllerMetrics()
     prometheus = Prometheus(inv.prometheus)
     controller = Controller(
         inventory=inv, policy=pol, store=store,
         observer=Observer(inv, clusters, prometheus, max_age=pol.placement.max_data_age),
         clusters=clusters, executor=lambda: Executor(store, connect=Adapters()),
-        dry_run=dry_run, say=lambda line: out.print(line, markup=False), metrics=metrics)
+        dry_run=dry_run, say=lambda line: out.print(line, markup=False), metrics=metrics,
+        source=source)
     period = interval or pol.interval
     stop = threading.Event()
     elector = (LeaderElector(clusters[cluster], lease_name, lease_namespace, default_identity(),
@@ -158,7 +154,8 @@ def run(
                 return True, f"ok: standby, the leader is {elector.holder() or 'elsewhere'}"
             return False, f"standby cannot reach the lease: {elector.last_error or 'not yet'}"
         last = metrics.last_cycle_at
-        if last is not None and time.time() - last <= 3 * period + 30:
+        every = interval or controller.policy.interval  # the policy's may change
+        if last is not None and time.time() - last <= 3 * every + 30:
             return True, f"ok: last cycle {time.time() - last:.1f}s ago"
         return False, "no cycle has ended recently"
 
@@ -185,7 +182,7 @@ def run(
             return
         out.print(f"controller running: every {period:g}s"
                   + (" (dry run: nothing moves)" if dry_run else ""), markup=False)
-        controller.run(stop, interval=period)
+        controller.run(stop, interval=interval)
         controller.wait_idle()
     finally:
         stop.set()

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kubehop.adapters.kube import KubeCluster
 from kubehop.adapters.prometheus import MonitoringError
@@ -33,6 +33,10 @@ from kubehop.domain import placement, rules
 from kubehop.domain.model import Inventory, MigrationRequest, Status
 from kubehop.domain.policy import Policy, Rule
 from kubehop.engine.migrate import Executor, Report
+from kubehop.errors import KubehopError
+
+if TYPE_CHECKING:
+    from kubehop.controller.policy_source import PolicySource
 
 HEARTBEAT_S = 60.0
 """An unchanged decision is recorded again at most this often (a steady 'stay' is not news)."""
@@ -55,6 +59,9 @@ class CycleReport:
     decisions: list[placement.Decision] = field(default_factory=list)
     started: list[str] = field(default_factory=list)
     """Migration ids started by this cycle."""
+    recorded: list[placement.Decision] = field(default_factory=list)
+    """The decisions stored (news, or a heartbeat): what is published where the policy
+    lives. A steady 'stay' every cycle is not, or a 2 s interval would flood the Events."""
 
 
 class Controller:
@@ -64,9 +71,13 @@ class Controller:
                  clusters: dict[str, KubeCluster], executor: Callable[[], Executor],
                  dry_run: bool = False, say: Say = _quiet,
                  metrics: ControllerMetrics | None = None,
-                 acting: Callable[[], bool] | None = None) -> None:
+                 acting: Callable[[], bool] | None = None,
+                 source: PolicySource | None = None) -> None:
         self.inventory = inventory
         self.policy = policy
+        self.source = source
+        """Asked for the policy at the start of every cycle and told the recorded decisions
+        after (a PlacementPolicy object); None: ``policy`` for good."""
         self.store = store
         self.observer = observer
         self.kube = clusters
@@ -77,7 +88,8 @@ class Controller:
         self.acting = acting or (lambda: True)
         """May this replica act now (is it the leader)? Checked before every cycle and again
         before every migration it starts, so one that lost its lease mid-cycle starts none."""
-        self.pool = ThreadPoolExecutor(max_workers=policy.placement.max_concurrent,
+        self.pool_size = policy.placement.max_concurrent
+        self.pool = ThreadPoolExecutor(max_workers=self.pool_size,
                                        thread_name_prefix="kubehop-migration")
         self.active: dict[str, Future[Report]] = {}
         self.lock = threading.Lock()
@@ -128,7 +140,24 @@ class Controller:
                        clients=tuple((c.cluster, c.weight) for c in s.clients))
                 for s in self.policy.services]
 
+    def _use(self, policy: Policy) -> None:
+        """Follow a new version of the policy from the next cycle on: its rules, services and
+        settings are read through ``self.policy``; only the data age and the pool size were
+        taken from it at start."""
+        if policy is self.policy:
+            return
+        self.policy = policy
+        self.observer.max_age = policy.placement.max_data_age
+        if policy.placement.max_concurrent > self.pool_size:
+            # Running migrations finish in the old pool (its threads are not cancelled).
+            self.pool.shutdown(wait=False)
+            self.pool_size = policy.placement.max_concurrent
+            self.pool = ThreadPoolExecutor(max_workers=self.pool_size,
+                                           thread_name_prefix="kubehop-migration")
+
     def cycle(self) -> CycleReport:
+        if self.source is not None:
+            self._use(self.source.refresh())
         snap = self.observer.snapshot(self.wanted())
         report = CycleReport(at=snap.at, missing=list(snap.missing))
         self._record_topology(snap)
@@ -141,12 +170,19 @@ class Controller:
                                         f" migrations at once; {decision.explanation}")
             report.decisions.append(decision)
             did = self._record(key, svc, decision, snap.at)
+            if did is not None:
+                report.recorded.append(decision)
             if decision.action == "move" and not self.dry_run and did is not None:
                 if not self.acting():
                     self.say(f"not the leader any more: migration of {key} not started")
                     continue
                 report.started.append(self._execute(svc, decision, did))
         self.metrics.cycle_done(snap.at, bool(report.missing))
+        if self.source is not None and report.recorded:
+            try:
+                self.source.publish(report.recorded, snap.at)
+            except KubehopError as exc:  # the store has them; showing them is a courtesy
+                self.say(f"decisions not published: {exc}")
         return report
 
     def _record_topology(self, snap: Snapshot) -> None:
@@ -373,8 +409,8 @@ class Controller:
     def run(self, stop: threading.Event, *, interval: float | None = None) -> None:
         """Cycle until ``stop`` is set, while :attr:`acting`; a cycle that fails is reported
         and the next one runs."""
-        period = interval or self.policy.interval
         while not stop.is_set():
+            period = interval or self.policy.interval  # the policy may change between cycles
             begun = time.monotonic()
             if not self.acting():  # a standby, or a leader that lost its lease: hands off
                 stop.wait(min(period, 1.0))

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from kubehop.controller import install
 from kubehop.controller import resources as rs
@@ -25,6 +26,9 @@ from tests.conftest import KUBEHOP
 
 from .conftest import BY_NAME
 from .kube import kubectl
+from .test_migrate import fresh_sample
+from .test_policy_resource import manifest, policy_events
+from .test_policy_resource import remove as remove_policy
 from .test_resources import get, migration, remove, wait_phase
 
 pytestmark = pytest.mark.usefixtures("testbed")
@@ -171,3 +175,39 @@ def test_the_leader_killed_mid_migration_the_standby_finishes_it(
             f"{rec['ok']} ok, {rec['failed']} failed\n")
     finally:
         remove(name)
+
+
+def test_with_a_policy_the_in_cluster_leader_decides_on_its_own(
+        installed: subprocess.CompletedProcess[str]) -> None:
+    """``install --policy-resource``: the leader runs the placement loop too, on the
+    PlacementPolicy (test_controller's policy), and publishes its decisions there."""
+    assert installed.returncode == 0, installed.stderr
+    name = "incluster-policy"
+    remove_policy(name)
+    fresh_sample()  # orc8r in edge, where its clients are: the policy keeps it there
+    kubectl(CLOUD, "apply", "-f", "-", stdin=yaml.safe_dump(manifest(name)))
+    try:
+        placing = kubehop("install", "--cluster", "cloud", "--manage", sample.ORC8R_NAMESPACE,
+                          "--policy-resource", name)
+        assert placing.returncode == 0, placing.stderr
+        leader = leader_pod()
+        args = controller_pods()[0]["spec"]["containers"][0]["args"]
+        assert args[:4] == ["controller", "run", "--policy-resource", name], args
+
+        def published() -> list[dict[str, Any]]:
+            found = ((get("placementpolicy", name) or {}).get("status") or {}).get(
+                "decisions") or []
+            if not found:
+                raise NotYet("no decision published yet")
+            return list(found)
+
+        decided = wait_for(published, timeout=240, interval=1, what="the leader's decision")
+        assert decided[0]["service"].endswith("orc8r"), decided
+        assert decided[0]["action"] == "stay", decided
+        assert policy_events(name), "an Event per published decision"
+        logs = kubectl(CLOUD, "logs", leader, "-n", NS)
+        assert "leading as" in logs, logs
+    finally:
+        back = kubehop("install", "--cluster", "cloud", "--manage", sample.ORC8R_NAMESPACE)
+        remove_policy(name)
+    assert back.returncode == 0, back.stderr

@@ -68,3 +68,12 @@ def test_the_database_password_is_only_in_its_secret() -> None:
     assert secret["stringData"]["password"] == "pw-123"
     manifests = yaml.safe_dump_all(install.postgres_manifests("reg/pg:1"))
     assert "pw-123" not in manifests and "secretName: kubehop-db" in manifests
+
+
+def test_with_a_policy_the_leader_also_places_services() -> None:
+    (dep,) = install.controller_manifests("reg/kubehop/controller:abc", "cloud",
+                                          policy="edge-first")
+    (c,) = dep["spec"]["template"]["spec"]["containers"]
+    assert c["args"][:5] == ["controller", "run", "--policy-resource", "edge-first",
+                             "--reconcile"]
+    assert "--leader-elect" in c["args"]

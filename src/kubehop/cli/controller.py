@@ -104,6 +104,9 @@ def run(
     cluster: Annotated[str, typer.Option(
         "--cluster", help="The management cluster: holds the Lease and the "
         "--policy-resource.")] = "cloud",
+    reconcile_resources: Annotated[bool, typer.Option(
+        "--reconcile", help="Also run the Migrations applied in kubehop-system of --cluster "
+        "(what 'controller reconcile' does), in the same leader.")] = False,
 ) -> None:
     """Watch every cluster, apply the policy's rules, and move services where they should run,
     explaining every decision."""
@@ -113,7 +116,7 @@ def run(
     if interval is not None and interval <= 0:
         raise UsageError("--interval must be more than 0 seconds")
     inv = inv_file.load(inventory)
-    if (leader_elect or policy_resource) and cluster not in inv.clusters:
+    if (leader_elect or policy_resource or reconcile_resources) and cluster not in inv.clusters:
         raise UsageError(f"--cluster {cluster!r} is not in the inventory (it has "
                          f"{', '.join(sorted(inv.clusters))}); name the management cluster")
     if not inv.prometheus:
@@ -176,6 +179,11 @@ def run(
                 return
         probes.ensure(inv, clusters)  # the leader's job: a standby changes nothing
         controller.recover()
+        if reconcile_resources:
+            reconciler = resources.MigrationReconciler(
+                clusters[cluster], inv, store, say=lambda line: out.print(line, markup=False))
+            threading.Thread(target=reconciler.run, args=(stop,), name="kubehop-reconcile",
+                             daemon=True).start()
         if once:
             _print_cycle(controller.cycle())
             controller.wait_idle()
@@ -488,6 +496,9 @@ def install(
     manage: Annotated[list[str] | None, typer.Option(
         "--manage", help="A namespace whose services it moves in this cluster (repeat); only "
         "there may it touch Secrets, Pods and workloads.")] = None,
+    policy_resource: Annotated[str | None, typer.Option(
+        "--policy-resource", help="A PlacementPolicy in kubehop-system: the leader also decides "
+        "on its own where services run (apply the policy first).")] = None,
     inventory: InventoryOption = None,
 ) -> None:
     """Run the controller in the management cluster: CRDs, least-privilege RBAC, the member
@@ -520,6 +531,7 @@ def install(
                             management=cluster, image=image,
                             rbac=controller_rbac.manifests(tuple(manage or ())),
                             postgres_image=postgres, db_url=db, replicas=replicas,
+                            policy=policy_resource,
                             say=lambda line: out.print(line, markup=False))
 
 

@@ -144,8 +144,15 @@ def postgres_manifests(image: str, *, storage: str = "1Gi") -> list[Manifest]:
     ]
 
 
-def controller_manifests(image: str, management: str, *, replicas: int = 2) -> list[Manifest]:
-    """The controller's Deployment: ``replicas`` pods electing a leader on one Lease."""
+def controller_manifests(image: str, management: str, *, replicas: int = 2,
+                         policy: str | None = None) -> list[Manifest]:
+    """The controller's Deployment: ``replicas`` pods electing a leader on one Lease. The
+    leader runs the Migrations applied in ``kubehop-system``; with ``policy`` (a
+    PlacementPolicy's name) it also decides on its own where services run."""
+    common = ["--cluster", management, "--inventory", f"{CONFIG_DIR}/inventory.yaml",
+              "--leader-elect", "--listen", f"0.0.0.0:{HTTP_PORT}"]
+    args = (["controller", "reconcile", *common] if policy is None else
+            ["controller", "run", "--policy-resource", policy, "--reconcile", *common])
     return [{
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": "kubehop-controller", "namespace": NAMESPACE, "labels": LABELS},
@@ -157,9 +164,7 @@ def controller_manifests(image: str, management: str, *, replicas: int = 2) -> l
                 "containers": [{
                     "name": "controller", "image": image,
                     "terminationMessagePolicy": "FallbackToLogsOnError",
-                    "args": ["controller", "reconcile", "--cluster", management,
-                             "--inventory", f"{CONFIG_DIR}/inventory.yaml", "--leader-elect",
-                             "--listen", f"0.0.0.0:{HTTP_PORT}"],
+                    "args": args,
                     "ports": [{"name": "http", "containerPort": HTTP_PORT}],
                     "livenessProbe": {"httpGet": {"path": "/healthz", "port": HTTP_PORT},
                                       "periodSeconds": 10, "failureThreshold": 6},
@@ -191,6 +196,7 @@ def existing_password(kube: KubeCluster) -> str | None:
 def install(kube: KubeCluster, *, inventory: dict[str, Any], kubeconfig: dict[str, Any],
             tsig_key: str | None, management: str, image: str, rbac: list[Manifest],
             postgres_image: Callable[[], str] | None, db_url: str | None, replicas: int = 2,
+            policy: str | None = None,
             say: Callable[[str], None] = lambda _: None, timeout: float = 300) -> None:
     """Apply everything (idempotent) and wait until the database and the controller run.
     Nothing secret is said."""
@@ -220,7 +226,7 @@ def install(kube: KubeCluster, *, inventory: dict[str, Any], kubeconfig: dict[st
     else:
         kube.apply(db_secret(db_url))
         say(f"applied Secret {DB_SECRET} (the given --db URL)")
-    for manifest in controller_manifests(image, management, replicas=replicas):
+    for manifest in controller_manifests(image, management, replicas=replicas, policy=policy):
         kube.apply(manifest)
     say(f"applied Deployment kubehop-controller ({replicas} replicas)")
     kube.wait_rollout("Deployment", "kubehop-controller", NAMESPACE, timeout=timeout)

@@ -47,7 +47,8 @@ ClusterOption = Annotated[str, typer.Option(
 InventoryOption = Annotated[str | None, typer.Option(
     help="Inventory YAML (or KUBEHOP_INVENTORY).")]
 DbOption = Annotated[str | None, typer.Option(
-    "--db", help="Store URL: sqlite:///FILE or postgresql+psycopg://... (or KUBEHOP_DB).")]
+    "--db", envvar="KUBEHOP_DB", show_envvar=True,
+    help="Store URL: sqlite:///FILE or postgresql+psycopg://...")]
 OutputOption = Annotated[Output, typer.Option("-o", "--output")]
 
 
@@ -539,11 +540,13 @@ def install(
 def uninstall(
     cluster: ClusterOption,
     delete_data: Annotated[bool, typer.Option(
-        "--delete-data", help="Also delete the in-cluster database's claim (its data).")] = False,
+        "--delete-data", help="Also delete the in-cluster database's claim (its data) and its "
+        "password.")] = False,
     inventory: InventoryOption = None,
 ) -> None:
-    """Remove the in-cluster controller (pods, database, Secrets). The CRDs, the Migrations and
-    the RBAC stay; so does the database's data unless --delete-data."""
+    """Remove the in-cluster controller (pods, database, kubeconfig Secret). The CRDs, the
+    Migrations and the RBAC stay; so do the database's data and password unless
+    --delete-data."""
     _, kube = _management(inventory, cluster)
     with kube:
         install_mod.uninstall(kube, delete_data=delete_data,

@@ -237,11 +237,12 @@ def install(kube: KubeCluster, *, inventory: dict[str, Any], kubeconfig: dict[st
 def uninstall(kube: KubeCluster, *, delete_data: bool = False,
               say: Callable[[str], None] = lambda _: None, timeout: float = 120) -> None:
     """Remove the controller's pods, its database and Secrets; the CRDs and Migrations stay
-    (they are the users'), and so does the database's claim unless ``delete_data``. Waits until
-    no controller pod runs, so nothing reconciles after it returns."""
-    for kind, name in (("Deployment", "kubehop-controller"), ("StatefulSet", DB_SERVICE),
-                       ("Service", DB_SERVICE), ("Secret", MEMBERS_SECRET),
-                       ("Secret", DB_SECRET)):
+    (they are the users'), and so do the database's claim and its password's Secret (the data
+    was initialised with it: a new install finds both) unless ``delete_data``. Waits until no
+    controller pod runs, so nothing reconciles after it returns."""
+    gone = [("Deployment", "kubehop-controller"), ("StatefulSet", DB_SERVICE),
+            ("Service", DB_SERVICE), ("Secret", MEMBERS_SECRET)]
+    for kind, name in gone + ([("Secret", DB_SECRET)] if delete_data else []):
         if kube.delete(kind, name, NAMESPACE):
             say(f"deleted {kind} {name}")
     if delete_data:

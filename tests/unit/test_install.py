@@ -1,5 +1,7 @@
 """What ``kubehop controller install`` puts in the management cluster (pure manifests)."""
 
+from pathlib import Path
+
 import pytest
 import yaml
 
@@ -77,3 +79,25 @@ def test_with_a_policy_the_leader_also_places_services() -> None:
     assert c["args"][:5] == ["controller", "run", "--policy-resource", "edge-first",
                              "--reconcile"]
     assert "--leader-elect" in c["args"]
+
+
+def test_the_files_a_kubeconfig_names_travel_inside_it(tmp_path: Path) -> None:
+    ca = tmp_path / "ca.crt"
+    ca.write_bytes(b"CA")
+    config = {"clusters": [{"name": "edge", "cluster": {"server": "https://e",
+                                                        "certificate-authority": str(ca)}}],
+              "users": [{"name": "u", "user": {"client-key-data": "S0VZ",
+                                               "client-certificate": str(tmp_path / "no")}}]}
+    with pytest.raises(UsageError, match="cannot read client-certificate"):
+        install.inline_files(config, lambda p: Path(p).read_bytes())
+    config["users"] = []
+    out = install.inline_files(config, lambda p: Path(p).read_bytes())
+    assert out["clusters"][0]["cluster"] == {"server": "https://e",
+                                             "certificate-authority-data": "Q0E="}
+    assert config["clusters"][0]["cluster"]["certificate-authority"] == str(ca), "copied"
+
+
+def test_a_kubeconfig_without_the_management_context_is_a_clear_error() -> None:
+    broken = {**KUBECONFIG, "contexts": KUBECONFIG["contexts"][:1]}
+    with pytest.raises(UsageError, match="no context 'cloud-ctx'"):
+        install.in_cluster_config(INVENTORY, broken, "cloud")

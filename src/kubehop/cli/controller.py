@@ -509,7 +509,8 @@ def install(
     inv, kube = _management(str(where), cluster)
     raw = yaml.safe_load(where.read_text())
     try:
-        kubeconfig = yaml.safe_load(Path(inv.kubeconfig).read_text())
+        kubeconfig = install_mod.inline_files(yaml.safe_load(Path(inv.kubeconfig).read_text()),
+                                              lambda path: Path(path).expanduser().read_bytes())
     except OSError as exc:
         raise UsageError(f"cannot read kubeconfig {inv.kubeconfig}: {exc.strerror}") from exc
     tsig = Path(inv.dns.key_file).read_text() if inv.dns else None

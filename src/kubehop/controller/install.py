@@ -63,9 +63,13 @@ def in_cluster_config(inventory: dict[str, Any], kubeconfig: dict[str, Any], man
     contexts = [c for c in kubeconfig.get("contexts") or [] if c["name"] in wanted]
     clusters = {c["context"]["cluster"] for c in contexts}
     users = {c["context"].get("user") for c in contexts if c["name"] != context_of[management]}
-    mgmt = next(c for c in contexts if c["name"] == context_of[management])
-    mgmt_cluster = next(c for c in kubeconfig.get("clusters") or []
-                        if c["name"] == mgmt["context"]["cluster"])
+    mgmt = next((c for c in contexts if c["name"] == context_of[management]), None)
+    mgmt_cluster = None if mgmt is None else next(
+        (c for c in kubeconfig.get("clusters") or []
+         if c["name"] == mgmt["context"]["cluster"]), None)
+    if mgmt is None or mgmt_cluster is None:
+        raise UsageError(f"the kubeconfig has no context {context_of[management]!r} (with its "
+                         f"cluster) for --cluster {management}; fix the inventory's context")
     own_cluster = {"name": "kubehop-in-cluster", "cluster": {
         "server": mgmt_cluster["cluster"]["server"],
         "certificate-authority": f"{SA_DIR}/ca.crt"}}
@@ -82,6 +86,29 @@ def in_cluster_config(inventory: dict[str, Any], kubeconfig: dict[str, Any], man
         "current-context": mgmt["name"],
     }
     return inv, out
+
+
+FILE_KEYS = {"certificate-authority": "certificate-authority-data",
+             "client-certificate": "client-certificate-data", "client-key": "client-key-data"}
+
+
+def inline_files(kubeconfig: dict[str, Any], read: Callable[[str], bytes]) -> dict[str, Any]:
+    """The kubeconfig with every file it names (CA, client certificate and key) carried inside
+    it, base64 as kubeconfig wants: a pod has none of the user's files."""
+    import base64
+
+    out = copy.deepcopy(kubeconfig)
+    for entry in [*(out.get("clusters") or []), *(out.get("users") or [])]:
+        body = entry.get("cluster") or entry.get("user") or {}
+        for key, data_key in FILE_KEYS.items():
+            if body.get(key) and not body.get(data_key):
+                try:
+                    body[data_key] = base64.b64encode(read(body.pop(key))).decode()
+                except OSError as exc:
+                    raise UsageError(f"kubeconfig {entry.get('name')}: cannot read {key} "
+                                     f"({exc.strerror}); fix the path or embed {data_key}"
+                                     ) from exc
+    return out
 
 
 def members_secret(inventory: dict[str, Any], kubeconfig: dict[str, Any],

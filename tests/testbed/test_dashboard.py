@@ -35,6 +35,7 @@ from kubehop.waiting import NotYet, wait_for
 
 from ..conftest import KUBEHOP
 from .conftest import BY_NAME, CLUSTERS
+from .test_migrate import fresh_sample
 
 pytestmark = pytest.mark.usefixtures("testbed")
 
@@ -75,18 +76,6 @@ def orc8r_runs_in() -> list[str]:
     return found
 
 
-def sample_in_edge() -> None:
-    """orc8r in edge only and agw's check-ins all answered, deploying it afresh if not."""
-    try:
-        recent = sample.agw_record(EDGE, since=time.time() - 2, until=time.time() - 0.2,
-                                   complete=False)
-        healthy = recent["ok"] > 0 and recent["failed"] == 0
-    except Exception:
-        healthy = False
-    if not healthy or orc8r_runs_in() != ["edge"]:
-        sample.deploy("edge")
-
-
 def env() -> dict[str, str]:
     return {**os.environ, "KUBEHOP_INVENTORY": str(tb.inventory_file())}
 
@@ -95,7 +84,7 @@ def env() -> dict[str, str]:
 def db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A store a real controller cycle has written: clusters (with tiers), measured link RTTs,
     where orc8r runs, and a decision with its candidate table."""
-    sample_in_edge()
+    fresh_sample()  # orc8r in edge only, agw answered
     tmp = tmp_path_factory.mktemp("dashboard")
     url = f"sqlite:///{tmp / 'kubehop.db'}"
     policy = tmp / "policy.yaml"
@@ -269,7 +258,7 @@ def test_page_shows_the_testbed_by_tier_and_draws_charts_with_no_console_error(
 
 def test_a_migration_shows_running_with_its_phase_then_succeeded(
         db: str, dashboard: str, browser: webdriver.Chrome) -> None:
-    sample_in_edge()
+    fresh_sample()  # orc8r in edge only, agw answered
     browser.get(dashboard)
     console_problems(browser)  # start from an empty log
     journal = Store(db)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
+from kubehop.testbed import layout
+
 CGROUP_FS = Path("/sys/fs/cgroup")
 
 
@@ -77,5 +79,5 @@ def leftover_roots() -> list[str]:
     found: set[str] = set()
     for mount in hierarchies():
         if mount.is_dir():
-            found.update(p.name for p in mount.iterdir() if p.name.startswith("kubehop-"))
+            found.update(p.name for p in mount.iterdir() if p.name.startswith(layout.CGROUP_PREFIX))
     return sorted(found)

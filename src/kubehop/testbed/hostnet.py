@@ -15,6 +15,8 @@ from kubehop.testbed.layout import (
     BRIDGE,
     HOST_ADDRESS,
     IPTABLES_COMMENT,
+    LINK_PREFIXES,
+    NETNS_PREFIX,
     WAN_NETWORK,
     ClusterLayout,
 )
@@ -66,7 +68,8 @@ def _forward_rules() -> list[list[str]]:
 
 
 def ensure_bridge() -> None:
-    """The host side of the WAN: bridge ``kh0`` holding the host address (registry, DNS...)."""
+    """The host side of the WAN: bridge ``kh0`` (``kh<slot>``) holding the host address
+    (registry, DNS...)."""
     if not _link_exists(BRIDGE):
         run("ip", "link", "add", BRIDGE, "type", "bridge")
     addrs = run("ip", "-o", "-4", "addr", "show", "dev", BRIDGE).stdout
@@ -140,16 +143,16 @@ def delete_bridge() -> None:
 def leftover_netns() -> list[str]:
     """Namespaces named like the testbed's, whatever clusters created them."""
     base = Path("/run/netns")
-    return (
-        sorted(p.name for p in base.iterdir() if p.name.startswith("kh-")) if base.exists() else []
-    )
+    if not base.exists():
+        return []
+    return sorted(p.name for p in base.iterdir() if p.name.startswith(NETNS_PREFIX))
 
 
 def leftover_links() -> list[str]:
     return sorted(
         p.name
         for p in Path("/sys/class/net").iterdir()
-        if p.name == BRIDGE or p.name.startswith(("khv-", "khp-"))
+        if p.name == BRIDGE or p.name.startswith(LINK_PREFIXES)
     )
 
 

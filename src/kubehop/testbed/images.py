@@ -15,12 +15,15 @@ changed sample service gets a new tag, never a stale pull.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import shutil
 import subprocess
 import sys
 import tomllib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -89,6 +92,21 @@ def _cache() -> Path:
     return layout.cache_dir()
 
 
+@contextlib.contextmanager
+def _cache_lock() -> Iterator[None]:
+    """One builder of the shared cache at a time, machine-wide: testbeds in other slots (the
+    test suite's parallel workers) build the same images, rootfs and binaries into it, and two
+    writers of one file or tag would tear it."""
+    path = _cache() / "build.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def _buildah(*args: str, log: Path) -> str:
     argv = [
         "buildah",
@@ -112,21 +130,27 @@ def pause_binary() -> Path:
     digest = hashlib.sha256((src / "main.go").read_bytes()).hexdigest()[:12]
     out = _cache() / "bin" / f"pause-{digest}" / "pause"
     if not out.exists():
-        out.parent.mkdir(parents=True, exist_ok=True)
-        log = _cache() / "logs" / f"pause-{digest}.log"
-        log.parent.mkdir(parents=True, exist_ok=True)
-        result = subprocess.run(
-            ["go", "build", "-trimpath", "-ldflags", "-s -w", "-o", str(out), "."],
-            cwd=src,
-            env={**builds._go_env(), "GOFLAGS": ""},
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        log.write_text(result.stdout + result.stderr)
-        if result.returncode != 0:
-            raise BuildError(f"building the pause binary failed; see its log: {log}")
+        with _cache_lock():
+            if not out.exists():
+                _build_pause(src, digest, out)
     return out
+
+
+def _build_pause(src: Path, digest: str, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    log = _cache() / "logs" / f"pause-{digest}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(
+        ["go", "build", "-trimpath", "-ldflags", "-s -w", "-o", str(out), "."],
+        cwd=src,
+        env={**builds._go_env(), "GOFLAGS": ""},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    log.write_text(result.stdout + result.stderr)
+    if result.returncode != 0:
+        raise BuildError(f"building the pause binary failed; see its log: {log}")
 
 
 def pause_image() -> ImageSpec:
@@ -275,6 +299,11 @@ def build_and_push(spec: ImageSpec) -> str:
     """Make sure the registry holds ``spec``; return the reference clusters pull."""
     if in_registry(spec):
         return spec.ref()
+    with _cache_lock():
+        return _build_and_push(spec)
+
+
+def _build_and_push(spec: ImageSpec) -> str:
     log = _cache() / "logs" / f"image-{spec.name.replace('/', '-')}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     local = _local_name(spec)

@@ -24,13 +24,41 @@ DEFAULT_CLUSTERS = ("edge", "fog", "cloud")
 MAX_CLUSTERS = 8
 TIERS = ("edge", "fog", "cloud")
 
-BRIDGE = "kh0"
-WAN_NETWORK = ipaddress.IPv4Network("10.250.0.0/24")
-HOST_ADDRESS = ipaddress.IPv4Address("10.250.0.1")
+MAX_SLOTS = 4
+SLOT_ENV = "KUBEHOP_TESTBED_SLOT"
+
+
+def _slot() -> int:
+    """Which testbed of this machine the process means: ``KUBEHOP_TESTBED_SLOT``, 0 by default.
+
+    Each slot has its own bridge, address ranges, namespace, interface, cgroup and iptables
+    names and state directory, none a prefix of another's, so several testbeds (the test
+    suite's parallel workers) run side by side without seeing or removing each other's parts.
+    Read once at import: every path and address below derives from it."""
+    raw = os.environ.get(SLOT_ENV, "0").strip() or "0"
+    if not raw.isdigit() or int(raw) >= MAX_SLOTS:
+        # Import time: no command's error handler runs yet, so say it and exit like one.
+        raise SystemExit(f"error: {SLOT_ENV}={raw!r} is not a testbed slot; "
+                         f"use 0 to {MAX_SLOTS - 1} (or unset it)")
+    return int(raw)
+
+
+SLOT = _slot()
+_TAG = "" if SLOT == 0 else str(SLOT)
+"""Slot 0 keeps the names the testbed always had (kh0, kh-edge, 10.250.0.0/24 ...)."""
+
+BRIDGE = f"kh{SLOT}"
+WAN_NETWORK = ipaddress.IPv4Network(f"10.{250 + SLOT}.0.0/24")
+HOST_ADDRESS = WAN_NETWORK.network_address + 1
 REGISTRY_PORT = 5000
 API_PORT = 6443
 CLUSTER_DOMAIN = "cluster.local"
-IPTABLES_COMMENT = "kubehop-testbed"
+IPTABLES_COMMENT = f"kubehop{_TAG}-testbed"
+NETNS_PREFIX = f"kh{_TAG}-"
+LINK_PREFIXES = (f"kh{_TAG}v-", f"kh{_TAG}p-")
+"""The host and peer ends of each cluster's veth (at most 15 characters with a 10-letter
+cluster name)."""
+CGROUP_PREFIX = f"kubehop{_TAG}-"
 
 MIB = 1024**2
 GIB = 1024**3
@@ -94,7 +122,9 @@ def cache_dir() -> Path:
 
 def state_dir() -> Path:
     """Everything ``up`` creates and ``down`` removes (certificates, data, logs, sockets)."""
-    return Path(os.environ.get("KUBEHOP_STATE", "/var/lib/kubehop/testbed"))
+    default = ("/var/lib/kubehop/testbed" if SLOT == 0
+               else f"/var/lib/kubehop/slot{SLOT}/testbed")
+    return Path(os.environ.get("KUBEHOP_STATE", default))
 
 
 def registry_address() -> str:
@@ -134,15 +164,15 @@ class ClusterLayout:
 
     @property
     def netns(self) -> str:
-        return f"kh-{self.name}"
+        return f"{NETNS_PREFIX}{self.name}"
 
     @property
     def veth_host(self) -> str:
-        return f"khv-{self.name}"
+        return f"{LINK_PREFIXES[0]}{self.name}"
 
     @property
     def veth_peer(self) -> str:
-        return f"khp-{self.name}"
+        return f"{LINK_PREFIXES[1]}{self.name}"
 
     @property
     def node_ip(self) -> ipaddress.IPv4Address:
@@ -155,15 +185,15 @@ class ClusterLayout:
 
     @property
     def pod_cidr(self) -> ipaddress.IPv4Network:
-        return ipaddress.IPv4Network(f"10.{200 + self.index}.0.0/16")
+        return ipaddress.IPv4Network(f"10.{200 + 10 * SLOT + self.index}.0.0/16")
 
     @property
     def node_pod_cidr(self) -> ipaddress.IPv4Network:
-        return ipaddress.IPv4Network(f"10.{200 + self.index}.0.0/24")
+        return ipaddress.IPv4Network(f"10.{200 + 10 * SLOT + self.index}.0.0/24")
 
     @property
     def service_cidr(self) -> ipaddress.IPv4Network:
-        return ipaddress.IPv4Network(f"10.{100 + self.index}.0.0/16")
+        return ipaddress.IPv4Network(f"10.{100 + 10 * SLOT + self.index}.0.0/16")
 
     @property
     def api_service_ip(self) -> ipaddress.IPv4Address:
@@ -180,7 +210,7 @@ class ClusterLayout:
     @property
     def cgroup_root(self) -> str:
         """The kubelet's own cgroup subtree, so clusters never see each other's pods."""
-        return f"/kubehop-{self.name}"
+        return f"/{CGROUP_PREFIX}{self.name}"
 
     @property
     def dir(self) -> Path:

@@ -830,11 +830,11 @@ def down(*, say: Say = _quiet) -> list[str]:
     names = list(recorded_clusters())
     # Also sweep namespaces and cgroups of clusters a crashed run did not record.
     for ns in hostnet.leftover_netns():
-        if ns.removeprefix("kh-") not in names:
-            names.append(ns.removeprefix("kh-"))
+        if ns.removeprefix(layout.NETNS_PREFIX) not in names:
+            names.append(ns.removeprefix(layout.NETNS_PREFIX))
     for root in cgroups.leftover_roots():
-        if root.removeprefix("kubehop-") not in names:
-            names.append(root.removeprefix("kubehop-"))
+        if root.removeprefix(layout.CGROUP_PREFIX) not in names:
+            names.append(root.removeprefix(layout.CGROUP_PREFIX))
     for c in layout.layouts(tuple(names)):
         _down_cluster(c, say)
     for pidfile in (registry_pidfile(), clouddns_pidfile(), *monitoring_pidfiles()):

@@ -36,7 +36,7 @@ from kubehop.testbed import wanprofile as wp
 from kubehop.testbed.layout import ClusterLayout
 from kubehop.waiting import NotYet, wait_for
 
-CHAIN = "KUBEHOP-WAN"
+CHAIN = "KUBEHOP-WAN" if layout.SLOT == 0 else f"KUBEHOP{layout.SLOT}-WAN"
 TAG = f"{layout.IPTABLES_COMMENT}-wan"
 HOST = "host"
 PROBE_PORT_CLUSTER = layout.API_PORT

@@ -28,12 +28,13 @@ from typing import Any
 import yaml
 
 from kubehop.errors import UsageError
-from kubehop.testbed.layout import MAX_CLUSTERS, TIERS, tier_of
+from kubehop.testbed.layout import MAX_CLUSTERS, SLOT, TIERS, tier_of
 
 MAX_DELAY_MS = 10_000.0
 MIN_RATE_BIT = 8_000
-QUEUE_BASE = 27000
-"""NFQUEUE numbers of the testbed: QUEUE_BASE + source index * MAX_CLUSTERS + destination."""
+QUEUE_BASE = 27000 + SLOT * MAX_CLUSTERS**2
+"""NFQUEUE numbers of the testbed: QUEUE_BASE + source index * MAX_CLUSTERS + destination
+(each testbed slot its own range: queues are machine-wide)."""
 
 KEEP = -1
 """``with_link(rate_bit=KEEP)``: leave the rate as it is (None means unlimited)."""

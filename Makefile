@@ -47,13 +47,18 @@ unit: venv
 
 # The tests run in a random order (modules shuffled, then the tests inside each), so none can
 # lean on another having run first; the seed is printed first: PYTEST_SEED=<it> replays an order.
+# TEST_WORKERS pytest-xdist workers take whole modules each, every worker on a testbed of its own
+# (slot N: its own bridge, addresses, names and state directory; tests/conftest.py); 0 runs
+# everything in one process on the default testbed.
 # results/test/junit.xml records the run (tests, failures, time: the README's CI figure).
+TEST_WORKERS ?= 2
 test: deps build lint ## everything: lint, unit tests, real-cluster tests on the testbed
 	@seed=$(or $(PYTEST_SEED),$$RANDOM); \
 	echo "pytest order seed: $$seed (replay this order with: make test PYTEST_SEED=$$seed)"; \
 	mkdir -p results/test; \
 	$(VENV)/bin/pytest tests -p random_order --random-order-bucket=module \
-	  --random-order-seed=$$seed --junitxml=results/test/junit.xml $(PYTEST_ARGS)
+	  --random-order-seed=$$seed -n $(TEST_WORKERS) --dist loadfile --durations=15 \
+	  --junitxml=results/test/junit.xml $(PYTEST_ARGS)
 
 demo: deps build ## bring up the testbed and run the demo on it
 	bash scripts/demo.sh

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from .pg import PostgresServer
+
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+"""``gw0``, ``gw1``... under pytest-xdist (``make test`` runs two): each worker gets a testbed
+slot of its own (set before anything imports kubehop.testbed.layout, which reads it once, and
+inherited by every ``kubehop`` command the tests run) and a journal home of its own."""
+if _WORKER.startswith("gw"):
+    os.environ.setdefault("KUBEHOP_TESTBED_SLOT", _WORKER.removeprefix("gw"))
+    os.environ.setdefault("KUBEHOP_HOME", tempfile.mkdtemp(prefix=f"kubehop-home-{_WORKER}-"))
 
 KUBEHOP = str(Path(sys.executable).with_name("kubehop"))
 

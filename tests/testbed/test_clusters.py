@@ -181,7 +181,7 @@ def test_other_cluster_reaches_nodeport_across_the_wan(
     server_ip = next(c.node_ip for c in layout.layouts(CLUSTERS) if c.name == server)
     url = f"http://{server_ip}:{deployed[server]}/"
     result = subprocess.run(
-        ["ip", "netns", "exec", f"kh-{client}", "python3", "-c", FETCH, url],
+        ["ip", "netns", "exec", f"{layout.NETNS_PREFIX}{client}", "python3", "-c", FETCH, url],
         capture_output=True,
         text=True,
         check=False,

@@ -7,6 +7,7 @@ whatever runs next finds the same testbed (new certificates, same clusters and s
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from kubehop.testbed import layout
+from kubehop.testbed import layout, wan, wanprofile
 from kubehop.testbed import testbed as tb
 from tests.conftest import assert_one_line_error, kubehop
 
@@ -56,30 +57,37 @@ def _machine_leftovers() -> list[str]:
     """Look with the system's own tools, not through kubehop's bookkeeping."""
     found = []
     netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    found += [line for line in netns.splitlines() if line.startswith("kh-")]
+    found += [line for line in netns.splitlines() if line.startswith(layout.NETNS_PREFIX)]
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
     found += [
         line.split(":")[1].strip()
         for line in links.splitlines()
-        if line.split(":")[1].strip().split("@")[0] in {"kh0"}
-        or line.split(":")[1].strip().startswith(("khv-", "khp-"))
+        if line.split(":")[1].strip().split("@")[0] in {layout.BRIDGE}
+        or line.split(":")[1].strip().startswith(layout.LINK_PREFIXES)
     ]
     state = str(layout.state_dir())
     mounts = Path("/proc/self/mountinfo").read_text().splitlines()
-    found += [m for m in mounts if state in m or "/run/netns/kh-" in m]
+    found += [m for m in mounts if state in m or f"/run/netns/{layout.NETNS_PREFIX}" in m]
+    alone = os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") == "1"
     ps = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
     found += [
         line
         for line in ps.splitlines()
         # A zombie holds nothing but its exit status, which pid 1 collects in its own time.
-        if (state in line or "kube-apiserver" in line or "kubelet " in line)
+        # Another slot's testbed (a parallel test worker) may run: its processes name their
+        # own state directory, so anything of ours names this one.
+        if (state in line or (layout.SLOT == 0 and alone
+                              and ("kube-apiserver" in line or "kubelet " in line)))
         and not line.endswith("<defunct>")
     ]
     rules = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
-    found += [line for line in rules.splitlines() if "kubehop" in line.lower()]
+    found += [line for line in rules.splitlines()
+              if layout.IPTABLES_COMMENT in line or wan.CHAIN in line]
     queues = Path("/proc/net/netfilter/nfnetlink_queue")
-    found += [f"nfqueue {q}" for q in queues.read_text().splitlines()] if queues.exists() else []
-    found += [str(p) for p in Path("/sys/fs/cgroup").glob("*/kubehop-*")]
+    ours = range(wanprofile.QUEUE_BASE, wanprofile.QUEUE_BASE + layout.MAX_CLUSTERS**2)
+    found += [f"nfqueue {q}" for q in (queues.read_text().splitlines() if queues.exists() else ())
+              if int(q.split()[0]) in ours]
+    found += [str(p) for p in Path("/sys/fs/cgroup").glob(f"*/{layout.CGROUP_PREFIX}*")]
     # The kubelets link container logs (kept in each cluster's pod log directory) from here.
     logs = Path("/var/log/containers")
     found += [str(p) for p in (logs.iterdir() if logs.is_dir() else ())

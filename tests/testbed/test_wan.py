@@ -37,7 +37,7 @@ def tolerance(configured_ms: float) -> float:
 
 
 def tool(cluster: str, *args: str | int) -> dict[str, Any]:
-    argv = ["ip", "netns", "exec", f"kh-{cluster}", sys.executable, str(TOOLS),
+    argv = ["ip", "netns", "exec", f"{layout.NETNS_PREFIX}{cluster}", sys.executable, str(TOOLS),
             *map(str, args)]
     result = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=True)
     data: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
@@ -47,7 +47,7 @@ def tool(cluster: str, *args: str | int) -> dict[str, Any]:
 @contextmanager
 def server(cluster: str, *args: str | int) -> Iterator[subprocess.Popen[str]]:
     """A wan_tools server in ``cluster``, yielded once it listens."""
-    argv = ["ip", "netns", "exec", f"kh-{cluster}", sys.executable, str(TOOLS),
+    argv = ["ip", "netns", "exec", f"{layout.NETNS_PREFIX}{cluster}", sys.executable, str(TOOLS),
             *map(str, args)]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
     try:

@@ -83,3 +83,84 @@ def test_a_small_machine_clamps_the_shape_to_what_it_has() -> None:
     assert layout.allocatable("cloud", **small) == layout.TierShape(
         1000, 6 * layout.GIB - layout.EVICTION_MEMORY)
     assert layout.allocatable("edge", **small) == layout.TierShape(1000, 4 * layout.GIB)
+
+
+_PLAN = """
+import json
+from kubehop.testbed import layout as l
+from kubehop.testbed import wan, wanprofile
+c = l.layouts(("edge", "cloud"))
+print(json.dumps({
+    "bridge": l.BRIDGE, "wan": str(l.WAN_NETWORK), "host": str(l.HOST_ADDRESS),
+    "state": str(l.state_dir()), "comment": l.IPTABLES_COMMENT, "chain": wan.CHAIN,
+    "wan_tag": wan.TAG, "queues": [wanprofile.queue_number(0, 0), wanprofile.queue_number(7, 7)],
+    "netns": [x.netns for x in c], "links": [x.veth_host for x in c] + [x.veth_peer for x in c],
+    "cgroups": [x.cgroup_root for x in c], "nodes": [str(x.node_ip) for x in c],
+    "pods": [str(x.pod_cidr) for x in c], "services": [str(x.service_cidr) for x in c],
+}))
+"""
+
+
+def _plan(slot: str | None) -> dict[str, object]:
+    """The address and name plan as a process with ``KUBEHOP_TESTBED_SLOT=slot`` sees it (the
+    slot is read once, at import, so each slot needs a process of its own)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("KUBEHOP_TESTBED_SLOT",
+                                                           "KUBEHOP_STATE")}
+    if slot is not None:
+        env["KUBEHOP_TESTBED_SLOT"] = slot
+    out = subprocess.run([sys.executable, "-c", _PLAN], env=env, capture_output=True,
+                         text=True, check=True, timeout=60).stdout
+    plan: dict[str, object] = json.loads(out)
+    return plan
+
+
+def test_slot_zero_is_the_testbed_as_it_always_was() -> None:
+    plan = _plan(None)
+    assert plan == _plan("0")
+    assert plan["bridge"] == "kh0" and plan["wan"] == "10.250.0.0/24"
+    assert plan["state"] == "/var/lib/kubehop/testbed"
+    assert plan["netns"] == ["kh-edge", "kh-cloud"]
+    assert plan["cgroups"] == ["/kubehop-edge", "/kubehop-cloud"]
+    assert plan["chain"] == "KUBEHOP-WAN" and plan["comment"] == "kubehop-testbed"
+
+
+def test_slots_share_no_name_address_or_queue_and_none_is_a_prefix_of_another() -> None:
+    """Each slot's ``down`` sweeps what matches its own names and prefixes: had one slot's
+    name been a prefix or substring of another's, one worker's teardown would remove the
+    other's testbed."""
+    plans = [_plan(str(slot)) for slot in range(layout.MAX_SLOTS)]
+    for i, a in enumerate(plans):
+        for b in plans[i + 1:]:
+            for key in ("bridge", "state", "comment", "chain", "wan_tag"):
+                assert str(a[key]) not in str(b[key]) and str(b[key]) not in str(a[key]), key
+            for key in ("netns", "links", "cgroups", "nodes"):
+                assert not set(a[key]) & set(b[key]), key  # type: ignore[arg-type]
+            for key in ("pods", "services"):
+                assert not any(ipaddress.ip_network(x).overlaps(ipaddress.ip_network(y))
+                               for x in a[key] for y in b[key]), key  # type: ignore[attr-defined]
+            assert not ipaddress.ip_network(a["wan"]).overlaps(  # type: ignore[arg-type]
+                ipaddress.ip_network(b["wan"]))  # type: ignore[arg-type]
+            qa, qb = a["queues"], b["queues"]
+            assert qa[1] < qb[0] or qb[1] < qa[0]  # type: ignore[index]
+    for plan in plans:
+        assert all(len(name) <= 15 for name in plan["links"]), "IFNAMSIZ"  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("slot", ["4", "-1", "one"])
+def test_a_bad_slot_is_one_line_and_no_traceback(slot: str) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "KUBEHOP_TESTBED_SLOT": slot}
+    result = subprocess.run([sys.executable, "-m", "kubehop.cli.main", "testbed", "status"],
+                            env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "KUBEHOP_TESTBED_SLOT" in lines[0], result.stderr
+    assert "Traceback" not in result.stderr

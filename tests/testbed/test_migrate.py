@@ -19,6 +19,7 @@ from kubehop.adapters.dns import DnsZone
 from kubehop.adapters.proxyrules import ProxyRules
 from kubehop.adapters.store import Store
 from kubehop.domain.model import MigrationRequest
+from kubehop.domain.pods import pod_is_ready
 from kubehop.engine.migrate import Executor
 from kubehop.testbed import images, layout, sample
 from kubehop.testbed import testbed as tb
@@ -516,8 +517,7 @@ class KubeletReadyAtGate:
         if (step, point) != ("ready", "admitted"):
             return
         pods = json.loads(kubectl(CLOUD, "get", "pods", "-n", "kh-gate", "-o", "json"))["items"]
-        self.kubelet_ready = any(c["type"] == "Ready" and c["status"] == "True"
-                                 for p in pods for c in p["status"].get("conditions", []))
+        self.kubelet_ready = any(pod_is_ready(p) for p in pods)
 
         def answered() -> int | None:
             r = httpx.get(f"http://{CLOUD.node_ip}/healthz", timeout=2,

@@ -17,6 +17,7 @@ from typing import Any
 
 from kubehop.adapters.kube import KubeCluster
 from kubehop.domain import mover as mv
+from kubehop.domain.pods import pod_is_ready
 from kubehop.errors import KubehopError
 from kubehop.waiting import NotYet, wait_for
 
@@ -153,8 +154,7 @@ def _wait_pod_ready(cluster: KubeCluster, namespace: str, name: str, *, timeout:
         if status.get("phase") in ("Failed", "Succeeded"):
             raise DataError(f"the mover {name} in {cluster.name} exited "
                             f"({status.get('phase')}); see 'kubectl logs -n {namespace} {name}'")
-        if any(c.get("type") == "Ready" and c.get("status") == "True"
-               for c in status.get("conditions") or []):
+        if pod_is_ready(pod):
             return True
         waiting = [(c.get("state") or {}).get("waiting", {}).get("reason", "")
                    for c in status.get("containerStatuses") or []]

@@ -3,7 +3,7 @@ testbed while agw keeps calling orc8r: a failure rolls back (or, past the point 
 leaves the migration for ``--resume``), a crash is finished by ``kubehop migrate --resume`` or
 undone by ``--rollback``; agw never sees a failed request.
 
-The faults come through the engine's test seam (:class:`kubehop.engine.migrate.Hooks`), the
+The faults come through the engine's test seam (:class:`kubehop.engine.migrate.Seam`), the
 same checkpoints the executor's unit tests enumerate; the resumes run the real command.
 Each test migrates orc8r from wherever it runs now to the other cluster, so a finished
 migration is the next test's starting point and no test depends on another.
@@ -123,10 +123,10 @@ def test_failure_at_every_point_inside_a_step(where: tuple[str, str], home: Path
     for point in points(step):
         src = runs_in()[0]
         dst = "cloud" if src == "edge" else "edge"
-        hooks = FaultAt(step, point, RuntimeError(f"injected at {step}/{point}"))
+        seam = FaultAt(step, point, RuntimeError(f"injected at {step}/{point}"))
         with pytest.raises(MigrationError) as failed:
-            Executor(journal, hooks=hooks).start(tb.inventory(), request(src, dst))
-        assert hooks.fired, point
+            Executor(journal, seam=seam).start(tb.inventory(), request(src, dst))
+        assert seam.fired, point
         migration = journal.list()[-1]
         if STEP_TYPES[step].forward_only:
             assert migration.status == "failed" and "--resume" in str(failed.value), point
@@ -154,7 +154,7 @@ def test_crash_at_every_point_inside_a_step_then_resume(where: tuple[str, str], 
         src = runs_in()[0]
         dst = "cloud" if src == "edge" else "edge"
         with pytest.raises(Crash):
-            Executor(journal, hooks=FaultAt(step, point, Crash())).start(tb.inventory(),
+            Executor(journal, seam=FaultAt(step, point, Crash())).start(tb.inventory(),
                                                                          request(src, dst))
         migration = journal.list()[-1]
         assert migration.status == "running", point
@@ -173,7 +173,7 @@ def test_crash_then_rollback_restores_the_source(where: tuple[str, str], home: P
     for step, point in (("copy", "workload"), ("dns", "record-set"),
                         ("switch", "selector-removed")):
         with pytest.raises(Crash):
-            Executor(journal, hooks=FaultAt(step, point, Crash())).start(tb.inventory(),
+            Executor(journal, seam=FaultAt(step, point, Crash())).start(tb.inventory(),
                                                                          request(src, dst))
         migration = journal.list()[-1]
         undone = cli(home, "--rollback", migration.id, "-o", "json")

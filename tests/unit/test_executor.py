@@ -83,8 +83,8 @@ def store(tmp_path: Path) -> Store:
     return Store(f"sqlite:///{tmp_path / 'kubehop.db'}")
 
 
-def executor(world: World, tmp_path: Path, hooks: FaultAt | None = None) -> Executor:
-    return Executor(store(tmp_path), hooks=hooks,
+def executor(world: World, tmp_path: Path, seam: FaultAt | None = None) -> Executor:
+    return Executor(store(tmp_path), seam=seam,
                     connect=FakeConnector(world))
 
 
@@ -92,10 +92,10 @@ def points_of(strategy: Strategy) -> list[tuple[str, str]]:
     """Every (step, point) a clean migration passes, in order."""
     import tempfile
 
-    world, hooks = fresh_world(), FaultAt()
+    world, seam = fresh_world(), FaultAt()
     with tempfile.TemporaryDirectory() as tmp:
-        executor(world, Path(tmp), hooks).start(world.inventory(), request(strategy))
-    return hooks.seen
+        executor(world, Path(tmp), seam).start(world.inventory(), request(strategy))
+    return seam.seen
 
 
 ENDPOINTS_POINTS = points_of(Strategy.ENDPOINTS)
@@ -154,9 +154,9 @@ def test_failure_at_every_point_rolls_back_or_is_resumable(
         tmp_path: Path, strategy: Strategy, step: str, point: str) -> None:
     world = fresh_world()
     before = snapshot(world)
-    hooks = FaultAt(step, point, RuntimeError(f"boom at {step}/{point}"))
+    seam = FaultAt(step, point, RuntimeError(f"boom at {step}/{point}"))
     with pytest.raises(MigrationError) as failed:
-        executor(world, tmp_path, hooks).start(world.inventory(), request(strategy))
+        executor(world, tmp_path, seam).start(world.inventory(), request(strategy))
     message = str(failed.value)
     assert f"step {step} failed: RuntimeError: boom at {step}/{point}" in message
     assert "\n" not in message
@@ -232,10 +232,10 @@ def test_crash_during_rollback_then_resume_finishes_the_rollback(tmp_path: Path,
 
 def test_rollback_order_is_the_reverse_of_the_steps_done(tmp_path: Path) -> None:
     world = fresh_world()
-    hooks = FaultAt("switch", "selector-removed", RuntimeError("boom"))
+    seam = FaultAt("switch", "selector-removed", RuntimeError("boom"))
     with pytest.raises(MigrationError, match=r"rolled back \(switch, dns, route, copy\)"):
-        executor(world, tmp_path, hooks).start(world.inventory(), request())
-    undos = [s for s, p in hooks.seen if s.startswith("undo-") and p == "begin"]
+        executor(world, tmp_path, seam).start(world.inventory(), request())
+    undos = [s for s, p in seam.seen if s.startswith("undo-") and p == "begin"]
     assert undos == ["undo-switch", "undo-cutover", "undo-verify", "undo-dns", "undo-ready",
                      "undo-start", "undo-precopy", "undo-route", "undo-copy"]
 

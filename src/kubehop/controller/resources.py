@@ -259,7 +259,7 @@ class _Worker:
         return self.thread is not None and self.thread.is_alive()
 
 
-class _StatusHooks:
+class _StatusSeam:
     """The engine's checkpoints, used to follow (a step began: status to publish) and to stop
     (deleted: abort; reconciler stopping: pause)."""
 
@@ -487,7 +487,7 @@ class MigrationReconciler:
         publisher = threading.Thread(target=self._publish_progress, args=(w,), daemon=True,
                                      name=f"kubehop-status-{w.name}")
         publisher.start()
-        executor = Executor(self.journal, hooks=_StatusHooks(w), connect=self.connect)
+        executor = Executor(self.journal, seam=_StatusSeam(w), connect=self.connect)
         error: str | None = None
         report: Report | None = None
         paused = False

@@ -12,7 +12,7 @@ effect, then calls :meth:`Migration.checkpoint`; so after a crash at any point, 
 what exists, and a re-run (``--resume``) finds the step half done and finishes it (every step is
 idempotent). Any exception inside a step is a step failure: journalled, then rolled back in
 reverse (before the point of no return) or left for ``--resume`` (after it). The checkpoints are
-also the seam where tests inject failures and crashes (:class:`Hooks`).
+also the seam where tests inject failures and crashes (:class:`Seam`).
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ class MigrationError(KubehopError):
         return self
 
 
-class Hooks(Protocol):
+class Seam(Protocol):
     """The seam tests plug into: called at the start of every step ("begin") and right after
     each of its side effects, with the step's name and the point's name (see ``Step.points``).
     Raising here is a failure at that point; raising a ``BaseException`` that is not an
@@ -108,7 +108,7 @@ class Adapters:
         return probe.http_get(url, host)
 
 
-class NoHooks:
+class NoSeam:
     """Production: checkpoints only persist the state."""
 
     def checkpoint(self, step: str, point: str) -> None:
@@ -177,7 +177,7 @@ class Migration:
     """One migration's facts, validated against the clusters, and the state its steps share."""
 
     def __init__(self, inventory: Inventory, request: MigrationRequest, *, migration_id: str,
-                 state: MigrationState | None = None, hooks: Hooks | None = None,
+                 state: MigrationState | None = None, seam: Seam | None = None,
                  persist: Callable[[MigrationState], None] = _keep,
                  connect: Connector | None = None) -> None:
         self.inv = inventory
@@ -185,7 +185,7 @@ class Migration:
         self.req = request
         self.id = migration_id
         self.state = state or MigrationState()
-        self.hooks: Hooks = hooks or NoHooks()
+        self.seam: Seam = seam or NoSeam()
         self.persist = persist
         self.step = ""
         src = inventory.cluster(request.source)
@@ -244,9 +244,9 @@ class Migration:
         self.persist(self.state)
 
     def checkpoint(self, point: str) -> None:
-        """A side effect is done: persist, then let the hooks act (tests inject faults here)."""
+        """A side effect is done: persist, then let the seam act (tests inject faults here)."""
         self.persist(self.state)
-        self.hooks.checkpoint(self.step, point)
+        self.seam.checkpoint(self.step, point)
 
     def will_create(self, kind: str, name: str, namespace: str) -> None:
         """Record, before creating it, an object undo must delete."""
@@ -328,12 +328,12 @@ class Migration:
                              "point for volume data; add a TCP entry point to its Traefik and "
                              f"'{TRANSFER_ENTRYPOINT}: PORT' to its inventory entrypoints")
         notes = (workload["spec"]["template"]["metadata"].get("annotations") or {})
-        hooks = [notes.get(mv.FREEZE_HOOK), notes.get(mv.THAW_HOOK)]
-        if any(hooks) and not all(hooks):
+        app_hooks = [notes.get(mv.FREEZE_HOOK), notes.get(mv.THAW_HOOK)]
+        if any(app_hooks) and not all(app_hooks):
             raise UsageError(f"the workload declares only one of {mv.FREEZE_HOOK} and "
                              f"{mv.THAW_HOOK}; declare both (or neither: then the source is "
                              "stopped for the final copy)")
-        for value in filter(None, hooks):
+        for value in filter(None, app_hooks):
             try:
                 mv.hook(value)
             except ValueError as exc:
@@ -348,7 +348,7 @@ class Migration:
             volumes[claim] = str(((pvc["spec"].get("resources") or {}).get("requests") or {})
                                  .get("storage", "?"))
         st.volumes = volumes
-        st.freeze = "hook" if all(hooks) else "scale"
+        st.freeze = "hook" if all(app_hooks) else "scale"
 
     def transfer_port(self) -> int | None:
         return next((p for p, n in self.dst_info.entrypoints.items()
@@ -1151,20 +1151,20 @@ def _describe(exc: Exception) -> str:
 class Executor:
     """Runs a migration's plan step by step against the journal.
 
-    ``hooks`` is the test seam (see :class:`Hooks`); production passes none.
+    ``seam`` is the test seam (see :class:`Seam`); production passes none.
     """
 
-    def __init__(self, journal: Store, *, say: Say = _quiet, hooks: Hooks | None = None,
+    def __init__(self, journal: Store, *, say: Say = _quiet, seam: Seam | None = None,
                  connect: Connector | None = None) -> None:
         self.journal = journal
         self.say = say
-        self.hooks: Hooks = hooks or NoHooks()
+        self.seam: Seam = seam or NoSeam()
         self.connect: Connector = connect or Adapters()
 
     def _migration(self, inventory: Inventory, request: MigrationRequest, migration_id: str,
                    state: MigrationState | None = None) -> Migration:
         return Migration(inventory, request, migration_id=migration_id, state=state,
-                         hooks=self.hooks, connect=self.connect,
+                         seam=self.seam, connect=self.connect,
                          persist=lambda s: self.journal.save_context(migration_id, s.to_dict()))
 
     @staticmethod
@@ -1318,5 +1318,5 @@ def _report(m: Migration, status: str) -> Report:
                   strategy=str(r.strategy), status=str(status))
 
 
-__all__ = ["BASELINES", "STEPS", "STEP_TYPES", "Adapters", "Connector", "Executor", "Hooks",
-           "Migration", "MigrationError", "NoHooks", "Report", "Step"]
+__all__ = ["BASELINES", "STEPS", "STEP_TYPES", "Adapters", "Connector", "Executor", "Migration",
+           "MigrationError", "NoSeam", "Report", "Seam", "Step"]

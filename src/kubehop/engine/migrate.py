@@ -45,8 +45,8 @@ from kubehop.domain.model import (
     StepState,
     Strategy,
 )
-from kubehop.domain.volumes import diff_manifests
-from kubehop.engine import data
+from kubehop.engine.data import registry, workload
+from kubehop.engine.data.interface import DataEngine, DataSetup
 from kubehop.errors import KubehopError, UsageError
 from kubehop.waiting import NotYet, PollBudget, retry, wait_for
 
@@ -354,14 +354,17 @@ class Migration:
         return next((p for p, n in self.dst_info.entrypoints.items()
                      if n == TRANSFER_ENTRYPOINT), None)
 
-    def movers(self) -> data.Movers:
+    def data_engine(self) -> DataEngine:
+        """The engine that moves this migration's volume data (see
+        :mod:`kubehop.engine.data.registry`); a fresh handle each call: engines keep no state
+        a crash could lose."""
         port = self.transfer_port()
-        return data.Movers(
+        return registry.data_engine(registry.DEFAULT, DataSetup(
             self.src, self.dst, migration_id=self.id, source_namespace=self.req.namespace,
             target_namespace=self.req.target_namespace, image=self.inv.mover_image or "",
             claims=sorted(self.state.volumes),
             target_address=f"{self.dst_info.load_balancer}:{port}",
-            entrypoint=TRANSFER_ENTRYPOINT)
+            entrypoint=TRANSFER_ENTRYPOINT))
 
     def hook(self, which: str) -> str:
         notes = self.state.workload["spec"]["template"]["metadata"].get("annotations") or {}
@@ -570,12 +573,12 @@ class PreCopy(Step):
         st = m.state
         if not st.volumes:
             return
-        movers = m.movers()
+        engine = m.data_engine()
         start = time.time()
-        prepull = data.start_prepull(m.dst, m.req.target_namespace, m.id, st.workload)
-        movers.start(timeout=m.req.ready_timeout)
+        prepull = workload.start_prepull(m.dst, m.req.target_namespace, m.id, st.workload)
+        engine.start(timeout=m.req.ready_timeout)
         m.checkpoint("movers")
-        first, failed = movers.first_pass()
+        first, failed = engine.first_pass()
         passes = [first]
         if failed:
             st.data["failed_attempts"] = failed
@@ -586,11 +589,11 @@ class PreCopy(Step):
             if (sent <= SMALL_PASS or len(passes) >= MAX_PASSES
                     or (len(passes) > 1 and sent >= passes[-2].bytes)):
                 break  # the delta is small, or no longer shrinking
-            passes.append(movers.run_pass(final=False))
-        movers.manifests()  # hashes every file now, so the freeze only reads what changes
+            passes.append(engine.run_pass(final=False))
+        engine.prepare_verify()  # the freeze then only reads what changed since
         st.data["precopy_seconds"] = round(time.time() - start, 3)
-        pulled = data.finish_prepull(m.dst, m.req.target_namespace, prepull,
-                                     timeout=m.req.ready_timeout)
+        pulled = workload.finish_prepull(m.dst, m.req.target_namespace, prepull,
+                                         timeout=m.req.ready_timeout)
         st.data["prepulled_at"] = pulled
         st.data["prepull_seconds"] = round(pulled - start, 3)
         m.dst.scale(st.workload_kind, st.workload["metadata"]["name"], m.req.target_namespace,
@@ -599,7 +602,7 @@ class PreCopy(Step):
 
     def undo(self, m: Migration) -> None:
         if m.state.volumes:
-            m.movers().remove()
+            m.data_engine().remove()
             m.dst.delete("Pod", mv.pod_name(m.id, "prepull"), m.req.target_namespace)
 
     def undoes(self, m: Migration) -> bool:
@@ -622,28 +625,28 @@ class Cutover(Step):
         if not st.volumes:
             return
         selector = st.service["spec"]["selector"]
-        movers = m.movers()
+        engine = m.data_engine()
         st.data["freeze_started"] = time.time()
         st.source_frozen = True
         m.save()
         if st.freeze == "hook":
-            data.call_hook(m.src, r.namespace, data.workload_pods(m.src, r.namespace, selector),
-                           m.hook(mv.FREEZE_HOOK))
+            workload.call_hook(m.src, r.namespace,
+                               workload.workload_pods(m.src, r.namespace, selector),
+                               m.hook(mv.FREEZE_HOOK))
         else:
             m.src.scale(st.workload_kind, st.workload["metadata"]["name"], r.namespace, 0)
-            data.wait_no_pods(m.src, r.namespace, selector, timeout=60)
+            workload.wait_no_pods(m.src, r.namespace, selector, timeout=60)
         st.data["stop_writes_seconds"] = round(time.time() - st.data["freeze_started"], 3)
         m.checkpoint("source-frozen")
-        final = movers.run_pass(final=True)
+        final = engine.run_pass(final=True)
         st.data.setdefault("passes", []).append(final.to_dict())
         m.checkpoint("final-delta")
         start = time.time()
-        source, target = movers.manifests()
-        problems = diff_manifests(source, target)
+        check = engine.verify()
+        problems = check.problems
         st.data["verify_seconds"] = round(time.time() - start, 3)
-        st.data["files"] = sum(1 for e in source if e.get("type") == "file")
-        st.data["bytes"] = sum(int(e.get("size") or 0) for e in source
-                               if e.get("type") == "file")
+        st.data["files"] = check.files
+        st.data["bytes"] = check.bytes
         if problems:
             more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
             raise MigrationError(f"the copy in {m.dst.name} differs from the source: "
@@ -652,9 +655,9 @@ class Cutover(Step):
         if st.freeze == "hook":
             st.target_frozen = True
             m.save()
-            data.call_hook(m.dst, r.target_namespace,
-                           data.workload_pods(m.dst, r.target_namespace, selector),
-                           m.hook(mv.FREEZE_HOOK))
+            workload.call_hook(m.dst, r.target_namespace,
+                               workload.workload_pods(m.dst, r.target_namespace, selector),
+                               m.hook(mv.FREEZE_HOOK))
         m.checkpoint("target-frozen")
         # The movers go in cleanup, after the switch: not inside the freeze.
 
@@ -663,12 +666,12 @@ class Cutover(Step):
         r, st = m.req, m.state
         if not st.volumes:
             return
-        m.movers().remove()
+        m.data_engine().remove()
         if not st.source_frozen:
             return
         if st.freeze == "hook":
-            pods = data.workload_pods(m.src, r.namespace, st.service["spec"]["selector"])
-            data.call_hook(m.src, r.namespace, pods, m.hook(mv.THAW_HOOK))
+            pods = workload.workload_pods(m.src, r.namespace, st.service["spec"]["selector"])
+            workload.call_hook(m.src, r.namespace, pods, m.hook(mv.THAW_HOOK))
         else:
             m.src.scale(st.workload_kind, st.workload["metadata"]["name"], r.namespace,
                         st.replicas)
@@ -918,8 +921,8 @@ def _thaw_target(m: Migration) -> None:
     st.target_thawing = True
     m.save()
     if st.freeze == "hook":
-        pods = data.workload_pods(m.dst, m.req.target_namespace, st.service["spec"]["selector"])
-        data.call_hook(m.dst, m.req.target_namespace, pods, m.hook(mv.THAW_HOOK))
+        pods = workload.workload_pods(m.dst, m.req.target_namespace, st.service["spec"]["selector"])
+        workload.call_hook(m.dst, m.req.target_namespace, pods, m.hook(mv.THAW_HOOK))
     started = st.data.get("freeze_started")
     if started and "freeze_seconds" not in st.data:
         st.data["freeze_seconds"] = round(time.time() - float(started), 3)
@@ -953,7 +956,7 @@ class Cleanup(Step):
         m.src.delete(st.workload_kind, st.workload["metadata"]["name"], r.namespace)
         m.checkpoint("workload-deleted")
         if st.volumes:
-            m.movers().remove()
+            m.data_engine().remove()
         m.src.delete("IngressRoute", m.route_name, r.namespace)
         m.src.delete("Service", m.route_name, r.namespace)
         m.checkpoint("route-deleted")

@@ -3,7 +3,7 @@ testbed while agw keeps calling orc8r: a failure rolls back (or, past the point 
 leaves the migration for ``--resume``), a crash is finished by ``kubehop migrate --resume`` or
 undone by ``--rollback``; agw never sees a failed request.
 
-The faults come through the engine's test seam (:class:`kubehop.engine.migrate.Seam`), the
+The faults come through the engine's test seam (:class:`kubehop.engine.context.Seam`), the
 same checkpoints the executor's unit tests enumerate; the resumes run the real command.
 Each test migrates orc8r from wherever it runs now to the other cluster, so a finished
 migration is the next test's starting point and no test depends on another.
@@ -22,8 +22,10 @@ import pytest
 
 from kubehop.adapters.kube import KubeCluster
 from kubehop.adapters.store import DB_FILE, Store
-from kubehop.domain.model import MigrationRequest
-from kubehop.engine.migrate import STEP_TYPES, STEPS, Executor, MigrationError
+from kubehop.domain.model import STEPS, MigrationRequest
+from kubehop.engine.context import MigrationError
+from kubehop.engine.executor import Executor
+from kubehop.engine.steps.registry import STEP_TYPES
 from kubehop.testbed import sample
 from kubehop.testbed import testbed as tb
 from tests.conftest import KUBEHOP

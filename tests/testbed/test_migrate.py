@@ -20,7 +20,7 @@ from kubehop.adapters.proxyrules import ProxyRules
 from kubehop.adapters.store import Store
 from kubehop.domain.model import MigrationRequest
 from kubehop.domain.pods import pod_is_ready
-from kubehop.engine.migrate import Executor
+from kubehop.engine.executor import Executor
 from kubehop.testbed import images, layout, sample
 from kubehop.testbed import testbed as tb
 from kubehop.waiting import wait_for

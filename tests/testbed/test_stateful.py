@@ -23,7 +23,9 @@ from kubehop.adapters.kube import KubeCluster
 from kubehop.adapters.store import Store
 from kubehop.domain import mover as mv
 from kubehop.domain.model import MigrationRequest
-from kubehop.engine.migrate import STEP_TYPES, Executor, MigrationError
+from kubehop.engine.context import MigrationError
+from kubehop.engine.executor import Executor
+from kubehop.engine.steps.registry import STEP_TYPES
 from kubehop.testbed import images, sample
 from kubehop.testbed import testbed as tb
 from kubehop.waiting import NotYet, wait_for

@@ -13,8 +13,10 @@ from typing import Any
 import pytest
 
 from kubehop.adapters.store import Store
-from kubehop.domain.model import MigrationRequest, Strategy
-from kubehop.engine.migrate import STEP_TYPES, STEPS, Executor, MigrationError
+from kubehop.domain.model import STEPS, MigrationRequest, Strategy
+from kubehop.engine.context import MigrationError
+from kubehop.engine.executor import Executor
+from kubehop.engine.steps.registry import STEP_TYPES
 from kubehop.errors import UsageError
 
 from .fakes import FQDN, NS, SERVICE, FakeConnector, World, deploy_orc8r
@@ -45,7 +47,7 @@ class FaultAt:
 def no_drain_wait(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     """The drain is the one real wait in the engine; here its length is what matters."""
     drains: list[float] = []
-    monkeypatch.setattr("kubehop.engine.migrate.time.sleep", drains.append)
+    monkeypatch.setattr("kubehop.engine.steps.switch.time.sleep", drains.append)
     return drains
 
 
@@ -267,7 +269,7 @@ def test_round_trip_through_three_clusters_keeps_every_client_served(tmp_path: P
 ])
 def test_drain_outlasts_the_dns_ttl_only_when_names_change(
         strategy: Strategy, target_was: str | None, drain: float, expected: float) -> None:
-    from kubehop.engine.migrate import Migration
+    from kubehop.engine.context import Migration
 
     world = fresh_world()
     req = MigrationRequest(service=SERVICE, namespace=NS, source="edge", target="cloud",

@@ -38,9 +38,9 @@ from typing import Any
 from kubehop.adapters.store import DB_FILE, Store
 from kubehop.bench.stats import percentile
 from kubehop.domain import manifests as mf
-from kubehop.domain.model import MigrationRequest, Strategy
+from kubehop.domain.model import BASELINES, MigrationRequest, Strategy
 from kubehop.domain.pods import pod_is_ready
-from kubehop.engine.migrate import BASELINES, Executor
+from kubehop.engine.executor import Executor
 from kubehop.errors import KubehopError, TestbedError
 from kubehop.testbed import images, layout, sample
 from kubehop.testbed import testbed as tb

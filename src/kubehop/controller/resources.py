@@ -39,7 +39,10 @@ from kubehop.controller import events
 from kubehop.domain.model import STEPS, Inventory, MigrationRequest, Status, StepState, Strategy
 from kubehop.domain.placement import Decision
 from kubehop.domain.policy import API_VERSION, BUILTINS, KIND, Policy, parse_policy
-from kubehop.engine.migrate import STEP_TYPES, Connector, Executor, MigrationError, Report
+from kubehop.engine.context import Connector, MigrationError
+from kubehop.engine.executor import Executor
+from kubehop.engine.report import Report
+from kubehop.engine.steps.registry import STEP_TYPES
 from kubehop.errors import KubehopError, UsageError
 
 Manifest = dict[str, Any]

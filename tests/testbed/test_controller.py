@@ -23,6 +23,7 @@ import pytest
 
 from kubehop.adapters.prometheus import Prometheus
 from kubehop.adapters.store import Store
+from kubehop.domain.pods import pod_is_ready
 from kubehop.errors import UsageError
 from kubehop.testbed import layout, monitoring, sample
 from kubehop.testbed import testbed as tb
@@ -137,9 +138,7 @@ def runs_in(cluster: str) -> bool:
                                             "-o", "json"))["items"]
                  for c in layout.layouts(tb.recorded_clusters())}
         ready = {name for name, pods in where.items() if any(
-            cond["type"] == "Ready" and cond["status"] == "True"
-            and not p["metadata"].get("deletionTimestamp")
-            for p in pods for cond in p["status"].get("conditions", []))}
+            pod_is_ready(p) and not p["metadata"].get("deletionTimestamp") for p in pods)}
         if ready != {cluster}:
             raise NotYet(f"orc8r ready in {sorted(ready)}")
         return ready

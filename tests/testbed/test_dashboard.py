@@ -27,8 +27,8 @@ from selenium.webdriver.support.ui import Select
 
 from kubehop.adapters.kube import KubeCluster
 from kubehop.adapters.store import Store
-from kubehop.domain.model import MigrationRequest
-from kubehop.engine.migrate import STEPS, Executor
+from kubehop.domain.model import STEPS, MigrationRequest
+from kubehop.engine.executor import Executor
 from kubehop.testbed import monitoring, sample
 from kubehop.testbed import testbed as tb
 from kubehop.waiting import NotYet, wait_for

@@ -3,7 +3,7 @@ testbed while agw keeps calling orc8r: a failure rolls back (or, past the point 
 leaves the migration for ``--resume``), a crash is finished by ``kubehop migrate --resume`` or
 undone by ``--rollback``; agw never sees a failed request.
 
-The faults come through the engine's test seam (:class:`kubehop.engine.migrate.Hooks`), the
+The faults come through the engine's test seam (:class:`kubehop.engine.context.Seam`), the
 same checkpoints the executor's unit tests enumerate; the resumes run the real command.
 Each test migrates orc8r from wherever it runs now to the other cluster, so a finished
 migration is the next test's starting point and no test depends on another.
@@ -22,8 +22,10 @@ import pytest
 
 from kubehop.adapters.kube import KubeCluster
 from kubehop.adapters.store import DB_FILE, Store
-from kubehop.domain.model import MigrationRequest
-from kubehop.engine.migrate import STEP_TYPES, STEPS, Executor, MigrationError
+from kubehop.domain.model import STEPS, MigrationRequest
+from kubehop.engine.context import MigrationError
+from kubehop.engine.executor import Executor
+from kubehop.engine.steps.registry import STEP_TYPES
 from kubehop.testbed import sample
 from kubehop.testbed import testbed as tb
 from tests.conftest import KUBEHOP
@@ -123,10 +125,10 @@ def test_failure_at_every_point_inside_a_step(where: tuple[str, str], home: Path
     for point in points(step):
         src = runs_in()[0]
         dst = "cloud" if src == "edge" else "edge"
-        hooks = FaultAt(step, point, RuntimeError(f"injected at {step}/{point}"))
+        seam = FaultAt(step, point, RuntimeError(f"injected at {step}/{point}"))
         with pytest.raises(MigrationError) as failed:
-            Executor(journal, hooks=hooks).start(tb.inventory(), request(src, dst))
-        assert hooks.fired, point
+            Executor(journal, seam=seam).start(tb.inventory(), request(src, dst))
+        assert seam.fired, point
         migration = journal.list()[-1]
         if STEP_TYPES[step].forward_only:
             assert migration.status == "failed" and "--resume" in str(failed.value), point
@@ -154,7 +156,7 @@ def test_crash_at_every_point_inside_a_step_then_resume(where: tuple[str, str], 
         src = runs_in()[0]
         dst = "cloud" if src == "edge" else "edge"
         with pytest.raises(Crash):
-            Executor(journal, hooks=FaultAt(step, point, Crash())).start(tb.inventory(),
+            Executor(journal, seam=FaultAt(step, point, Crash())).start(tb.inventory(),
                                                                          request(src, dst))
         migration = journal.list()[-1]
         assert migration.status == "running", point
@@ -173,7 +175,7 @@ def test_crash_then_rollback_restores_the_source(where: tuple[str, str], home: P
     for step, point in (("copy", "workload"), ("dns", "record-set"),
                         ("switch", "selector-removed")):
         with pytest.raises(Crash):
-            Executor(journal, hooks=FaultAt(step, point, Crash())).start(tb.inventory(),
+            Executor(journal, seam=FaultAt(step, point, Crash())).start(tb.inventory(),
                                                                          request(src, dst))
         migration = journal.list()[-1]
         undone = cli(home, "--rollback", migration.id, "-o", "json")

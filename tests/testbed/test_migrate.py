@@ -19,7 +19,8 @@ from kubehop.adapters.dns import DnsZone
 from kubehop.adapters.proxyrules import ProxyRules
 from kubehop.adapters.store import Store
 from kubehop.domain.model import MigrationRequest
-from kubehop.engine.migrate import Executor
+from kubehop.domain.pods import pod_is_ready
+from kubehop.engine.executor import Executor
 from kubehop.testbed import images, layout, sample
 from kubehop.testbed import testbed as tb
 from kubehop.waiting import wait_for
@@ -462,17 +463,17 @@ def test_the_switch_drops_the_pods_only_once_the_proxy_sends_to_the_target(
     sends them nowhere else."""
     fresh_sample()
     since = time.time()
-    hooks = ProxyAtSwitch()
+    seam = ProxyAtSwitch()
     request = MigrationRequest(service="orc8r", namespace=NS, source="edge", target="cloud",
                                target_namespace=NS, drain_seconds=1.0)
-    report = Executor(Store(f"sqlite:///{tmp_path / 'j.db'}"), hooks=hooks).start(
+    report = Executor(Store(f"sqlite:///{tmp_path / 'j.db'}"), seam=seam).start(
         tb.inventory(), request)
     assert report.status == "succeeded", report.error
     lb = f"{CLOUD.node_ip}:80"
-    pods = hooks.seen["alias-slice"] - {lb}
-    assert pods, hooks.seen  # right after the alias slice is written, the pods still serve
-    assert lb in hooks.seen["selector-removed"], hooks.seen  # waited for the proxy
-    assert hooks.seen["pod-endpoints-dropped"] == {lb}, hooks.seen
+    pods = seam.seen["alias-slice"] - {lb}
+    assert pods, seam.seen  # right after the alias slice is written, the pods still serve
+    assert lb in seam.seen["selector-removed"], seam.seen  # waited for the proxy
+    assert seam.seen["pod-endpoints-dropped"] == {lb}, seam.seen
     time.sleep(1)
     rec = record(since, time.time() - 0.5)
     assert rec["failed"] == 0, rec["errors"]
@@ -521,8 +522,7 @@ class KubeletReadyAtGate:
         if (step, point) != ("ready", "admitted"):
             return
         pods = json.loads(kubectl(CLOUD, "get", "pods", "-n", "kh-gate", "-o", "json"))["items"]
-        self.kubelet_ready = any(c["type"] == "Ready" and c["status"] == "True"
-                                 for p in pods for c in p["status"].get("conditions", []))
+        self.kubelet_ready = any(pod_is_ready(p) for p in pods)
 
         def answered() -> int | None:
             r = httpx.get(f"http://{CLOUD.node_ip}/healthz", timeout=2,
@@ -544,16 +544,16 @@ def test_the_readiness_gate_admits_a_pod_that_answers_before_the_kubelet_does(
     kubectl(EDGE, "apply", "-f", "-", stdin=SLOW_PROBE_APP.replace("IMAGE",
                                                                    images.httpd_image().ref()))
     kubectl(EDGE, "-n", "kh-gate", "rollout", "status", "deployment/web", "--timeout=180s")
-    hooks = KubeletReadyAtGate()
+    seam = KubeletReadyAtGate()
     try:
         request = MigrationRequest(service="web", namespace="kh-gate", source="edge",
                                    target="cloud", target_namespace="kh-gate",
                                    drain_seconds=0)
-        report = Executor(Store(f"sqlite:///{tmp_path / 'j.db'}"), hooks=hooks).start(
+        report = Executor(Store(f"sqlite:///{tmp_path / 'j.db'}"), seam=seam).start(
             tb.inventory(), request)
         assert report.status == "succeeded", report.error
-        assert hooks.kubelet_ready is False, "admitted before the kubelet's first probe"
-        assert hooks.routed == 200
+        assert seam.kubelet_ready is False, "admitted before the kubelet's first probe"
+        assert seam.routed == 200
         slices = kubectl(CLOUD, "get", "endpointslices", "-n", "kh-gate", "-o", "name")
         assert "kubehop-web-early" not in slices  # the kubelet's own took over
     finally:

@@ -23,7 +23,9 @@ from kubehop.adapters.kube import KubeCluster
 from kubehop.adapters.store import Store
 from kubehop.domain import mover as mv
 from kubehop.domain.model import MigrationRequest
-from kubehop.engine.migrate import STEP_TYPES, Executor, MigrationError
+from kubehop.engine.context import MigrationError
+from kubehop.engine.executor import Executor
+from kubehop.engine.steps.registry import STEP_TYPES
 from kubehop.testbed import images, sample
 from kubehop.testbed import testbed as tb
 from kubehop.waiting import NotYet, wait_for
@@ -189,16 +191,16 @@ def test_a_short_copy_is_caught_and_rolled_back_with_the_source_still_the_writer
         (volume_dir(src) / "private").mkdir(exist_ok=True)
         (volume_dir(src) / victim_name).write_bytes(b"y" * 4096)
 
-    class Hooks(TruncateAt):
+    class TruncateInTarget(TruncateAt):
         def checkpoint(self, step: str, point: str) -> None:
             if (step, point) == ("cutover", "final-delta") and not self.fired:
                 self.victim = volume_dir(dst) / victim_name
             super().checkpoint(step, point)
 
-    hooks = Hooks(Path("/nonexistent"))
+    seam = TruncateInTarget(Path("/nonexistent"))
     with pytest.raises(MigrationError) as failed:
-        Executor(journal, hooks=hooks).start(tb.inventory(), request(src, dst))
-    assert hooks.fired
+        Executor(journal, seam=seam).start(tb.inventory(), request(src, dst))
+    assert seam.fired
     assert "differs from the source" in str(failed.value) and "key" in str(failed.value)
     assert journal.list()[-1].status == "rolled-back"
     assert kube(dst).get("Deployment", "orc8r", NS) is None
@@ -250,10 +252,10 @@ def test_the_mover_killed_mid_copy_rolls_back_and_leaves_nothing_behind(
             f.write(os.urandom(8 << 20))
     existed = kube(dst).get("PersistentVolumeClaim", "orc8r-state", NS) is not None
     try:
-        hooks = KillSenderDuringFirstPass(src)
+        seam = KillSenderDuringFirstPass(src)
         with pytest.raises(MigrationError) as failed:
-            Executor(journal, hooks=hooks).start(tb.inventory(), request(src, dst))
-        assert hooks.fired and "precopy" in str(failed.value), failed.value
+            Executor(journal, seam=seam).start(tb.inventory(), request(src, dst))
+        assert seam.fired and "precopy" in str(failed.value), failed.value
         assert journal.list()[-1].status == "rolled-back"
         assert_movers_gone()
         assert kube(dst).get("Deployment", "orc8r", NS) is None
@@ -346,10 +348,10 @@ def test_a_failure_at_every_point_of_the_data_steps_rolls_back_losing_nothing(
     journal = Store(f"sqlite:///{tmp_path / 'kubehop.db'}")
     for step, point in DATA_POINTS:
         src, dst = running_in()
-        hooks = FaultAt(step, point, RuntimeError(f"injected at {step}/{point}"))
+        seam = FaultAt(step, point, RuntimeError(f"injected at {step}/{point}"))
         with pytest.raises(MigrationError, match="rolled back"):
-            Executor(journal, hooks=hooks).start(tb.inventory(), request(src, dst))
-        assert hooks.fired, point
+            Executor(journal, seam=seam).start(tb.inventory(), request(src, dst))
+        assert seam.fired, point
         assert journal.list()[-1].status == "rolled-back", (point, journal.list()[-1].error)
         assert running_in() == (src, dst) and kube(dst).get("Deployment", "orc8r", NS) is None
         assert frozen_pods(src) == [], point
@@ -368,7 +370,7 @@ def test_a_crash_at_every_point_of_the_data_steps_is_finished_by_resume(
         src, dst = running_in()
         orc8r(src, "POST", "/networks", {"id": f"crash-{step}-{point}"})
         with pytest.raises(Crash):
-            Executor(journal, hooks=FaultAt(step, point, Crash())).start(
+            Executor(journal, seam=FaultAt(step, point, Crash())).start(
                 tb.inventory(), request(src, dst))
         migration = journal.list()[-1]
         assert migration.status == "running", point

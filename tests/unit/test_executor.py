@@ -13,8 +13,10 @@ from typing import Any
 import pytest
 
 from kubehop.adapters.store import Store
-from kubehop.domain.model import MigrationRequest, Strategy
-from kubehop.engine.migrate import STEP_TYPES, STEPS, Executor, MigrationError
+from kubehop.domain.model import STEPS, MigrationRequest, Strategy
+from kubehop.engine.context import MigrationError
+from kubehop.engine.executor import Executor
+from kubehop.engine.steps.registry import STEP_TYPES
 from kubehop.errors import UsageError
 
 from .fakes import FQDN, NS, SERVICE, FakeConnector, World, deploy_orc8r
@@ -45,7 +47,7 @@ class FaultAt:
 def no_drain_wait(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     """The drain is the one real wait in the engine; here its length is what matters."""
     drains: list[float] = []
-    monkeypatch.setattr("kubehop.engine.migrate.time.sleep", drains.append)
+    monkeypatch.setattr("kubehop.engine.steps.switch.time.sleep", drains.append)
     return drains
 
 
@@ -83,8 +85,8 @@ def store(tmp_path: Path) -> Store:
     return Store(f"sqlite:///{tmp_path / 'kubehop.db'}")
 
 
-def executor(world: World, tmp_path: Path, hooks: FaultAt | None = None) -> Executor:
-    return Executor(store(tmp_path), hooks=hooks,
+def executor(world: World, tmp_path: Path, seam: FaultAt | None = None) -> Executor:
+    return Executor(store(tmp_path), seam=seam,
                     connect=FakeConnector(world))
 
 
@@ -92,10 +94,10 @@ def points_of(strategy: Strategy) -> list[tuple[str, str]]:
     """Every (step, point) a clean migration passes, in order."""
     import tempfile
 
-    world, hooks = fresh_world(), FaultAt()
+    world, seam = fresh_world(), FaultAt()
     with tempfile.TemporaryDirectory() as tmp:
-        executor(world, Path(tmp), hooks).start(world.inventory(), request(strategy))
-    return hooks.seen
+        executor(world, Path(tmp), seam).start(world.inventory(), request(strategy))
+    return seam.seen
 
 
 ENDPOINTS_POINTS = points_of(Strategy.ENDPOINTS)
@@ -154,9 +156,9 @@ def test_failure_at_every_point_rolls_back_or_is_resumable(
         tmp_path: Path, strategy: Strategy, step: str, point: str) -> None:
     world = fresh_world()
     before = snapshot(world)
-    hooks = FaultAt(step, point, RuntimeError(f"boom at {step}/{point}"))
+    seam = FaultAt(step, point, RuntimeError(f"boom at {step}/{point}"))
     with pytest.raises(MigrationError) as failed:
-        executor(world, tmp_path, hooks).start(world.inventory(), request(strategy))
+        executor(world, tmp_path, seam).start(world.inventory(), request(strategy))
     message = str(failed.value)
     assert f"step {step} failed: RuntimeError: boom at {step}/{point}" in message
     assert "\n" not in message
@@ -232,10 +234,10 @@ def test_crash_during_rollback_then_resume_finishes_the_rollback(tmp_path: Path,
 
 def test_rollback_order_is_the_reverse_of_the_steps_done(tmp_path: Path) -> None:
     world = fresh_world()
-    hooks = FaultAt("switch", "selector-removed", RuntimeError("boom"))
+    seam = FaultAt("switch", "selector-removed", RuntimeError("boom"))
     with pytest.raises(MigrationError, match=r"rolled back \(switch, dns, route, copy\)"):
-        executor(world, tmp_path, hooks).start(world.inventory(), request())
-    undos = [s for s, p in hooks.seen if s.startswith("undo-") and p == "begin"]
+        executor(world, tmp_path, seam).start(world.inventory(), request())
+    undos = [s for s, p in seam.seen if s.startswith("undo-") and p == "begin"]
     assert undos == ["undo-switch", "undo-cutover", "undo-verify", "undo-dns", "undo-ready",
                      "undo-start", "undo-precopy", "undo-route", "undo-copy"]
 
@@ -267,7 +269,7 @@ def test_round_trip_through_three_clusters_keeps_every_client_served(tmp_path: P
 ])
 def test_drain_outlasts_the_dns_ttl_only_when_names_change(
         strategy: Strategy, target_was: str | None, drain: float, expected: float) -> None:
-    from kubehop.engine.migrate import Migration
+    from kubehop.engine.context import Migration
 
     world = fresh_world()
     req = MigrationRequest(service=SERVICE, namespace=NS, source="edge", target="cloud",

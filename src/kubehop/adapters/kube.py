@@ -33,6 +33,7 @@ from lightkube.resources.discovery_v1 import EndpointSlice
 from lightkube.resources.storage_v1 import StorageClass
 from lightkube.types import PatchType
 
+from kubehop.domain.pods import pod_is_ready
 from kubehop.errors import KubehopError
 from kubehop.waiting import NotYet, PollBudget, wait_for
 
@@ -356,8 +357,7 @@ class KubeCluster:
                 meta, status = pod["metadata"], pod.get("status") or {}
                 if meta.get("deletionTimestamp"):
                     continue
-                if any(c.get("type") == "Ready" and c.get("status") == "True"
-                       for c in status.get("conditions") or []):
+                if pod_is_ready(pod):
                     admitted.pop(meta["name"], None)
                     counted += 1
                 elif meta["name"] in admitted:
@@ -443,9 +443,7 @@ class KubeCluster:
         return self.merge_patch(kind, name, namespace, {"spec": {"replicas": replicas}})
 
     def node_ready(self, name: str) -> bool:
-        node = self.get("Node", name)
-        conditions = ((node or {}).get("status") or {}).get("conditions") or []
-        return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+        return pod_is_ready(self.get("Node", name) or {})
 
     def get_path(self, path: str, *, params: dict[str, str] | None = None,
                  timeout: float = 10) -> tuple[int, str]:

@@ -38,8 +38,9 @@ from typing import Any
 from kubehop.adapters.store import DB_FILE, Store
 from kubehop.bench.stats import percentile
 from kubehop.domain import manifests as mf
-from kubehop.domain.model import MigrationRequest, Strategy
-from kubehop.engine.migrate import BASELINES, Executor
+from kubehop.domain.model import BASELINES, MigrationRequest, Strategy
+from kubehop.domain.pods import pod_is_ready
+from kubehop.engine.executor import Executor
 from kubehop.errors import KubehopError, TestbedError
 from kubehop.testbed import images, layout, sample
 from kubehop.testbed import testbed as tb
@@ -310,8 +311,7 @@ def ingress_overhead(calls: int) -> dict[str, Any]:
     with tb.kube(cloud) as k:
         pods = [p for p in k.find("Pod", NS, {"app": "orc8r"})
                 if (p.get("status") or {}).get("podIP")
-                and any(c["type"] == "Ready" and c["status"] == "True"
-                        for c in (p["status"].get("conditions") or []))]
+                and pod_is_ready(p)]
     if not pods:
         return {"error": f"no ready orc8r pod in {cloud.name}"}
     pod_ip = str(pods[0]["status"]["podIP"])

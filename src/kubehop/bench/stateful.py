@@ -29,7 +29,7 @@ from kubehop.adapters.kube import KubeError
 from kubehop.adapters.store import Store
 from kubehop.bench.stats import percentile
 from kubehop.domain.model import MigrationRequest
-from kubehop.engine.migrate import Executor
+from kubehop.engine.executor import Executor
 from kubehop.errors import KubehopError
 from kubehop.testbed import sample
 from kubehop.testbed import testbed as tb

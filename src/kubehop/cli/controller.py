@@ -30,7 +30,8 @@ from kubehop.controller.metrics import ControllerMetrics
 from kubehop.controller.observe import Observer
 from kubehop.controller.policy_source import FilePolicy, PolicySource, ResourcePolicy
 from kubehop.controller.policy_source import load_file as load_policy
-from kubehop.engine.migrate import Adapters, Executor
+from kubehop.engine.context import Adapters
+from kubehop.engine.executor import Executor
 from kubehop.errors import KubehopError, UsageError
 from kubehop.web import api
 

@@ -17,7 +17,8 @@ from rich.table import Table
 from kubehop.adapters import inventory as inv_file
 from kubehop.adapters.store import OLD_JOURNAL, Store, default_home, default_url
 from kubehop.domain.model import MigrationRequest, Strategy
-from kubehop.engine.migrate import Executor, Report
+from kubehop.engine.executor import Executor
+from kubehop.engine.report import Report
 from kubehop.errors import UsageError
 
 out = Console(highlight=False)

@@ -32,7 +32,8 @@ from kubehop.controller.observe import Observer, ServiceFacts, Snapshot, Wanted
 from kubehop.domain import placement, rules
 from kubehop.domain.model import Inventory, MigrationRequest, Status
 from kubehop.domain.policy import Policy, Rule
-from kubehop.engine.migrate import Executor, Report
+from kubehop.engine.executor import Executor
+from kubehop.engine.report import Report
 from kubehop.errors import KubehopError
 
 if TYPE_CHECKING:

@@ -19,6 +19,7 @@ from lightkube.utils.quantity import parse_quantity
 from kubehop.adapters.kube import KubeCluster, Manifest
 from kubehop.adapters.prometheus import MonitoringError, Prometheus
 from kubehop.domain.model import Inventory
+from kubehop.domain.pods import pod_is_ready
 from kubehop.errors import KubehopError
 
 MANAGED_LABEL = "kubehop.io/managed"
@@ -151,11 +152,6 @@ def live(pod: Manifest) -> bool:
     """A pod that holds resources: scheduled and not yet finished."""
     phase = (pod.get("status") or {}).get("phase")
     return phase not in ("Succeeded", "Failed") and bool((pod.get("spec") or {}).get("nodeName"))
-
-
-def ready(pod: Manifest) -> bool:
-    conditions = (pod.get("status") or {}).get("conditions") or []
-    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
 
 def matches(selector: dict[str, str], pod: Manifest) -> bool:
@@ -293,7 +289,7 @@ class Observer:
                 mine = [p for p in pods.get(cluster, [])
                         if (p.get("metadata") or {}).get("namespace") == w.namespace
                         and matches(selector, p)]
-                if any(ready(p) for p in mine):
+                if any(pod_is_ready(p) for p in mine):
                     running.append(cluster)
                     cpu += sum(pod_requests(p)[0] for p in mine)
                     mem += sum(pod_requests(p)[1] for p in mine)

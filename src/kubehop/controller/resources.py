@@ -39,7 +39,10 @@ from kubehop.controller import events
 from kubehop.domain.model import STEPS, Inventory, MigrationRequest, Status, StepState, Strategy
 from kubehop.domain.placement import Decision
 from kubehop.domain.policy import API_VERSION, BUILTINS, KIND, Policy, parse_policy
-from kubehop.engine.migrate import STEP_TYPES, Connector, Executor, MigrationError, Report
+from kubehop.engine.context import Connector, MigrationError
+from kubehop.engine.executor import Executor
+from kubehop.engine.report import Report
+from kubehop.engine.steps.registry import STEP_TYPES
 from kubehop.errors import KubehopError, UsageError
 
 Manifest = dict[str, Any]
@@ -259,7 +262,7 @@ class _Worker:
         return self.thread is not None and self.thread.is_alive()
 
 
-class _StatusHooks:
+class _StatusSeam:
     """The engine's checkpoints, used to follow (a step began: status to publish) and to stop
     (deleted: abort; reconciler stopping: pause)."""
 
@@ -487,7 +490,7 @@ class MigrationReconciler:
         publisher = threading.Thread(target=self._publish_progress, args=(w,), daemon=True,
                                      name=f"kubehop-status-{w.name}")
         publisher.start()
-        executor = Executor(self.journal, hooks=_StatusHooks(w), connect=self.connect)
+        executor = Executor(self.journal, seam=_StatusSeam(w), connect=self.connect)
         error: str | None = None
         report: Report | None = None
         paused = False

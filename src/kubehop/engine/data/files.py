@@ -1,62 +1,46 @@
-"""Moving a service's volume data: the mover pods' lifecycle, rsync passes, manifests, hooks.
+"""The file engine ("files"): a volume's files moved by rsync over TLS between mover pods.
 
-The steps in :mod:`kubehop.engine.migrate` decide *when* (pre-copy while the source serves, the
-final delta inside the freeze); this module knows *how*. Every object it makes has a name
-derived from the migration id, so removing them is idempotent and needs no record: undo,
-cleanup and a resumed run all call :meth:`Movers.remove`, whatever state a crash left.
+The mover pods' lifecycle, rsync passes and manifests. The steps in
+:mod:`kubehop.engine.steps.data` decide *when* (pre-copy while the source serves, the final
+delta inside the freeze); this module knows *how*. Every object it makes has a name derived
+from the migration id, so removing them is idempotent and needs no record: undo, cleanup and a
+resumed run all call :meth:`FileMover.remove`, whatever state a crash left.
 """
 
 from __future__ import annotations
 
 import json
 import secrets
-import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
 from kubehop.adapters.kube import KubeCluster
 from kubehop.domain import mover as mv
-from kubehop.errors import KubehopError
+from kubehop.domain.pods import pod_is_ready
+from kubehop.domain.volumes import diff_manifests
+from kubehop.engine.data.interface import DataError, DataSetup, Pass, Verification
 from kubehop.waiting import NotYet, wait_for
 
 Manifest = dict[str, Any]
 
 
-class DataError(KubehopError):
-    """The data could not be moved or did not arrive intact."""
+class FileMover:
+    """The sender (source) and receiver (target) pods of one migration: a
+    :class:`~kubehop.engine.data.interface.DataEngine`."""
 
+    name = "files"
 
-@dataclass(frozen=True)
-class Pass:
-    """One rsync run: what it sent and how long it took."""
-
-    bytes: int
-    files: int
-    seconds: float
-    final: bool
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"bytes": self.bytes, "files": self.files, "seconds": round(self.seconds, 3),
-                "final": self.final}
-
-
-class Movers:
-    """The sender (source) and receiver (target) pods of one migration."""
-
-    def __init__(self, src: KubeCluster, dst: KubeCluster, *, migration_id: str,
-                 source_namespace: str, target_namespace: str, image: str,
-                 claims: list[str], target_address: str, entrypoint: str) -> None:
-        self.src, self.dst = src, dst
-        self.id = migration_id
-        self.src_ns, self.dst_ns = source_namespace, target_namespace
-        self.image = image
-        self.claims = claims
-        self.target_address = target_address
-        self.entrypoint = entrypoint
-        self.sender = mv.pod_name(migration_id, "sender")
-        self.receiver = mv.pod_name(migration_id, "receiver")
-        self.secret = mv.secret_name(migration_id)
+    def __init__(self, setup: DataSetup) -> None:
+        self.src, self.dst = setup.src, setup.dst
+        self.id = setup.migration_id
+        self.src_ns, self.dst_ns = setup.source_namespace, setup.target_namespace
+        self.image = setup.image
+        self.claims = setup.claims
+        self.target_address = setup.target_address
+        self.entrypoint = setup.entrypoint
+        self.sender = mv.pod_name(self.id, "sender")
+        self.receiver = mv.pod_name(self.id, "receiver")
+        self.secret = mv.secret_name(self.id)
 
     def start(self, *, timeout: float) -> None:
         """Fresh pods with a fresh key (a resumed run replaces whatever an earlier one left),
@@ -123,6 +107,19 @@ class Movers:
                                  "/manifest", timeout=600)
             return list(source.result()["entries"]), list(target.result()["entries"])
 
+    def prepare_verify(self) -> None:
+        """Hashes every file now, so the freeze only reads what changes."""
+        self.manifests()
+
+    def verify(self) -> Verification:
+        """Every file's checksum, owner, mode and size compared on both sides."""
+        source, target = self.manifests()
+        problems = diff_manifests(source, target)
+        return Verification(
+            problems=problems,
+            files=sum(1 for e in source if e.get("type") == "file"),
+            bytes=sum(int(e.get("size") or 0) for e in source if e.get("type") == "file"))
+
     def remove(self) -> None:
         """Pods, route, Service and both copies of the key: gone, whatever happened."""
         self.src.delete("Pod", self.sender, self.src_ns)
@@ -153,8 +150,7 @@ def _wait_pod_ready(cluster: KubeCluster, namespace: str, name: str, *, timeout:
         if status.get("phase") in ("Failed", "Succeeded"):
             raise DataError(f"the mover {name} in {cluster.name} exited "
                             f"({status.get('phase')}); see 'kubectl logs -n {namespace} {name}'")
-        if any(c.get("type") == "Ready" and c.get("status") == "True"
-               for c in status.get("conditions") or []):
+        if pod_is_ready(pod):
             return True
         waiting = [(c.get("state") or {}).get("waiting", {}).get("reason", "")
                    for c in status.get("containerStatuses") or []]
@@ -172,70 +168,3 @@ def _wait_pod_gone(cluster: KubeCluster, namespace: str, name: str, *, timeout: 
 
     wait_for(gone, timeout=timeout, interval=0.2, error=DataError,
              what=f"the earlier mover {name} in {cluster.name} to be gone")
-
-
-def workload_pods(cluster: KubeCluster, namespace: str, selector: dict[str, str]) -> list[str]:
-    """Names of the running, not terminating pods behind ``selector``."""
-    return sorted(p["metadata"]["name"] for p in cluster.find("Pod", namespace, selector)
-                  if (p.get("status") or {}).get("phase") == "Running"
-                  and not p["metadata"].get("deletionTimestamp"))
-
-
-def call_hook(cluster: KubeCluster, namespace: str, pods: list[str], annotation: str) -> float:
-    """POST the hook to every pod at once (freeze: each returns once its writes have stopped);
-    the seconds it took. A pod that does not answer 2xx fails the step."""
-    port, path = mv.hook(annotation)
-    start = time.monotonic()
-
-    def call(pod: str) -> None:
-        code, body = cluster.post_path(mv.proxy_path(namespace, pod, port, path), timeout=30)
-        if not 200 <= code < 300:
-            raise DataError(f"the hook {annotation} of pod {namespace}/{pod} in {cluster.name} "
-                            f"answered HTTP {code}: {body[:200]}")
-
-    with ThreadPoolExecutor(max_workers=max(1, min(8, len(pods)))) as pool:
-        for done in [pool.submit(call, pod) for pod in pods]:
-            done.result()  # every pod at once; the first failure fails the step
-    return time.monotonic() - start
-
-
-def wait_no_pods(cluster: KubeCluster, namespace: str, selector: dict[str, str], *,
-                 timeout: float) -> None:
-    """Until no pod behind ``selector`` exists: the writers are gone (the no-hook freeze)."""
-    def gone() -> bool:
-        left = [p["metadata"]["name"] for p in cluster.find("Pod", namespace, selector)]
-        if left:
-            raise NotYet(f"still there: {', '.join(left)}")
-        return True
-
-    wait_for(gone, timeout=timeout, interval=0.1, error=DataError,
-             what=f"the source pods in {cluster.name} to stop")
-
-
-def start_prepull(cluster: KubeCluster, namespace: str, migration_id: str,
-                  workload: Manifest) -> str:
-    """A pod that makes the target's kubelet pull the workload's images while the data is
-    copied (the workload itself waits at 0 replicas for its data); its name."""
-    pod = mv.prepull_pod(migration_id=migration_id, namespace=namespace,
-                         pod_spec=workload["spec"]["template"]["spec"])
-    cluster.apply(pod)
-    return str(pod["metadata"]["name"])
-
-
-def finish_prepull(cluster: KubeCluster, namespace: str, name: str, *, timeout: float) -> float:
-    """Until the pre-pull pod's images are on the node, then remove it; when they were (unix
-    time). An image that cannot be pulled fails here, before any pod is scaled up."""
-    def pulled() -> bool | None:
-        pod = cluster.get("Pod", name, namespace)
-        if pod is None:
-            raise DataError(f"the pre-pull pod {namespace}/{name} in {cluster.name} vanished")
-        try:
-            return mv.images_pulled(pod)
-        except ValueError as exc:
-            raise DataError(f"{cluster.name}: {exc}") from exc
-
-    wait_for(pulled, timeout=timeout, interval=0.1, error=DataError,
-             what=f"the workload's images to be pulled in {cluster.name}")
-    done = time.time()
-    cluster.delete("Pod", name, namespace)
-    return done

@@ -265,6 +265,25 @@ def build(component: GoComponent, *, progress: Progress | None = None) -> Path:
     if shutil.which("go") is None:
         raise PreconditionError("the 'go' command is missing; install Go 1.25 or newer")
     src, log = component.src_dir, component.log_path
+    _write_module(component, src, log)
+    _run_logged(["go", "mod", "tidy"], cwd=src, log=log, component=component)
+    total = _count_packages(component, src)
+    tmp = component.bin_dir.with_name(component.key + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    start = _go_build(component, src, tmp, log=log, progress=progress, total=total)
+    _copy_module_files(component, src, tmp, log=log)
+    if progress is not None:
+        progress(component.key, total, total, time.monotonic() - start, log)
+    shutil.rmtree(component.bin_dir, ignore_errors=True)
+    tmp.rename(component.bin_dir)
+    (component.bin_dir / ".complete").write_text(f"{component.key}\n")
+    return component.bin_dir
+
+
+def _write_module(component: GoComponent, src: Path, log: Path) -> None:
+    """The Go module to build in ``src`` (go.mod, the packages' imports, extra files), and a
+    fresh build log."""
     src.mkdir(parents=True, exist_ok=True)
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_text(f"# {component.key} build started {dt.datetime.now(dt.UTC).isoformat()}\n")
@@ -273,11 +292,13 @@ def build(component: GoComponent, *, progress: Progress | None = None) -> Path:
         (src / "tools.go").write_text(_tools_go(component.packages))
     for name, text in component.extra_files.items():
         (src / name).write_text(text)
-    _run_logged(["go", "mod", "tidy"], cwd=src, log=log, component=component)
-    total = _count_packages(component, src)
-    tmp = component.bin_dir.with_name(component.key + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+
+
+def _go_build(component: GoComponent, src: Path, tmp: Path, *, log: Path,
+              progress: Progress | None, total: int) -> float:
+    """``go build`` of the packages into ``tmp``, its output appended to the log; reports
+    progress every 2 s (packages the log names so far out of ``total``). Returns when the build
+    started, for the final progress report."""
     args = [
         "go",
         "build",
@@ -306,6 +327,12 @@ def build(component: GoComponent, *, progress: Progress | None = None) -> Path:
         raise BuildError(
             f"building {component.key} failed (exit {proc.returncode}); see its log: {log}"
         )
+    return start
+
+
+def _copy_module_files(component: GoComponent, src: Path, tmp: Path, *, log: Path) -> None:
+    """Files the component needs from its modules' sources (``module_files``), next to its
+    binaries."""
     for module, rel in component.module_files:
         found = subprocess.run(["go", "list", "-m", "-f", "{{.Dir}}", module], cwd=src,
                                env=_go_env(), capture_output=True, text=True, check=False)
@@ -313,12 +340,6 @@ def build(component: GoComponent, *, progress: Progress | None = None) -> Path:
         if found.returncode != 0 or not source.is_file():
             raise BuildError(f"{component.key}: {module} has no file {rel}; see its log: {log}")
         shutil.copyfile(source, tmp / Path(rel).name)
-    if progress is not None:
-        progress(component.key, total, total, time.monotonic() - start, log)
-    shutil.rmtree(component.bin_dir, ignore_errors=True)
-    tmp.rename(component.bin_dir)
-    (component.bin_dir / ".complete").write_text(f"{component.key}\n")
-    return component.bin_dir
 
 
 def _count_packages(component: GoComponent, src: Path) -> int:

@@ -29,7 +29,7 @@ from prometheus_client.registry import Collector
 
 from kubehop.errors import KubehopError
 from kubehop.testbed import layout
-from kubehop.testbed import testbed as tb
+from kubehop.testbed.access import kube
 from kubehop.testbed.layout import ClusterLayout
 from kubehop.testbed.monitoring import EXPORTER_PORT
 
@@ -77,7 +77,7 @@ class NodeCollector(Collector):
             labels=["cluster", "namespace", "pod", "container", "node", "resource", "unit"])
         for c in self.clusters:
             try:
-                with tb.kube(c, "prometheus") as k:
+                with kube(c, "prometheus") as k:
                     nodes = k.find("Node")
                     pods = k.find("Pod")
             except KubehopError:
@@ -133,7 +133,7 @@ class Handler(BaseHTTPRequestHandler):
             groups: list[dict[str, Any]] = []
             for c in self.clusters:
                 try:
-                    with tb.kube(c, "prometheus") as k:
+                    with kube(c, "prometheus") as k:
                         pods = k.find("Pod")
                 except KubehopError:
                     continue

@@ -160,6 +160,13 @@ def containerd_config(c: ClusterLayout, sandbox_image: str) -> Path:
     A shared containerd would let each kubelet garbage-collect the other clusters' pods.
     """
     base = c.dir / "containerd"
+    _write_registry_hosts(base)
+    cni_conf = _write_cni_config(c)
+    return _write_containerd_toml(c, base, cni_conf, sandbox_image)
+
+
+def _write_registry_hosts(base: Path) -> None:
+    """Pull from the testbed's registry over plain HTTP (it listens on the host bridge only)."""
     certs = base / "certs.d" / layout.registry_address()
     certs.mkdir(parents=True, exist_ok=True)
     (certs / "hosts.toml").write_text(
@@ -167,6 +174,11 @@ def containerd_config(c: ClusterLayout, sandbox_image: str) -> Path:
         f'[host."http://{layout.registry_address()}"]\n'
         '  capabilities = ["pull", "resolve"]\n'
     )
+
+
+def _write_cni_config(c: ClusterLayout) -> Path:
+    """The pod network of the cluster's node: a bridge with host-local addresses from its pod
+    CIDR; returns the CNI configuration directory."""
     cni_conf = c.dir / "cni" / "net.d"
     cni_conf.mkdir(parents=True, exist_ok=True)
     (cni_conf / "10-kubehop.conflist").write_text(
@@ -194,6 +206,12 @@ def containerd_config(c: ClusterLayout, sandbox_image: str) -> Path:
             indent=2,
         )
     )
+    return cni_conf
+
+
+def _write_containerd_toml(c: ClusterLayout, base: Path, cni_conf: Path,
+                           sandbox_image: str) -> Path:
+    """containerd's own configuration file, every path under ``base``."""
     config = base / "config.toml"
     cri = 'plugins."io.containerd.grpc.v1.cri"'
     config.write_text(f"""version = 2

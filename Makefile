@@ -37,10 +37,12 @@ build: deps venv ## build the upstream components once (cached by version)
 	$(KUBEHOP) testbed build
 	ln -sf $$($(KUBEHOP) testbed build --print-kubectl) $(VENV)/bin/kubectl
 
+# The shape check: no module of src/ over 600 lines, no function over 60, no import cycle.
 lint: venv
-	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff check src tests scripts
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
+	$(PY) scripts/check_shape.py
 
 unit: venv
 	$(VENV)/bin/pytest -q tests/unit $(PYTEST_ARGS)

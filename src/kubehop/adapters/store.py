@@ -21,11 +21,8 @@ import functools
 import json
 import logging
 import os
-import re
-import sqlite3
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +32,42 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import URL, Connection
-from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError, NoSuchModuleError
 
+# The records and tables are part of this module's face: importers name them from here.
+from kubehop.adapters.store_open import driver_reason, make_private, parse_url
+from kubehop.adapters.store_queries import (
+    current_placement,
+    decision_record,
+    migration_rows,
+    read_old_journal,
+    upsert,
+)
+from kubehop.adapters.store_records import (
+    ClusterRecord,
+    DecisionRecord,
+    EvaluationRecord,
+    LinkSample,
+    MigrationRow,
+    PlacementRecord,
+    ServiceRecord,
+    StepRow,
+)
+from kubehop.adapters.store_tables import (
+    clusters,
+    decisions,
+    evaluations,
+    links,
+    metadata,
+    migrations,
+    placements,
+    rule_states,
+    services,
+    steps,
+)
 from kubehop.errors import UsageError
-from kubehop.files import ensure_private, private_dir
+from kubehop.files import ensure_private
 
 log = logging.getLogger(__name__)
 
@@ -64,245 +91,6 @@ def default_url() -> str:
     return f"sqlite:///{default_home() / DB_FILE}"
 
 
-# --- schema -----------------------------------------------------------------------------------
-
-metadata = sa.MetaData()
-
-migrations = sa.Table(
-    "migrations", metadata,
-    sa.Column("id", sa.String, primary_key=True),
-    sa.Column("request", sa.JSON, nullable=False),
-    sa.Column("status", sa.String, nullable=False),
-    sa.Column("created", sa.Double, nullable=False),
-    sa.Column("updated", sa.Double, nullable=False),
-    sa.Column("error", sa.Text, nullable=True),
-    sa.Column("context", sa.JSON, nullable=False),
-)
-
-steps = sa.Table(
-    "steps", metadata,
-    sa.Column("migration_id", sa.String, sa.ForeignKey("migrations.id"), primary_key=True),
-    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
-    sa.Column("name", sa.String, nullable=False),
-    sa.Column("state", sa.String, nullable=False),
-    sa.Column("started", sa.Double, nullable=False),
-    sa.Column("ended", sa.Double, nullable=True),
-    sa.Column("detail", sa.Text, nullable=False),
-)
-
-clusters = sa.Table(
-    "clusters", metadata,
-    sa.Column("name", sa.String, primary_key=True),
-    sa.Column("tier", sa.String, nullable=False),
-    sa.Column("cpu_capacity", sa.Double, nullable=False),
-    sa.Column("cpu_allocatable", sa.Double, nullable=False),
-    sa.Column("mem_capacity", sa.Double, nullable=False),
-    sa.Column("mem_allocatable", sa.Double, nullable=False),
-    sa.Column("load_balancer", sa.String, nullable=False),
-    sa.Column("seen", sa.Double, nullable=False),
-)
-
-links = sa.Table(
-    "links", metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("src", sa.String, nullable=False),
-    sa.Column("dst", sa.String, nullable=False),
-    sa.Column("rtt_ms", sa.Double, nullable=False),
-    sa.Column("at", sa.Double, nullable=False),
-    sa.Index("ix_links_pair_at", "src", "dst", "at"),
-)
-
-services = sa.Table(
-    "services", metadata,
-    sa.Column("namespace", sa.String, primary_key=True),
-    sa.Column("name", sa.String, primary_key=True),
-    sa.Column("cluster", sa.String, nullable=False),
-    sa.Column("spec", sa.JSON, nullable=False),
-    sa.Column("seen", sa.Double, nullable=False),
-)
-
-placements = sa.Table(
-    "placements", metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("namespace", sa.String, nullable=False),
-    sa.Column("name", sa.String, nullable=False),
-    sa.Column("cluster", sa.String, nullable=False),
-    sa.Column("since", sa.Double, nullable=False),
-    sa.Column("migration_id", sa.String, nullable=True),
-    sa.Index("ix_placements_service_since", "namespace", "name", "since"),
-)
-
-rule_states = sa.Table(
-    "rule_states", metadata,
-    sa.Column("rule", sa.String, primary_key=True),
-    sa.Column("subject", sa.String, primary_key=True),
-    sa.Column("state", sa.JSON, nullable=False),
-)
-
-evaluations = sa.Table(
-    "evaluations", metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("at", sa.Double, nullable=False),
-    sa.Column("rule", sa.String, nullable=False),
-    sa.Column("subject", sa.String, nullable=False),
-    sa.Column("value", sa.Double, nullable=True),
-    sa.Column("state", sa.String, nullable=False),
-    sa.Column("detail", sa.Text, nullable=False),
-    sa.Index("ix_evaluations_at", "at"),
-)
-
-decisions = sa.Table(
-    "decisions", metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("at", sa.Double, nullable=False),
-    sa.Column("namespace", sa.String, nullable=False),
-    sa.Column("service", sa.String, nullable=False),
-    sa.Column("action", sa.String, nullable=False),
-    sa.Column("source", sa.String, nullable=False),
-    sa.Column("target", sa.String, nullable=True),
-    sa.Column("explanation", sa.Text, nullable=False),
-    sa.Column("score_table", sa.JSON, nullable=False),
-    sa.Column("migration_id", sa.String, nullable=True),
-    sa.Index("ix_decisions_service_at", "namespace", "service", "at"),
-)
-
-
-# --- records ----------------------------------------------------------------------------------
-
-
-@dataclass
-class StepRow:
-    seq: int
-    name: str
-    state: str
-    started: float
-    ended: float | None
-    detail: str
-
-
-@dataclass
-class MigrationRow:
-    id: str
-    request: dict[str, Any]
-    status: str
-    created: float
-    updated: float
-    error: str | None
-    context: dict[str, Any]
-    steps: list[StepRow]
-
-
-@dataclass(frozen=True)
-class ClusterRecord:
-    name: str
-    tier: str
-    cpu_capacity: float
-    cpu_allocatable: float
-    mem_capacity: float
-    mem_allocatable: float
-    load_balancer: str
-    seen: float
-
-
-@dataclass(frozen=True)
-class LinkSample:
-    src: str
-    dst: str
-    rtt_ms: float
-    at: float
-
-
-@dataclass(frozen=True)
-class ServiceRecord:
-    namespace: str
-    name: str
-    cluster: str
-    spec: dict[str, Any]
-    seen: float
-
-
-@dataclass(frozen=True)
-class PlacementRecord:
-    namespace: str
-    name: str
-    cluster: str
-    since: float
-    migration_id: str | None
-
-
-@dataclass(frozen=True)
-class EvaluationRecord:
-    at: float
-    rule: str
-    subject: str
-    value: float | None
-    state: str
-    detail: str
-
-
-@dataclass(frozen=True)
-class DecisionRecord:
-    id: int
-    at: float
-    namespace: str
-    service: str
-    action: str
-    source: str
-    target: str | None
-    explanation: str
-    table: dict[str, Any]
-    migration_id: str | None
-
-
-# --- opening ----------------------------------------------------------------------------------
-
-
-def _redact(raw: str) -> str:
-    """A URL SQLAlchemy cannot parse, with anything that looks like a password masked."""
-    return re.sub(r"(://[^/:@]*):[^@/]*@", r"\1:***@", raw)
-
-
-def _parse(raw: str) -> URL:
-    try:
-        url = sa.make_url(raw)
-    except ArgumentError:
-        raise UsageError(f"not a database URL: {_redact(raw)!r}; give sqlite:///PATH or "
-                         "postgresql+psycopg://USER@HOST/DB") from None
-    if url.drivername == "postgresql":
-        # Plain ``postgresql://`` means psycopg2 to SQLAlchemy, which kubehop does not ship.
-        url = url.set(drivername="postgresql+psycopg")
-    if url.get_backend_name() not in ("sqlite", "postgresql"):
-        raise UsageError(f"unsupported database {url.render_as_string(hide_password=True)!r}; "
-                         "give sqlite:///PATH or postgresql+psycopg://USER@HOST/DB")
-    if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
-        raise UsageError("an in-memory SQLite database forgets every migration when kubehop "
-                         "exits; give sqlite:///PATH")
-    return url
-
-
-def _private(path: Path, *, tighten_dir: bool) -> None:
-    """The database holds the Services and workloads kubehop moved: owner-only from the first
-    byte. SQLite gives its ``-wal`` and ``-shm`` files the mode of the database file, so they
-    are private too; files a wider umask or an older version left readable are tightened. A
-    directory kubehop creates is 0700; an existing one is tightened only if it is kubehop's own
-    state directory (never, say, /tmp because someone gave ``--db sqlite:////tmp/x.db``)."""
-    if tighten_dir or not path.parent.exists():
-        private_dir(path.parent)
-    ensure_private(path)
-    for extra in (path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
-        if extra.exists():
-            ensure_private(extra)
-
-
-def _reason(exc: BaseException, url: URL) -> str:
-    """The driver's own words on one line, never the password."""
-    text = str(getattr(exc, "orig", None) or exc)
-    line = "; ".join(part.strip() for part in text.splitlines() if part.strip())
-    if url.password:
-        line = line.replace(str(url.password), "***")
-    return line
-
-
 @functools.cache
 def _head() -> str | None:
     """The newest schema revision this kubehop ships (parsed once: every open compares it)."""
@@ -313,7 +101,7 @@ class Store:
     """The journal and the controller's tables; owns all of kubehop's SQL."""
 
     def __init__(self, url: str) -> None:
-        self.url = _parse(url)
+        self.url = parse_url(url)
         self.shown = self.url.render_as_string(hide_password=True)
         self.sqlite = self.url.get_backend_name() == "sqlite"
         self.path: Path | None = None
@@ -321,13 +109,13 @@ class Store:
         if self.sqlite:
             self.path = Path(str(self.url.database)).expanduser()
             default = self.path.absolute() == (default_home() / DB_FILE).absolute()
-            _private(self.path, tighten_dir=default)
+            make_private(self.path, tighten_dir=default)
         try:
             self.engine = self._engine()
             self._upgrade()
         except DBAPIError as exc:
             raise UsageError(f"cannot open the database {self.shown}: "
-                             f"{_reason(exc, self.url)}") from None
+                             f"{driver_reason(exc, self.url)}") from None
         self.imported = 0
         if default and self.path is not None:
             self.imported = self._import_old(self.path.with_name(OLD_JOURNAL))
@@ -456,7 +244,7 @@ class Store:
 
     def get(self, migration_id: str) -> MigrationRow:
         with self._read() as conn:
-            rows = self._migrations(conn, migration_id)
+            rows = migration_rows(conn, migration_id)
         if not rows:
             raise UsageError(f"no migration {migration_id!r} in the database {self.shown}; "
                              "see 'kubehop migrations list'")
@@ -464,40 +252,13 @@ class Store:
 
     def list(self) -> list[MigrationRow]:
         with self._read() as conn:
-            return self._migrations(conn, None)
-
-    @staticmethod
-    def _migrations(conn: Connection, migration_id: str | None) -> builtins.list[MigrationRow]:
-        m_query = sa.select(migrations).order_by(migrations.c.created, migrations.c.id)
-        s_query = sa.select(steps).order_by(steps.c.migration_id, steps.c.seq)
-        if migration_id is not None:
-            m_query = m_query.where(migrations.c.id == migration_id)
-            s_query = s_query.where(steps.c.migration_id == migration_id)
-        by_id: dict[str, list[StepRow]] = {}
-        for s in conn.execute(s_query):
-            by_id.setdefault(s.migration_id, []).append(
-                StepRow(s.seq, s.name, s.state, s.started, s.ended, s.detail or ""))
-        return [MigrationRow(m.id, m.request, m.status, m.created, m.updated, m.error,
-                             m.context, by_id.get(m.id, []))
-                for m in conn.execute(m_query)]
-
+            return migration_rows(conn, None)
     # --- the old journal ----------------------------------------------------------------------
 
     def import_journal(self, path: Path) -> int:
         """Copy the migrations and steps of an old ``journal.sqlite`` (kubehop before the
         store) in; migrations already here are skipped. Returns how many were copied."""
-        try:
-            # mode=rw: never create an empty file where the journal was expected.
-            with contextlib.closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=rw",
-                                                    uri=True, timeout=10)) as old:
-                old_migrations = old.execute(
-                    "SELECT id, request, status, created, updated, error, context "
-                    "FROM migrations").fetchall()
-                old_steps = old.execute(
-                    "SELECT migration_id, seq, name, state, started, ended, "
-                    "COALESCE(detail, '') FROM steps").fetchall()
-        except sqlite3.Error as exc:
-            raise UsageError(f"cannot read the old journal {path}: {exc}") from None
+        old_migrations, old_steps = read_old_journal(path)
         with self._write() as conn:
             have = set(conn.execute(sa.select(migrations.c.id)).scalars())
             new = [m for m in old_migrations if m[0] not in have]
@@ -534,17 +295,7 @@ class Store:
     # --- the controller: what it sees ---------------------------------------------------------
 
     def _upsert(self, conn: Connection, table: sa.Table, values: dict[str, Any]) -> None:
-        keys = [c.name for c in table.primary_key.columns]
-        if self.sqlite:
-            lite = sqlite.insert(table).values(**values)
-            conn.execute(lite.on_conflict_do_update(
-                index_elements=keys,
-                set_={k: lite.excluded[k] for k in values if k not in keys}))
-        else:
-            pg = postgresql.insert(table).values(**values)
-            conn.execute(pg.on_conflict_do_update(
-                index_elements=keys,
-                set_={k: pg.excluded[k] for k in values if k not in keys}))
+        upsert(conn, table, values, on_sqlite=self.sqlite)
 
     def upsert_cluster(self, name: str, tier: str, *, cpu_capacity: float,
                        cpu_allocatable: float, mem_capacity: float, mem_allocatable: float,
@@ -604,7 +355,7 @@ class Store:
         """Note that the service runs in ``cluster`` from ``since`` on. Seeing it where it
         already was adds nothing (returns False), so an observer may call this every cycle."""
         with self._write() as conn:
-            current = self._current_placement(conn, namespace, name)
+            current = current_placement(conn, namespace, name)
             if current is not None and current.cluster == cluster:
                 return False
             conn.execute(placements.insert().values(
@@ -612,20 +363,9 @@ class Store:
                 migration_id=migration_id))
         return True
 
-    @staticmethod
-    def _current_placement(conn: Connection, namespace: str, name: str
-                           ) -> PlacementRecord | None:
-        row = conn.execute(
-            sa.select(placements)
-            .where(placements.c.namespace == namespace, placements.c.name == name)
-            .order_by(placements.c.since.desc(), placements.c.id.desc()).limit(1)).first()
-        if row is None:
-            return None
-        return PlacementRecord(row.namespace, row.name, row.cluster, row.since, row.migration_id)
-
     def current_placement(self, namespace: str, name: str) -> PlacementRecord | None:
         with self._read() as conn:
-            return self._current_placement(conn, namespace, name)
+            return current_placement(conn, namespace, name)
 
     def placements(self, namespace: str, name: str) -> builtins.list[PlacementRecord]:
         """The service's placement history, oldest first."""
@@ -685,10 +425,6 @@ class Store:
             if done.rowcount == 0:
                 raise UsageError(f"no decision {decision_id} in the database {self.shown}")
 
-    @staticmethod
-    def _decision(r: sa.Row[Any]) -> DecisionRecord:
-        return DecisionRecord(r.id, r.at, r.namespace, r.service, r.action, r.source, r.target,
-                              r.explanation, r.score_table, r.migration_id)
 
     def decisions(self, limit: int = 50, namespace: str | None = None,
                   service: str | None = None) -> builtins.list[DecisionRecord]:
@@ -700,11 +436,31 @@ class Store:
         if service is not None:
             query = query.where(decisions.c.service == service)
         with self._read() as conn:
-            return [self._decision(r) for r in conn.execute(query)]
+            return [decision_record(r) for r in conn.execute(query)]
 
     def decision(self, decision_id: int) -> DecisionRecord:
         with self._read() as conn:
             row = conn.execute(sa.select(decisions).where(decisions.c.id == decision_id)).first()
         if row is None:
             raise UsageError(f"no decision {decision_id} in the database {self.shown}")
-        return self._decision(row)
+        return decision_record(row)
+
+
+__all__ = [
+    "DB_FILE",
+    "MIGRATIONS_DIR",
+    "OLD_JOURNAL",
+    "VERSION_TABLE",
+    "ClusterRecord",
+    "DecisionRecord",
+    "EvaluationRecord",
+    "LinkSample",
+    "MigrationRow",
+    "PlacementRecord",
+    "ServiceRecord",
+    "StepRow",
+    "Store",
+    "default_home",
+    "default_url",
+    "metadata",
+]

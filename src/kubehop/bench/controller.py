@@ -51,6 +51,7 @@ from kubehop.domain.policy import parse_duration
 from kubehop.errors import KubehopError, TestbedError
 from kubehop.testbed import monitoring, sample, stress
 from kubehop.testbed import testbed as tb
+from kubehop.testbed.layout import ClusterLayout
 from kubehop.waiting import NotYet, wait_for
 
 Say = Callable[[str], None]
@@ -369,11 +370,7 @@ def one_run(index: int, workdir: Path, prom: Prometheus, say: Say, *,
         run.steps = [[st.name, st.state, round(st.started - row.created, 3),
                       None if st.ended is None else round(st.ended - row.created, 3)]
                      for st in row.steps]
-        rows = sample.agw_record(edge, since=since, until=time.time(), raw=True)["rows"]
-        failed = [r for r in rows if not r[2]]
-        run.agw_ok, run.agw_failed = len(rows) - len(failed), len(failed)
-        run.agw_errors = sorted({str(r[3]) for r in failed})[:5]
-        run.agw_failures = [[round(r[0] - row.created, 3), r[3], r[4]] for r in failed[:50]]
+        _record_agw(run, edge, since=since, created=row.created)
         run.ok = run.status == "succeeded"
         if not run.ok:
             run.error = f"migration {run.migration_id} ended {run.status}"
@@ -382,7 +379,24 @@ def one_run(index: int, workdir: Path, prom: Prometheus, say: Say, *,
     finally:
         ctl.stop()
         store.close()
-    say(f"run {index + 1}: " + (
+    say(_run_line(index, run))
+    return run
+
+
+def _record_agw(run: ControllerRun, edge: ClusterLayout, *, since: float,
+                created: float) -> None:
+    """What agw saw during the run: requests served and failed, the first few distinct errors,
+    and the failures' times from the journal row (the move's start)."""
+    rows = sample.agw_record(edge, since=since, until=time.time(), raw=True)["rows"]
+    failed = [r for r in rows if not r[2]]
+    run.agw_ok, run.agw_failed = len(rows) - len(failed), len(failed)
+    run.agw_errors = sorted({str(r[3]) for r in failed})[:5]
+    run.agw_failures = [[round(r[0] - created, 3), r[3], r[4]] for r in failed[:50]]
+
+
+def _run_line(index: int, run: ControllerRun) -> str:
+    """The run's progress line: its reaction and migration, or why it failed."""
+    return f"run {index + 1}: " + (
         f"reaction {run.reaction_s:.3f}s (sample {run.first_over:.3f} -> journal row "
         f"{run.created:.3f}), move to {run.target}, migration {run.migration_s:.1f}s "
         f"{run.status}, agw failed {run.agw_failed}"
@@ -390,8 +404,7 @@ def one_run(index: int, workdir: Path, prom: Prometheus, say: Say, *,
                                    "not the stress pod's first]")
         if run.ok and run.reaction_s is not None and run.first_over is not None
         and run.created is not None and run.migration_s is not None
-        else f"FAILED: {run.error}"))
-    return run
+        else f"FAILED: {run.error}")
 
 
 def run_bench(*, runs: int, say: Say, interval_ms: float = 10) -> dict[str, Any]:

@@ -395,20 +395,7 @@ def stateful_markdown(data: dict[str, Any], command: str) -> str:
         "(MB/s) | link rate (MB/s) | lost writes | agw failed | agw retried | longest gap (ms) |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in data["summary"]:
-        rate = r["link_rate_mbps"]
-        lost = f"{r['lost']}" + (f" ({r['lost_unknown']} runs unknown)" if r["lost_unknown"]
-                                 else "")
-        lines.append(
-            f"| {r['size_mb']} | {r['ok']}/{r['runs']} | {_num(r['total_s']['p50'], 2)} / "
-            f"{_num(r['total_s']['p99'], 2)} | {_num(r['to_target_s']['p50'], 2)} | "
-            f"{_num(r['freeze_ms']['p50'], 0)} / {_num(r['freeze_ms']['p99'], 0)} | "
-            f"{_num(r['precopy_s']['p50'], 2)} | {_num(r['verify_s']['p50'], 2)} | "
-            f"{' + '.join(_mb(b) for b in r['pass_bytes']) or '-'} | "
-            f"{_num(r['throughput_mbps']['p50'], 1)} | "
-            f"{'unlimited' if rate is None else f'{rate:g}'} | {lost} | "
-            f"{r['agw_failed']} | {'-' if r['agw_retried'] is None else r['agw_retried']} | "
-            f"{_num(r['longest_gap_ms'], 0)} |")
+    lines += [_stateful_size_row(r) for r in data["summary"]]
     where = ("these runs crossed the flat bridge" if t["flat"] else
              "these runs did not cross the flat bridge, so the comparison is indicative only")
     lines += [
@@ -426,25 +413,47 @@ def stateful_markdown(data: dict[str, Any], command: str) -> str:
         "acked | lost | error |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for run in data["runs"]:
-        passes = ", ".join(f"{_mb(p['bytes'])} in {p['seconds']:.2f}"
-                           + (" (final)" if p["final"] else "") for p in run["passes"])
-        freeze = None if run["freeze_s"] is None else run["freeze_s"] * 1000
-        note = " ".join(run["error"].replace("|", "/").split())
-        if first_pass_partial(run["passes"], run.get("bytes")):
-            note = (f"first pass sent {_mb(run['passes'][0]['bytes'])} of "
-                    f"{_mb(run['bytes'])} MB: an earlier, retried attempt moved the rest and is "
-                    "not in the figures (throughput left out) " + note).strip()
-        lines.append(
-            f"| {run['size_mb']} | {run['index'] + 1} | {run['source']} -> {run['target']} | "
-            f"{_num(run['total_s'], 2)} | {_num(run['to_target_s'], 2)} | "
-            f"{_num(run['precopy_s'], 2)} | {_num(freeze, 0)} | {_num(run['verify_s'], 2)} | "
-            f"{passes or '-'} | {_num(run['first_pass_mbps'], 1)} | "
-            f"{'-' if run['agw_failed'] is None else run['agw_failed']} | "
-            f"{_num(run['longest_gap_ms'], 0)} | {'-' if run['acked'] is None else run['acked']}"
-            f" | {'-' if run['lost'] is None else run['lost']} | "
-            f"{note} |")
+    lines += [_stateful_run_row(run) for run in data["runs"]]
     return "\n".join(lines) + "\n"
+
+
+def _stateful_size_row(r: dict[str, Any]) -> str:
+    """One size's row of the summary table: its percentiles, transfer figures and losses."""
+    rate = r["link_rate_mbps"]
+    lost = f"{r['lost']}" + (f" ({r['lost_unknown']} runs unknown)" if r["lost_unknown"]
+                             else "")
+    return (
+        f"| {r['size_mb']} | {r['ok']}/{r['runs']} | {_num(r['total_s']['p50'], 2)} / "
+        f"{_num(r['total_s']['p99'], 2)} | {_num(r['to_target_s']['p50'], 2)} | "
+        f"{_num(r['freeze_ms']['p50'], 0)} / {_num(r['freeze_ms']['p99'], 0)} | "
+        f"{_num(r['precopy_s']['p50'], 2)} | {_num(r['verify_s']['p50'], 2)} | "
+        f"{' + '.join(_mb(b) for b in r['pass_bytes']) or '-'} | "
+        f"{_num(r['throughput_mbps']['p50'], 1)} | "
+        f"{'unlimited' if rate is None else f'{rate:g}'} | {lost} | "
+        f"{r['agw_failed']} | {'-' if r['agw_retried'] is None else r['agw_retried']} | "
+        f"{_num(r['longest_gap_ms'], 0)} |")
+
+
+def _stateful_run_row(run: dict[str, Any]) -> str:
+    """One run's row of the per-run table; a first pass that an earlier, retried attempt cut
+    short is said in its note, since its throughput is left out of the figures."""
+    passes = ", ".join(f"{_mb(p['bytes'])} in {p['seconds']:.2f}"
+                       + (" (final)" if p["final"] else "") for p in run["passes"])
+    freeze = None if run["freeze_s"] is None else run["freeze_s"] * 1000
+    note = " ".join(run["error"].replace("|", "/").split())
+    if first_pass_partial(run["passes"], run.get("bytes")):
+        note = (f"first pass sent {_mb(run['passes'][0]['bytes'])} of "
+                f"{_mb(run['bytes'])} MB: an earlier, retried attempt moved the rest and is "
+                "not in the figures (throughput left out) " + note).strip()
+    return (
+        f"| {run['size_mb']} | {run['index'] + 1} | {run['source']} -> {run['target']} | "
+        f"{_num(run['total_s'], 2)} | {_num(run['to_target_s'], 2)} | "
+        f"{_num(run['precopy_s'], 2)} | {_num(freeze, 0)} | {_num(run['verify_s'], 2)} | "
+        f"{passes or '-'} | {_num(run['first_pass_mbps'], 1)} | "
+        f"{'-' if run['agw_failed'] is None else run['agw_failed']} | "
+        f"{_num(run['longest_gap_ms'], 0)} | {'-' if run['acked'] is None else run['acked']}"
+        f" | {'-' if run['lost'] is None else run['lost']} | "
+        f"{note} |")
 
 
 def freeze_png(data: dict[str, Any], path: Path) -> None:

@@ -61,17 +61,7 @@ def bench(
     controller) time the controller's reaction to an overloaded edge, or (--scenario stateful)
     move orc8r with its volume data back and forth by volume size; write JSON, a markdown
     summary and PNG plots under --out. Needs 'kubehop testbed up'."""
-    from kubehop.bench import report, runner
-    from kubehop.testbed import sample
-    from kubehop.testbed import testbed as tb
-    from kubehop.testbed import wan as testbed_wan
-
-    if scenario != Scenario.strategies and (strategies is not None or scale is not None):
-        raise UsageError(f"--strategies and --scale are for --scenario strategies; drop "
-                         f"them for --scenario {scenario}")
-    if scenario != Scenario.stateful and sizes is not None:
-        raise UsageError("--sizes is for --scenario stateful; drop it for --scenario "
-                         f"{scenario}")
+    _refuse_other_scenarios_options(scenario, strategies=strategies, scale=scale, sizes=sizes)
     if scenario == Scenario.controller:
         _controller(runs=1 if quick else (10 if runs is None else runs),
                     out=out or Path("results/bench-controller"), wan=wan, interval=interval)
@@ -81,10 +71,37 @@ def bench(
                   sizes="10" if quick else (sizes or DEFAULT_SIZES),
                   out=out or Path("results/bench-stateful"), wan=wan, interval=interval)
         return
-    runs = 10 if runs is None else runs
-    out = out or Path("results/bench")
-    strategies = DEFAULT_STRATEGIES if strategies is None else strategies
-    scale = DEFAULT_SCALE if scale is None else scale
+    _strategies(runs=10 if runs is None else runs, out=out or Path("results/bench"),
+                strategies=DEFAULT_STRATEGIES if strategies is None else strategies,
+                scale=DEFAULT_SCALE if scale is None else scale, interval=interval,
+                quick=quick, wan=wan)
+
+
+def _say(message: str) -> None:
+    """Progress on stderr, timestamped: stdout carries only the markdown summary."""
+    err.print(f"[{time.strftime('%H:%M:%S')}] {message}", markup=False)
+
+
+def _command_line() -> str:
+    """The command as typed, for the reports to say how they were made."""
+    return "kubehop " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+def _refuse_other_scenarios_options(scenario: Scenario, *, strategies: str | None,
+                                    scale: str | None, sizes: str | None) -> None:
+    if scenario != Scenario.strategies and (strategies is not None or scale is not None):
+        raise UsageError(f"--strategies and --scale are for --scenario strategies; drop "
+                         f"them for --scenario {scenario}")
+    if scenario != Scenario.stateful and sizes is not None:
+        raise UsageError("--sizes is for --scenario stateful; drop it for --scenario "
+                         f"{scenario}")
+
+
+def _check_strategies_options(*, runs: int, strategies: str, scale: str,
+                              interval: float) -> tuple[list[str], list[int]]:
+    """The strategies and scale counts asked for, each refused with its fix before any run."""
+    from kubehop.bench import runner
+
     chosen = [s.strip() for s in strategies.split(",") if s.strip()]
     unknown = [s for s in chosen if s not in runner.STRATEGIES]
     if unknown or not chosen:
@@ -101,28 +118,37 @@ def bench(
     if any(not 1 <= n <= runner.MAX_SCALE for n in counts):
         raise UsageError(f"--scale counts must be 1 to {runner.MAX_SCALE} (edge's node holds "
                          f"{runner.MAX_SCALE + 10} pods), not {scale!r}")
+    return chosen, counts
+
+
+def _strategies(*, runs: int, out: Path, strategies: str, scale: str, interval: float,
+                quick: bool, wan: str | None) -> None:
+    """The strategies scenario: each strategy migrates orc8r edge -> cloud under agw's load."""
+    from kubehop.bench import report, runner
+    from kubehop.testbed import sample
+    from kubehop.testbed import testbed as tb
+    from kubehop.testbed import wan as testbed_wan
+
+    chosen, counts = _check_strategies_options(runs=runs, strategies=strategies, scale=scale,
+                                               interval=interval)
     report.pyplot()  # matplotlib is an extra: say so now, not after the runs
     if quick:
         runs, counts = 1, [1] if counts else []
     if not {"edge", "cloud"} <= set(tb.recorded_clusters()):
         raise UsageError("the benchmark needs a testbed with clusters edge and cloud; run "
                          "'kubehop testbed up'")
-
-    def say(message: str) -> None:
-        err.print(f"[{time.strftime('%H:%M:%S')}] {message}", markup=False)
-
     names = tb.recorded_clusters()
     if wan is not None:
-        say("wan: " + testbed_wan.summary(testbed_wan.apply(testbed_wan.resolve(wan, names),
-                                                             names)))
+        _say("wan: " + testbed_wan.summary(testbed_wan.apply(testbed_wan.resolve(wan, names),
+                                                              names)))
     wan_record = testbed_wan.report(names, count=5)  # configured and measured, before the load
     sample.deploy("edge", interval_ms=interval)
-    data = runner.run_bench(runs=runs, strategies=chosen, scale=counts, out=out, say=say,
+    data = runner.run_bench(runs=runs, strategies=chosen, scale=counts, out=out, say=_say,
                             interval_ms=interval)
     data["wan"] = wan_record
-    command = "kubehop " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = _command_line()
     for path in report.write(data, out, command):
-        say(f"wrote {path}")
+        _say(f"wrote {path}")
     sys.stdout.write(report.summary_markdown(data, command))
 
 
@@ -140,19 +166,15 @@ def _controller(*, runs: int, out: Path, wan: str | None, interval: float) -> No
     if not {"edge", "fog", "cloud"} <= set(names):
         raise UsageError("the controller scenario needs a testbed with clusters edge, fog and "
                          "cloud; run 'kubehop testbed up --clusters edge,fog,cloud'")
-
-    def say(message: str) -> None:
-        err.print(f"[{time.strftime('%H:%M:%S')}] {message}", markup=False)
-
     if wan is not None:
-        say("wan: " + testbed_wan.summary(testbed_wan.apply(testbed_wan.resolve(wan, names),
-                                                             names)))
+        _say("wan: " + testbed_wan.summary(testbed_wan.apply(testbed_wan.resolve(wan, names),
+                                                              names)))
     wan_record = testbed_wan.report(names, count=5)
-    data = controller.run_bench(runs=runs, interval_ms=interval, say=say)
+    data = controller.run_bench(runs=runs, interval_ms=interval, say=_say)
     data["wan"] = wan_record
-    command = "kubehop " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = _command_line()
     for path in report.write_controller(data, out, command):
-        say(f"wrote {path}")
+        _say(f"wrote {path}")
     sys.stdout.write(report.controller_markdown(data, command))
 
 
@@ -174,19 +196,15 @@ def _stateful(*, runs: int, sizes: str, out: Path, wan: str | None, interval: fl
     if not {"edge", "cloud"} <= set(names):
         raise UsageError("the stateful scenario needs a testbed with clusters edge and cloud; "
                          "run 'kubehop testbed up'")
-
-    def say(message: str) -> None:
-        err.print(f"[{time.strftime('%H:%M:%S')}] {message}", markup=False)
-
     if wan is not None:
-        say("wan: " + testbed_wan.summary(testbed_wan.apply(testbed_wan.resolve(wan, names),
-                                                             names)))
+        _say("wan: " + testbed_wan.summary(testbed_wan.apply(testbed_wan.resolve(wan, names),
+                                                              names)))
     wan_record = testbed_wan.report(names, count=3)
-    data = stateful.run_bench(sizes=chosen, runs=runs, say=say, interval_ms=interval,
+    data = stateful.run_bench(sizes=chosen, runs=runs, say=_say, interval_ms=interval,
                               rate_bit=stateful.link_rate_bit(wan_record, "edge", "cloud"))
     data["wan"] = wan_record
     data["targets"] = stateful.targets(data["summary"], flat=stateful.is_flat(wan_record))
-    command = "kubehop " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = _command_line()
     for path in report.write_stateful(data, out, command):
-        say(f"wrote {path}")
+        _say(f"wrote {path}")
     sys.stdout.write(report.stateful_markdown(data, command))

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import sys
 import threading
 import time
 from pathlib import Path
@@ -19,19 +17,22 @@ from rich.table import Table
 from kubehop.adapters import inventory as inv_file
 from kubehop.adapters.kube import KubeCluster
 from kubehop.adapters.lease import LeaderElector, default_identity
-from kubehop.adapters.prometheus import Prometheus
 from kubehop.adapters.store import Store, default_url
+from kubehop.cli.controller_run import (
+    Campaign,
+    RunMode,
+    check_policy_options,
+    load_run_inventory,
+    open_parts,
+    serve,
+)
 from kubehop.cli.migrate import Output
 from kubehop.controller import install as install_mod
-from kubehop.controller import probes, resources
 from kubehop.controller import rbac as controller_rbac
-from kubehop.controller.loop import Controller, CycleReport, what_would_move
+from kubehop.controller import resources
+from kubehop.controller.loop import what_would_move
 from kubehop.controller.metrics import ControllerMetrics
-from kubehop.controller.observe import Observer
-from kubehop.controller.policy_source import FilePolicy, PolicySource, ResourcePolicy
 from kubehop.controller.policy_source import load_file as load_policy
-from kubehop.engine.context import Adapters
-from kubehop.engine.executor import Executor
 from kubehop.errors import KubehopError, UsageError
 from kubehop.web import api
 
@@ -66,13 +67,8 @@ def _clock(t: float | None) -> str:
     return "-" if t is None else time.strftime("%H:%M:%S", time.localtime(t))
 
 
-def _print_cycle(report: CycleReport) -> None:
-    for line in report.missing:
-        out.print(f"missing data: {line}", markup=False)
-    for ev in report.evaluations:
-        out.print(f"rule {ev.rule} on {ev.subject}: {ev.detail}", markup=False)
-    for d in report.decisions:
-        out.print(f"{d.action:8} {d.service}: {d.explanation}", markup=False)
+def _say(line: str) -> None:
+    out.print(line, markup=False)
 
 
 @app.command()
@@ -112,151 +108,18 @@ def run(
 ) -> None:
     """Watch every cluster, apply the policy's rules, and move services where they should run,
     explaining every decision."""
-    if (policy is None) == (policy_resource is None):
-        raise UsageError("give exactly one of --policy FILE and --policy-resource NAME")
-    file_source = FilePolicy(policy) if policy is not None else None
-    if interval is not None and interval <= 0:
-        raise UsageError("--interval must be more than 0 seconds")
-    inv = inv_file.load(inventory)
-    if (leader_elect or policy_resource or reconcile_resources) and cluster not in inv.clusters:
-        raise UsageError(f"--cluster {cluster!r} is not in the inventory (it has "
-                         f"{', '.join(sorted(inv.clusters))}); name the management cluster")
-    if not inv.prometheus:
-        raise UsageError("the inventory names no prometheus URL; add 'prometheus: http://...' "
-                         "(the Prometheus that scrapes every cluster)")
+    file_source = check_policy_options(policy, policy_resource, interval)
+    inv, prometheus_url = load_run_inventory(inventory, cluster, needs_management=(
+        leader_elect or bool(policy_resource) or reconcile_resources))
     host, port = _listen(listen)
-    clusters = {name: KubeCluster(kubeconfig=inv.kubeconfig, context=c.context, name=name)
-                for name, c in inv.clusters.items()}
-    try:
-        source: PolicySource = file_source or ResourcePolicy(
-            clusters[cluster], policy_resource or "",
-            say=lambda line: out.print(line, markup=False))
-    except BaseException:
-        for kube in clusters.values():
-            kube.close()
-        raise
-    pol = source.refresh()
-    store = Store(db or default_url())
-    metrics = ControllerMetrics()
-    prometheus = Prometheus(inv.prometheus)
-    controller = Controller(
-        inventory=inv, policy=pol, store=store,
-        observer=Observer(inv, clusters, prometheus, max_age=pol.placement.max_data_age),
-        clusters=clusters, executor=lambda: Executor(store, connect=Adapters()),
-        dry_run=dry_run, say=lambda line: out.print(line, markup=False), metrics=metrics,
-        source=source)
-    period = interval or pol.interval
-    stop = threading.Event()
-    elector = (LeaderElector(clusters[cluster], lease_name, lease_namespace, default_identity(),
-                             lease_seconds=lease_seconds) if leader_elect else None)
-    if elector is not None:
-        controller.acting = elector.is_leader
-
-    def health() -> tuple[bool, str]:
-        if elector is not None and not elector.is_leader():
-            # A standby is healthy while it can read the Lease (so it could take over).
-            if elector.last_outcome in ("held", "conflict"):
-                return True, f"ok: standby, the leader is {elector.holder() or 'elsewhere'}"
-            return False, f"standby cannot reach the lease: {elector.last_error or 'not yet'}"
-        last = metrics.last_cycle_at
-        every = interval or controller.policy.interval  # the policy's may change
-        if last is not None and time.time() - last <= 3 * every + 30:
-            return True, f"ok: last cycle {time.time() - last:.1f}s ago"
-        return False, "no cycle has ended recently"
-
-    server = api.Server(api.create_app(store, metrics.registry, health,
-                                       prometheus=inv.prometheus), host, port) \
-        if host else None
-    if server:
-        server.start()
-        out.print(f"controller API on http://{host}:{port} (/healthz, /metrics, /api/v1, "
-                  "and the dashboard at /)", markup=False)
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    campaign = None
-    try:
-        if elector is not None:
-            campaign = _Campaign(elector, stop, metrics)
-            if not campaign.wait_leading():
-                return
-        probes.ensure(inv, clusters)  # the leader's job: a standby changes nothing
-        controller.recover()
-        if reconcile_resources:
-            reconciler = resources.MigrationReconciler(
-                clusters[cluster], inv, store, say=lambda line: out.print(line, markup=False))
-            threading.Thread(target=reconciler.run, args=(stop,), name="kubehop-reconcile",
-                             daemon=True).start()
-        if once:
-            _print_cycle(controller.cycle())
-            controller.wait_idle()
-            return
-        out.print(f"controller running: every {period:g}s"
-                  + (" (dry run: nothing moves)" if dry_run else ""), markup=False)
-        controller.run(stop, interval=interval)
-        controller.wait_idle()
-    finally:
-        stop.set()
-        if campaign is not None:
-            campaign.thread.join(timeout=2 * lease_seconds)
-        if server:
-            server.stop()
-        controller.close()
-        prometheus.close()
-        for kube in clusters.values():
-            kube.close()
-
-
-class _Campaign:
-    """The elector's loop in a thread; the main thread waits until this replica leads."""
-
-    def __init__(self, elector: LeaderElector, stop: threading.Event,
-                 metrics: ControllerMetrics) -> None:
-        self.elector = elector
-        self.metrics = metrics
-        metrics.leader.set(0)
-        self.stop = stop
-        self.leading = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="kubehop-leader-election",
-                                       daemon=True)
-
-    def _run(self) -> None:
-        self.elector.run(self.stop, self._started, self._stopped, release_on_stop=True)
-
-    def _started(self) -> None:
-        out.print(f"leading as {self.elector.identity} (lease {self.elector.namespace}/"
-                  f"{self.elector.name}): finishing what an earlier leader left, then acting",
-                  markup=False)
-        self.metrics.leader.set(1)
-        self.leading.set()
-
-    def _stopped(self) -> None:
-        self.metrics.leader.set(0)
-        if self.stop.is_set():
-            out.print("stepped down (lease released)", markup=False)
-            return
-        # Lost the lease while running (another replica took it, or it could not be renewed in
-        # time): stop acting at once. Migrations in flight die with the process; the new leader
-        # finishes or rolls them back from the store (Controller.recover).
-        out.print(f"lost the lease: {self.elector.last_error or 'not renewed in time'}; "
-                  "exiting so the new leader alone acts", markup=False)
-        sys.stdout.flush()
-        os._exit(3)
-
-    def wait_leading(self) -> bool:
-        """Block until this replica leads (True) or is stopped first (False)."""
-        out.print(f"standing by as {self.elector.identity} for lease "
-                  f"{self.elector.namespace}/{self.elector.name} in {self.elector.kube.name}",
-                  markup=False)
-        self.thread.start()
-        reported = ""
-        while not self.stop.is_set():
-            if self.leading.wait(1.0):
-                return True
-            problem = self.elector.last_error if self.elector.last_outcome == "error" else ""
-            if problem and problem != reported:
-                out.print(f"cannot campaign for the lease yet: {problem}", markup=False)
-            reported = problem
-        return False
+    parts = open_parts(inv, prometheus_url, file_source, cluster=cluster,
+                       policy_resource=policy_resource, db=db, dry_run=dry_run, say=_say)
+    elector = (LeaderElector(parts.clusters[cluster], lease_name, lease_namespace,
+                             default_identity(), lease_seconds=lease_seconds)
+               if leader_elect else None)
+    mode = RunMode(interval=interval, once=once, dry_run=dry_run, lease_seconds=lease_seconds,
+                   reconcile_in=parts.clusters[cluster] if reconcile_resources else None)
+    serve(parts, inv, elector, host=host, port=port, mode=mode, say=_say)
 
 
 def _listen(listen: str) -> tuple[str, int]:
@@ -449,7 +312,7 @@ def reconcile(
     inv, kube = _management(inventory, cluster)
     store = Store(db or default_url())
     reconciler = resources.MigrationReconciler(kube, inv, store,
-                                               say=lambda line: out.print(line, markup=False))
+                                               say=_say)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -472,7 +335,7 @@ def reconcile(
         if server:
             server.start()
             out.print(f"API and dashboard on http://{host}:{port}", markup=False)
-        if elector is not None and not _Campaign(elector, stop, metrics).wait_leading():
+        if elector is not None and not Campaign(elector, stop, metrics, _say).wait_leading():
             return
         out.print(f"reconciling {resources.NAMESPACE} in {cluster} every {interval:g}s "
                   "(Ctrl-C stops)", markup=False)
@@ -535,7 +398,7 @@ def install(
                             rbac=controller_rbac.manifests(tuple(manage or ())),
                             postgres_image=postgres, db_url=db, replicas=replicas,
                             policy=policy_resource,
-                            say=lambda line: out.print(line, markup=False))
+                            say=_say)
 
 
 @app.command()
@@ -552,4 +415,4 @@ def uninstall(
     _, kube = _management(inventory, cluster)
     with kube:
         install_mod.uninstall(kube, delete_data=delete_data,
-                              say=lambda line: out.print(line, markup=False))
+                              say=_say)

@@ -9,6 +9,7 @@ from rich.console import Console
 
 from kubehop import __version__
 from kubehop.cli import bench, controller, dashboard, migrate, testbed
+from kubehop.cli.helptext import reflow_help
 from kubehop.errors import KubehopError
 
 app = typer.Typer(
@@ -31,6 +32,11 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 def version() -> None:
     """Print kubehop's version."""
     typer.echo(__version__)
+
+
+# Last, once every command is registered: docstrings wrapped in the source must not wrap so in
+# the help (kubehop.cli.helptext says why).
+reflow_help(app)
 
 
 def run() -> None:

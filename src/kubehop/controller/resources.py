@@ -16,220 +16,69 @@ A ``PlacementPolicy`` holds the controller's policy under ``.spec`` (the policy 
 the reconciler validates it with the policy file's own parser and writes the verdict to its
 status; :func:`publish_decisions` records the controller's latest decisions there (bounded) and
 as Events.
+
+The CRDs themselves live in :mod:`.crds`, the Migration status computed from the journal in
+:mod:`.migration_status`, the PlacementPolicy helpers in :mod:`.policy_resource`; this module
+keeps the reconciler and re-exports their names, which importers use as ``resources.X``.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib import resources as pkg
-from typing import Any
-
-import yaml
 
 from kubehop.adapters.kube import KubeCluster, KubeError
-from kubehop.adapters.prometheus import promql_error
-from kubehop.adapters.store import MigrationRow, StepRow, Store
+from kubehop.adapters.store import MigrationRow, Store
 from kubehop.controller import events
-from kubehop.domain.model import STEPS, Inventory, MigrationRequest, Status, StepState, Strategy
-from kubehop.domain.placement import Decision
-from kubehop.domain.policy import API_VERSION, BUILTINS, KIND, Policy, parse_policy
+from kubehop.controller.crds import (
+    CRD_FILES,
+    CRD_NAMES,
+    FINALIZER,
+    GROUP,
+    MAX_TEXT,
+    NAMESPACE,
+    VERSION,
+    Manifest,
+    crd_yaml,
+    cut_text,
+    install_crds,
+    rfc3339,
+)
+from kubehop.controller.migration_status import (
+    FAILED,
+    FINISHED,
+    PENDING,
+    PHASE_OF_STATUS,
+    ROLLED_BACK,
+    RUNNING,
+    SUCCEEDED,
+    conditions,
+    report_summary,
+    request_from,
+    status_from_row,
+)
+from kubehop.controller.policy_resource import (
+    MAX_DECISIONS,
+    decision_entry,
+    latest_decisions,
+    policy_from_spec,
+    publish_decisions,
+)
+from kubehop.domain.model import STEPS, Inventory, MigrationRequest, Status
 from kubehop.engine.context import Connector, MigrationError
 from kubehop.engine.executor import Executor
 from kubehop.engine.report import Report
 from kubehop.engine.steps.registry import STEP_TYPES
 from kubehop.errors import KubehopError, UsageError
 
-Manifest = dict[str, Any]
 Say = Callable[[str], None]
-
-GROUP = "kubehop.io"
-VERSION = "v1alpha1"
-NAMESPACE = "kubehop-system"
-FINALIZER = "kubehop.io/migration"
-CRD_FILES = ("migration.yaml", "placementpolicy.yaml")
-CRD_NAMES = ("migrations.kubehop.io", "placementpolicies.kubehop.io")
-MAX_DECISIONS = 20
-"""A policy's status keeps this many latest decisions (the store keeps them all)."""
-MAX_TEXT = 1024
-"""Longer messages in a status are cut: the object must stay small (etcd's 1.5 MiB limit is
-shared by every field)."""
-
-PENDING, RUNNING, SUCCEEDED, FAILED, ROLLED_BACK = (
-    "Pending", "Running", "Succeeded", "Failed", "RolledBack")
-FINISHED = frozenset({SUCCEEDED, FAILED, ROLLED_BACK})
-PHASE_OF_STATUS = {Status.RUNNING: RUNNING, Status.ROLLING_BACK: RUNNING,
-                   Status.SUCCEEDED: SUCCEEDED, Status.ROLLED_BACK: ROLLED_BACK,
-                   Status.FAILED: FAILED}
 
 
 def _quiet(_: str) -> None:
     pass
-
-
-def rfc3339(t: float) -> str:
-    return dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _cut(text: str) -> str:
-    return text if len(text) <= MAX_TEXT else text[:MAX_TEXT - 1] + "…"
-
-
-# --- the CRDs ---------------------------------------------------------------------------------
-
-
-def crd_yaml() -> str:
-    """The CRDs as one multi-document YAML (package data; deploy/crds/ links to the same)."""
-    base = pkg.files("kubehop") / "assets" / "crds"
-    return "\n---\n".join(base.joinpath(name).read_text() for name in CRD_FILES)
-
-
-def install_crds(kube: KubeCluster, *, namespace: str = NAMESPACE,
-                 timeout: float = 60) -> list[str]:
-    """Apply kubehop's namespace and CRDs (server-side apply: running it again changes
-    nothing) and wait until the API server serves the kinds. Returns what was applied."""
-    kube.apply({"apiVersion": "v1", "kind": "Namespace",
-                "metadata": {"name": namespace,
-                             "labels": {"app.kubernetes.io/part-of": "kubehop"}}})
-    applied = kube.apply_yaml(crd_yaml())
-    kube.wait_crds_established(list(CRD_NAMES), timeout=timeout)
-    return [f"Namespace {namespace}",
-            *(f"{o['kind']} {o['metadata']['name']}" for o in applied)]
-
-
-# --- pure parts: request, conditions, status --------------------------------------------------
-
-
-def request_from(spec: Manifest, inventory: Inventory) -> MigrationRequest:
-    """The engine's request for a Migration's spec, checked against the inventory (the schema
-    has checked the shapes; only the controller knows the clusters). Raises UsageError."""
-    missing = [k for k in ("service", "namespace", "from", "to") if not spec.get(k)]
-    if missing:
-        raise UsageError(f"spec.{missing[0]} is missing; set it")
-    names = sorted(inventory.clusters)
-    for key in ("from", "to"):
-        if inventory.cluster(str(spec[key])) is None:
-            raise UsageError(f"spec.{key}: no cluster {spec[key]!r} in the controller's "
-                             f"inventory; clusters are {', '.join(names)}")
-    source = inventory.cluster(str(spec["from"]))
-    target = inventory.cluster(str(spec["to"]))
-    if source is None or target is None or source is target:
-        raise UsageError(f"spec.from and spec.to are the same cluster ({spec['from']}); "
-                         "pick another spec.to")
-    strategy = str(spec.get("strategy") or Strategy.ENDPOINTS)
-    if strategy not in set(Strategy):
-        raise UsageError(f"spec.strategy {strategy!r} is unknown; use one of "
-                         f"{', '.join(Strategy)}")
-    defaults = MigrationRequest("", "", "", "", "")
-    numbers = {}
-    for key, default in (("drainSeconds", defaults.drain_seconds),
-                         ("readyTimeoutSeconds", defaults.ready_timeout),
-                         ("dnsTtlSeconds", defaults.dns_ttl)):
-        value = spec.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-            raise UsageError(f"spec.{key} must be a number of seconds, not {value!r}")
-        numbers[key] = float(value)
-    return MigrationRequest(
-        service=str(spec["service"]), namespace=str(spec["namespace"]),
-        source=source.name, target=target.name,
-        target_namespace=str(spec.get("targetNamespace") or spec["namespace"]),
-        strategy=Strategy(strategy), drain_seconds=numbers["drainSeconds"],
-        ready_timeout=numbers["readyTimeoutSeconds"], dns_ttl=numbers["dnsTtlSeconds"])
-
-
-def conditions(steps: Sequence[StepRow]) -> list[Manifest]:
-    """One condition per step the journal has seen, in plan order: ``True`` done, ``Unknown``
-    running (or being undone), ``False`` failed or rolled back. The latest row of a step (and
-    of its undo) wins: a resumed step has several."""
-    latest: dict[str, StepRow] = {}
-    for row in steps:
-        latest[row.name] = row
-    order = [s for s in STEPS if s in latest] + sorted(
-        n for n in latest if not n.startswith("undo-") and n not in STEPS)
-    out = []
-    for name in order:
-        row = latest[name]
-        undo = latest.get(f"undo-{name}")
-        when = row.ended or row.started
-        if undo is not None and undo.state == StepState.STARTED:
-            status, reason, message, when = "Unknown", "Undoing", "being rolled back", undo.started
-        elif undo is not None and undo.state == StepState.FAILED:
-            status, reason, message = "False", "UndoFailed", undo.detail or "undo failed"
-            when = undo.ended or undo.started
-        elif row.state == "undone" or (undo is not None and undo.state == StepState.DONE):
-            status, reason, message = "False", "RolledBack", "its changes were undone"
-            when = (undo.ended or undo.started) if undo is not None else when
-        elif row.state == StepState.DONE:
-            took = (row.ended or row.started) - row.started
-            status, reason, message = "True", "Done", f"took {took:.3f}s"
-        elif row.state == StepState.FAILED:
-            status, reason, message = "False", "Failed", row.detail or "failed"
-        else:
-            status, reason, message = "Unknown", "Running", "in progress"
-        out.append({"type": name, "status": status, "reason": reason,
-                    "message": _cut(message), "lastTransitionTime": rfc3339(when)})
-    return out
-
-
-def _figures(data: Manifest) -> Manifest:
-    """The report's data figures, bounded: scalars as they are, lists by their length."""
-    out: Manifest = {}
-    for key, value in sorted(data.items()):
-        if isinstance(value, bool | int | float | str):
-            out[key] = round(value, 3) if isinstance(value, float) else value
-        elif isinstance(value, list):
-            out[key] = len(value)
-    return out
-
-
-def report_summary(steps: Sequence[StepRow], data: Manifest) -> Manifest:
-    """The bounded report a status carries: each forward step that completed with its seconds,
-    the total, the time until clients went to the target, and the data figures."""
-    done = [r for r in steps if r.state == StepState.DONE and not r.name.startswith("undo-")
-            and r.ended is not None]
-    summary: Manifest = {"phases": [{"name": r.name, "seconds": round(r.ended - r.started, 3)}
-                                    for r in done if r.ended is not None]}
-    if steps:
-        first = min(r.started for r in steps)
-        if done:
-            summary["totalSeconds"] = round(max(r.ended or 0 for r in done) - first, 3)
-        switch = next((r for r in done if r.name == "switch"), None)
-        if switch is not None and switch.ended is not None:
-            summary["switchSeconds"] = round(switch.ended - first, 3)
-    figures = _figures(data)
-    if figures:
-        summary["data"] = figures
-    return summary
-
-
-def status_from_row(row: MigrationRow, *, error: str | None = None,
-                    undone: list[str] | None = None, now: float | None = None) -> Manifest:
-    """A Migration's status from its journal entry. ``error`` and ``undone`` come from the
-    engine's own exception and report when there is one (they say it best); otherwise from
-    the journal."""
-    phase = PHASE_OF_STATUS.get(Status(row.status), FAILED)
-    current = row.steps[-1].name if row.steps else ""
-    if undone is None:
-        undone = [r.name for r in row.steps if r.state == "undone"
-                  and STEP_TYPES.get(r.name) is not None and STEP_TYPES[r.name].has_undo]
-    status: Manifest = {
-        "phase": phase, "step": current, "migrationId": row.id,
-        "conditions": conditions(row.steps),
-        "report": report_summary(row.steps, (row.context or {}).get("data") or {}),
-        "startTime": rfc3339(row.created),
-        "undone": list(dict.fromkeys(undone)),
-    }
-    if phase in FINISHED:
-        status["completionTime"] = rfc3339(now if now is not None else row.updated)
-        status["step"] = ""
-    message = error or row.error
-    status["error"] = _cut(message) if message and phase != SUCCEEDED else None
-    return status
 
 
 # --- the reconciler ---------------------------------------------------------------------------
@@ -461,7 +310,7 @@ class MigrationReconciler:
 
     def _finish_invalid(self, obj: Manifest, message: str) -> None:
         name = obj["metadata"]["name"]
-        self._patch_status(name, {"phase": FAILED, "error": _cut(message),
+        self._patch_status(name, {"phase": FAILED, "error": cut_text(message),
                                   "completionTime": rfc3339(time.time())})
         self._event(obj, FAILED, f"refused: {message}", warning=True)
         self.say(f"migration {name}: refused: {message}")
@@ -563,7 +412,7 @@ class MigrationReconciler:
         row = self._row(w.migration_id)
         undone = list(report.undone) if report is not None else None
         if row is None:  # refused before anything changed (discovery)
-            status: Manifest = {"phase": FAILED, "error": _cut(error or "failed"), "step": "",
+            status: Manifest = {"phase": FAILED, "error": cut_text(error or "failed"), "step": "",
                                 "completionTime": rfc3339(time.time())}
         else:
             status = status_from_row(row, error=error, undone=undone, now=time.time())
@@ -637,7 +486,7 @@ class MigrationReconciler:
                                      "rules": len(policy.rules),
                                      "services": len(policy.services)}
             except UsageError as exc:
-                verdict = {"valid": False, "error": _cut(str(exc)), "rules": None,
+                verdict = {"valid": False, "error": cut_text(str(exc)), "rules": None,
                            "services": None}
                 self._event(obj, "InvalidPolicy", str(exc), warning=True)
             verdict["observedGeneration"] = meta.get("generation")
@@ -653,73 +502,12 @@ def _took(status: Manifest) -> str:
     return ", ".join(parts) or "done"
 
 
-_LINE = re.compile(r"^spec:\d+: ")
 
-
-def policy_from_spec(spec: Manifest, *, check_promql: bool = True) -> Policy:
-    """A PlacementPolicy's spec as the controller's :class:`Policy`, validated exactly as a
-    policy file is (schema, then PromQL when promtool is there). Errors name the field under
-    ``spec.`` (line numbers of a YAML the user never wrote would mislead)."""
-    text = yaml.safe_dump({"apiVersion": API_VERSION, "kind": KIND, **spec}, sort_keys=False)
-    try:
-        policy = parse_policy(text, "spec")
-    except UsageError as exc:
-        message = _LINE.sub("", str(exc))
-        raise UsageError(message if message.startswith("(") else f"spec.{message}") from exc
-    if check_promql:
-        for i, rule in enumerate(policy.rules):
-            if rule.expr in BUILTINS:
-                continue
-            try:
-                problem = promql_error(rule.expr)
-            except KubehopError:
-                break  # no promtool here: the controller checks it where it runs
-            if problem:
-                raise UsageError(f"spec.rules[{i}].expr: not valid PromQL ({problem}); use "
-                                 f"PromQL or one of {', '.join(sorted(BUILTINS))}")
-    return policy
-
-
-def decision_entry(decision: Decision, at: float) -> Manifest:
-    return {"at": rfc3339(at), "service": decision.service, "action": decision.action,
-            "source": decision.source, "target": decision.target or "",
-            "explanation": _cut(decision.explanation),
-            "migrationId": decision.migration_id or ""}
-
-
-def latest_decisions(old: Sequence[Manifest], new: Sequence[Manifest], *,
-                     limit: int = MAX_DECISIONS) -> list[Manifest]:
-    """Newest first, at most ``limit``: the new ones (in the order given, newest last) ahead
-    of what the status had."""
-    return [*reversed(list(new)), *old][:limit]
-
-
-def publish_decisions(kube: KubeCluster, policy_name: str, decisions: Sequence[Decision], *,
-                      namespace: str = NAMESPACE, at: float | None = None) -> None:
-    """Record the controller's decisions in the PlacementPolicy's status (the latest
-    :data:`MAX_DECISIONS`) and as Events on it (``kubectl describe placementpolicy``)."""
-    if not decisions:
-        return
-    at = time.time() if at is None else at
-    obj = kube.get("PlacementPolicy", policy_name, namespace)
-    if obj is None:
-        raise UsageError(f"no PlacementPolicy {namespace}/{policy_name} in {kube.name}; "
-                         "create it (kubectl apply) first")
-    old = list((obj.get("status") or {}).get("decisions") or [])
-    entries = [decision_entry(d, at) for d in decisions]
-    kube.patch_status("PlacementPolicy", policy_name, namespace,
-                      {"status": {"decisions": latest_decisions(old, entries)}})
-    involved = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "PlacementPolicy",
-                "name": policy_name, "namespace": namespace,
-                "uid": obj["metadata"].get("uid", "")}
-    for d in decisions:
-        target = f" to {d.target}" if d.target else ""
-        events.post([kube], events.object_event(
-            involved, reason=f"Decision{d.action.title().replace('-', '')}",
-            message=f"{d.action} {d.service} (in {d.source}){target}: {d.explanation}",
-            warning=False, at=at, unique=uuid.uuid4().hex[:4]))
-
-
-__all__ = ["CRD_NAMES", "FINALIZER", "MAX_DECISIONS", "NAMESPACE", "MigrationReconciler",
-           "conditions", "crd_yaml", "install_crds", "policy_from_spec", "publish_decisions",
-           "report_summary", "request_from", "status_from_row"]
+# The names below were defined here before the CRD, status and PlacementPolicy helpers moved to
+# their own modules; importers keep using ``resources.X``.
+__all__ = ["CRD_FILES", "CRD_NAMES", "FAILED", "FINALIZER", "FINISHED", "GROUP",
+           "MAX_DECISIONS", "MAX_TEXT", "NAMESPACE", "PENDING", "PHASE_OF_STATUS",
+           "ROLLED_BACK", "RUNNING", "STEPS", "SUCCEEDED", "VERSION", "Aborted", "Manifest",
+           "MigrationReconciler", "MigrationRow", "Paused", "conditions", "crd_yaml",
+           "decision_entry", "install_crds", "latest_decisions", "policy_from_spec",
+           "publish_decisions", "report_summary", "request_from", "rfc3339", "status_from_row"]

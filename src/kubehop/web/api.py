@@ -150,6 +150,15 @@ def create_app(store: Store, registry: CollectorRegistry,
     app = FastAPI(title="kubehop controller", version="v1alpha1", docs_url=None,
                   redoc_url=None, lifespan=lifespan)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    _add_process_routes(app, registry, health)
+    _add_store_routes(app, store)
+    _add_series_route(app, client)
+    return app
+
+
+def _add_process_routes(app: FastAPI, registry: CollectorRegistry,
+                        health: Callable[[], tuple[bool, str]]) -> None:
+    """The dashboard's page, ``/healthz`` and ``/metrics``: what the process itself answers."""
 
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:
@@ -163,6 +172,10 @@ def create_app(store: Store, registry: CollectorRegistry,
     @app.get("/metrics")
     def metrics() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def _add_store_routes(app: FastAPI, store: Store) -> None:
+    """The read-only API over the store: topology, decisions and migrations (404 if unknown)."""
 
     @app.get("/api/v1/topology")
     def get_topology() -> dict[str, Any]:
@@ -192,6 +205,10 @@ def create_app(store: Store, registry: CollectorRegistry,
         except UsageError as exc:
             raise HTTPException(status_code=404, detail=str(exc)) from exc
 
+
+def _add_series_route(app: FastAPI, client: Prometheus | None) -> None:
+    """``/api/v1/series``: the dashboard's charts, read from Prometheus (400 on a bad query)."""
+
     @app.get("/api/v1/series")
     def get_series(query: str | None = None,
                    seconds: Annotated[int, Query(alias="range")] = 900) -> dict[str, Any]:
@@ -199,8 +216,6 @@ def create_app(store: Store, registry: CollectorRegistry,
             return series(client, query, seconds)
         except UsageError as exc:
             raise HTTPException(status_code=400, detail=str(exc)) from exc
-
-    return app
 
 
 class Server:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from kubehop.adapters.store import metadata
+from kubehop.adapters.store_tables import metadata
 
 config = context.config
 connection = config.attributes.get("connection")

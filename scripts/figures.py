@@ -689,6 +689,21 @@ def cited_files(doc_text: str) -> set[str]:
     return set(CITED.findall(doc_text))
 
 
+def orphan_plots(src: Sources) -> list[str]:
+    """A bench's timeline-STRATEGY.png with no run of STRATEGY in its folder's runs.json (a plot
+    left by an older bench, with nothing behind it)."""
+    problems: list[str] = []
+    for plot in sorted((src.root / "results").glob("*/timeline-*.png")):
+        runs = (plot.parent / "runs.json").relative_to(src.root).as_posix()
+        strategy = plot.stem.removeprefix("timeline-")
+        have = ({r.get("strategy") for r in src.json(runs).get("runs", [])}
+                if (src.root / runs).exists() else set())
+        if strategy not in have:
+            rel = plot.relative_to(src.root).as_posix()
+            problems.append(f"{rel}: no {strategy} run in {runs}")
+    return problems
+
+
 def documents(root: Path) -> list[str]:
     """README.md and docs/*.md: the documents whose cited files must exist."""
     return ["README.md", *(f"docs/{p.name}" for p in sorted((root / "docs").glob("*.md")))]
@@ -708,6 +723,7 @@ def check(root: Path = ROOT) -> list[str]:
     for doc, text in texts.items():
         problems += [f"{doc}: cited file missing: {c}" for c in sorted(cited_files(text))
                      if not (root / c).exists()]
+    problems += orphan_plots(src)
     for fig in FIGURES:
         doc_text = texts.get(fig.doc)
         if doc_text is None:

@@ -97,3 +97,11 @@ def test_no_generated_figure_calls_fewer_than_100_runs_a_p99() -> None:
     src = figures.Sources(ROOT)
     assert "p99" not in figures.readme_controller(src)
     assert "p99" not in figures.readme_stateful(src)
+
+
+def test_a_plot_with_no_run_behind_it_is_reported(tmp_path: Path) -> None:
+    _copy_docs(tmp_path)
+    _link_results(tmp_path)
+    (tmp_path / "results" / "bench-flat" / "timeline-naive.png").write_bytes(b"")
+    assert figures.check(tmp_path) == [
+        "results/bench-flat/timeline-naive.png: no naive run in results/bench-flat/runs.json"]

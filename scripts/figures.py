@@ -641,6 +641,56 @@ def wan_idle(src: Sources) -> str:
             f"testbed {idle['machine_busy_percent_all_cores (whole testbed idle)']}% of 2 cores.")
 
 
+def wan_prose(src: Sources) -> list[str]:
+    """The figures docs/wan.md's "In short" quotes in its prose, each as it is written there."""
+    acc = src.json(f"{WAN}/accuracy.json")["rows"]
+    thr = src.json(f"{WAN}/throughput.json")
+    idle = src.json(f"{WAN}/cpu_idle.json")
+    late = src.json(f"{WAN}/accuracy.json")["delayer_release_lateness_us"]
+    tcp = [r for r in acc if r["probe"].startswith("TCP") and r["one_way_delay_ms"] > 0]
+    flat = next(r for r in acc if r["probe"].startswith("TCP") and r["one_way_delay_ms"] == 0)
+    e50 = [float(r["error_ms"]["p50"]) for r in tcp]
+    e99 = [float(r["error_ms"]["p99"]) for r in tcp]
+    within = [100 * float(r["within_issue_tolerance"]) for r in tcp]
+    bulk = {r["case"]: r for r in thr["tcp_bulk_edge_to_cloud"]}
+    cpu20 = [float(r["delayer_cpu_percent_of_one_core"]) for c, r in bulk.items()
+             if "delay 20ms" in c and "buffers" not in c]
+    rated = [float(r["goodput_over_rate"]) for c, r in bulk.items()
+             if "goodput_over_rate" in r and not c.startswith("default")]
+    fast1 = bulk["delay 1ms, unlimited"]
+    big = bulk["delay 20ms, unlimited, 64 MiB TCP buffers"]
+    big_rated = bulk["default: delay 20ms, 1gbit, 64 MiB TCP buffers"]
+    udp = next(r for r in thr["udp_small_packets"] if "delay 20ms" in r["case"])
+    return [
+        f"plus {min(e50):.2f}-{max(e50):.2f} ms at the median",
+        f"(p99: +{min(e99):.2f} to +{max(e99):.1f} ms, "
+        f"{min(r['one_way_delay_ms'] for r in tcp):g}-{max(r['one_way_delay_ms'] for r in tcp):g}"
+        " ms one way)",
+        f"{min(within):.1f}-{max(within):.0f}% of probes are within the issue's 20%/1 ms",
+        f"p50 {late['p50']:.0f} us late per direction, p99 {late['p99']:.0f} us",
+        f"{flat['rtt_ms']['p50']:.2f} ms RTT with no WAN at all",
+        f"Idle: {idle['delayer_cpu_percent_of_one_core']:.1f}%",
+        f"about {min(cpu20):.0f}-{max(cpu20):.0f}% of one core",
+        f"{big['delayer_cpu_percent_of_one_core']:.0f}% at "
+        f"{big['goodput_mbit_per_s'] / 1000:.1f} Gbit/s",
+        f"{fast1['delayer_cpu_percent_of_one_core']:.0f}% at "
+        f"{fast1['goodput_mbit_per_s'] / 1000:.1f} Gbit/s (1 ms delay)",
+        f"{udp['delayer_cpu_percent_of_one_core']:.0f}% for "
+        f"{udp['delivered_pps'] / 1000:.0f}k small UDP datagrams per second",
+        f"bulk TCP: {fast1['goodput_mbit_per_s'] / 1000:.1f} Gbit/s with 1 ms delay, "
+        f"{big['goodput_mbit_per_s'] / 1000:.1f} Gbit/s at 40 ms RTT with large socket buffers",
+        f"reaches ~{round(bulk['delay 20ms, unlimited']['goodput_mbit_per_s'], -1):.0f} Mbit/s",
+        f"carries {big_rated['goodput_mbit_per_s']:.0f} Mbit/s of goodput",
+        f"sender's {udp['sent']['pps'] / 1000:.0f}k datagrams/s passed with no drop in the "
+        "queues" if not any(q["queue_dropped"] + q["user_dropped"] for q in udp["nfqueue"])
+        else "(dropped in the queues)",
+        f"the {100 * (1 - float(udp['delivered_ratio'])):.1f}% lost",
+        f"from {udp['delivered_pps'] / 1000:.0f}k/s at "
+        f"{udp['delayer_cpu_percent_of_one_core']:.0f}%",
+        f"Goodput is {100 * min(rated):.0f}-{100 * max(rated):.0f}% of the configured rate",
+    ]
+
+
 # --- the registry --------------------------------------------------------------------------
 
 FIGURES: tuple[Figure, ...] = (
@@ -669,6 +719,25 @@ FIGURES: tuple[Figure, ...] = (
     Figure("wan-udp", "docs/wan.md", wan_udp),
     Figure("wan-idle", "docs/wan.md", wan_idle, block=False),
 )
+
+
+@dataclass(frozen=True)
+class Phrases:
+    """Figures quoted in prose, checked rather than generated: each phrase rendered from the
+    file must appear in the document (line breaks and indentation do not count)."""
+
+    name: str
+    doc: str
+    render: Callable[[Sources], list[str]]
+
+
+PHRASES: tuple[Phrases, ...] = (
+    Phrases("wan-prose", "docs/wan.md", wan_prose),
+)
+
+
+def flat_text(text: str) -> str:
+    return re.sub(r"\s+", " ", text)
 
 
 def markers(name: str) -> re.Pattern[str]:
@@ -742,6 +811,19 @@ def check(root: Path = ROOT) -> list[str]:
         if found[0][1] != want:
             problems.append(f"{fig.name} ({fig.doc}): differs from its results file; "
                             f"run python scripts/figures.py --write")
+    for ph in PHRASES:
+        doc_text = texts.get(ph.doc)
+        if doc_text is None:
+            problems.append(f"{ph.name}: document missing: {ph.doc}")
+            continue
+        try:
+            wanted = ph.render(src)
+        except MissingFileError as e:
+            problems.append(f"{ph.name} ({ph.doc}): {e}")
+            continue
+        flat = flat_text(doc_text)
+        problems += [f"{ph.name} ({ph.doc}): not as its results file says: '{w}'"
+                     for w in wanted if w not in flat]
     return problems
 
 

@@ -105,3 +105,14 @@ def test_a_plot_with_no_run_behind_it_is_reported(tmp_path: Path) -> None:
     (tmp_path / "results" / "bench-flat" / "timeline-naive.png").write_bytes(b"")
     assert figures.check(tmp_path) == [
         "results/bench-flat/timeline-naive.png: no naive run in results/bench-flat/runs.json"]
+
+
+def test_a_figure_in_prose_edited_by_hand_is_reported(tmp_path: Path) -> None:
+    _copy_docs(tmp_path)
+    _link_results(tmp_path)
+    wan = tmp_path / "docs" / "wan.md"
+    text = wan.read_text()
+    assert text.count("52% at 5.6 Gbit/s") == 1
+    wan.write_text(text.replace("52% at 5.6 Gbit/s", "42% at 5.6 Gbit/s"))
+    assert figures.check(tmp_path) == [
+        "wan-prose (docs/wan.md): not as its results file says: '52% at 5.6 Gbit/s'"]

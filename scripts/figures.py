@@ -691,11 +691,22 @@ def wan_prose(src: Sources) -> list[str]:
     ]
 
 
+def readme_kubectl(src: Sources) -> str:
+    """The `kubectl get migrations` transcript the resources test saved."""
+    return "```\n" + src.text("results/resources/kubectl-get-migrations.txt").rstrip("\n") + "\n```"
+
+
+def readme_commands(src: Sources) -> list[str]:
+    """The bench commands the README's prose names for the tables without a command column."""
+    return [f"`{summary_command(src, f)}`" for f in (SCALE, STRATEGIES)]
+
+
 # --- the registry --------------------------------------------------------------------------
 
 FIGURES: tuple[Figure, ...] = (
     Figure("testbed", "README.md", readme_testbed),
     Figure("controller", "README.md", readme_controller),
+    Figure("kubectl-migrations", "README.md", readme_kubectl),
     Figure("incluster-takeover", "README.md", readme_takeover, block=False),
     Figure("stateful", "README.md", readme_stateful),
     Figure("stateful-stop", "README.md", readme_stateful_stop, block=False),
@@ -732,6 +743,7 @@ class Phrases:
 
 
 PHRASES: tuple[Phrases, ...] = (
+    Phrases("readme-commands", "README.md", readme_commands),
     Phrases("wan-prose", "docs/wan.md", wan_prose),
 )
 

@@ -785,6 +785,14 @@ def orphan_plots(src: Sources) -> list[str]:
     return problems
 
 
+def first_difference(have: str, want: str, context: int = 30) -> str:
+    """Where the document's text first departs from the file's: 'doc "…" vs file "…"'."""
+    i = next((k for k, (a, b) in enumerate(zip(have, want, strict=False)) if a != b),
+             min(len(have), len(want)))
+    lo = max(0, i - context)
+    return (f"doc {have[lo:i + context]!r} vs file {want[lo:i + context]!r}")
+
+
 def documents(root: Path) -> list[str]:
     """README.md and docs/*.md: the documents whose cited files must exist."""
     return ["README.md", *(f"docs/{p.name}" for p in sorted((root / "docs").glob("*.md")))]
@@ -821,8 +829,9 @@ def check(root: Path = ROOT) -> list[str]:
             problems.append(f"{fig.name} ({fig.doc}): {e}")
             continue
         if found[0][1] != want:
-            problems.append(f"{fig.name} ({fig.doc}): differs from its results file; "
-                            f"run python scripts/figures.py --write")
+            problems.append(f"{fig.name} ({fig.doc}): differs from its results file "
+                            f"({first_difference(found[0][1], want)}); "
+                            "run python scripts/figures.py --write")
     for ph in PHRASES:
         doc_text = texts.get(ph.doc)
         if doc_text is None:

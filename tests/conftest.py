@@ -18,10 +18,29 @@ _WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
 slot of its own (set before anything imports kubehop.testbed.layout, which reads it once, and
 inherited by every ``kubehop`` command the tests run) and a journal home of its own."""
 if _WORKER.startswith("gw"):
-    os.environ.setdefault("KUBEHOP_TESTBED_SLOT", _WORKER.removeprefix("gw"))
-    os.environ.setdefault("KUBEHOP_HOME", tempfile.mkdtemp(prefix=f"kubehop-home-{_WORKER}-"))
+    # Set, not defaulted: an exported slot would put every worker on one testbed, where one
+    # worker's ``down`` pulls the clusters from under the other's migrations.
+    os.environ["KUBEHOP_TESTBED_SLOT"] = _WORKER.removeprefix("gw")
+    os.environ["KUBEHOP_HOME"] = tempfile.mkdtemp(prefix=f"kubehop-home-{_WORKER}-")
+    if os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") != "1" and (
+            os.environ.get("KUBEHOP_STATE") or os.environ.get("KUBEHOP_INVENTORY")):
+        raise pytest.UsageError(
+            "KUBEHOP_STATE or KUBEHOP_INVENTORY is set: every worker would share one testbed; "
+            "unset it, or run with TEST_WORKERS=0")
 
 KUBEHOP = str(Path(sys.executable).with_name("kubehop"))
+
+
+def results_dir(name: str) -> Path:
+    """Where a real-cluster test writes what it shows a reader (a screenshot, a transcript):
+    ``results/NAME`` in the repository when ``KUBEHOP_RECORD_RESULTS=1``, otherwise a scratch
+    directory. By default a run must not rewrite files the README's figures are checked
+    against (tests/unit/test_figures.py), or the check would fail depending on test order;
+    refresh them with ``KUBEHOP_RECORD_RESULTS=1 make test``, then
+    ``python scripts/figures.py --write``."""
+    if os.environ.get("KUBEHOP_RECORD_RESULTS") == "1":
+        return Path(__file__).resolve().parents[1] / "results" / name
+    return Path(tempfile.mkdtemp(prefix=f"kubehop-results-{name}-"))
 
 
 def kubehop(

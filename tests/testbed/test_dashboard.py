@@ -33,7 +33,7 @@ from kubehop.testbed import monitoring, sample
 from kubehop.testbed import testbed as tb
 from kubehop.waiting import NotYet, wait_for
 
-from ..conftest import KUBEHOP
+from ..conftest import KUBEHOP, results_dir
 from .conftest import BY_NAME, CLUSTERS
 from .test_migrate import fresh_sample
 
@@ -41,7 +41,7 @@ pytestmark = pytest.mark.usefixtures("testbed")
 
 NS = sample.ORC8R_NAMESPACE
 EDGE = BY_NAME["edge"]
-SCREENSHOT = Path(__file__).resolve().parents[2] / "results" / "dashboard" / "dashboard.png"
+SCREENSHOT = results_dir("dashboard") / "dashboard.png"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 POLICY = """\
 apiVersion: kubehop.io/v1alpha1

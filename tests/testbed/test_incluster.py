@@ -22,7 +22,7 @@ from kubehop.controller import resources as rs
 from kubehop.testbed import sample
 from kubehop.testbed import testbed as tb
 from kubehop.waiting import NotYet, wait_for
-from tests.conftest import KUBEHOP
+from tests.conftest import KUBEHOP, results_dir
 
 from .conftest import BY_NAME
 from .kube import kubectl
@@ -35,7 +35,7 @@ pytestmark = pytest.mark.usefixtures("testbed")
 
 CLOUD = BY_NAME["cloud"]
 NS = rs.NAMESPACE
-RESULTS = Path(__file__).resolve().parents[2] / "results" / "incluster"
+RESULTS = results_dir("incluster")
 
 
 def kubehop(*args: str) -> subprocess.CompletedProcess[str]:

@@ -112,8 +112,14 @@ def test_down_leaves_nothing_and_up_comes_back() -> None:
     # A port the testbed needs, taken by someone else: refused before anything is created.
     with socket.socket() as squatter:
         squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        # Every address on purpose: a careless service squatting the registry's port.
-        squatter.bind(("0.0.0.0", layout.REGISTRY_PORT))  # noqa: S104
+        if os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") == "1":
+            # Every address on purpose: a careless service squatting the registry's port.
+            squatter.bind(("0.0.0.0", layout.REGISTRY_PORT))  # noqa: S104
+        else:
+            # Another worker's testbed holds the port on its own bridge address, so every
+            # address cannot be had: squat this testbed's (not up yet: IP_FREEBIND).
+            squatter.setsockopt(socket.IPPROTO_IP, 15, 1)  # IP_FREEBIND (3.11 lacks the name)
+            squatter.bind((str(layout.HOST_ADDRESS), layout.REGISTRY_PORT))
         squatter.listen()
         assert_one_line_error(kubehop("testbed", "up"), f"port {layout.REGISTRY_PORT}", "in use")
     assert _machine_leftovers() == []

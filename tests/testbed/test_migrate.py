@@ -167,7 +167,9 @@ def test_migration_under_load_loses_no_request(strategy: str) -> None:
         switch = next(p for p in report["phases"] if p["name"] == "switch")
         raw = sample.agw_record(EDGE, since=start, until=time.time(), raw=True)["rows"]
         failed_at = [row[0] for row in raw if not row[2]]
-        assert all(switch["start"] - 1 <= t <= switch["end"] for t in failed_at), (
+        # (Requests sent in the switch's last instant fail just after it ends, while the
+        # source's kube-proxy programs the drain Service: the window is the switch +/- 1 s.)
+        assert all(switch["start"] - 1 <= t <= switch["end"] + 1 for t in failed_at), (
             failed_at, switch)
     assert set(rec["served_by"]) == {"edge", "cloud"}  # type: ignore[arg-type]
     assert orc8r_deployments() == {"edge": False, "cloud": True}

@@ -14,6 +14,7 @@ import yaml
 from kubehop.adapters.kube import KubeCluster
 from kubehop.adapters.lease import LeaderElector
 from kubehop.controller import rbac
+from kubehop.controller.crds import install_crds
 from kubehop.testbed import testbed as tb
 
 from .kube import kubectl
@@ -29,6 +30,10 @@ def installed() -> Iterator[None]:
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": MANAGED}}))
     with KubeCluster(kubeconfig=str(tb.kubeconfig_file()), context="cloud",
                      name="cloud") as cloud:
+        # The grants name kubehop's own kinds: the authorizer says yes only to kinds that
+        # exist, so the CRDs come first (no other module may be relied on to have installed
+        # them).
+        install_crds(cloud)
         cloud.apply_yaml(yaml.safe_dump_all(rbac.manifests((MANAGED,))))
     yield
     kubectl("cloud", "delete", "namespace", MANAGED, "--ignore-not-found", "--wait=false")

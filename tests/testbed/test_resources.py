@@ -11,7 +11,6 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,7 +23,7 @@ from kubehop.domain.placement import Decision
 from kubehop.testbed import sample
 from kubehop.testbed import testbed as tb
 from kubehop.waiting import NotYet, wait_for
-from tests.conftest import KUBEHOP
+from tests.conftest import KUBEHOP, results_dir
 
 from .conftest import BY_NAME
 from .kube import kubectl
@@ -34,7 +33,7 @@ pytestmark = pytest.mark.usefixtures("testbed")
 
 CLOUD, EDGE = BY_NAME["cloud"], BY_NAME["edge"]
 NS = rs.NAMESPACE
-RESULTS = Path(__file__).resolve().parents[2] / "results" / "resources"
+RESULTS = results_dir("resources")
 
 
 def kubectl_run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.usefixtures("testbed")
 # cgroup root, from the kubelet's cAdvisor. (node_cpu_usage_seconds_total of /metrics/resource
 # is the whole machine's: every kubelet here sees the same machine.)
 CLUSTER_CPU = ('sum(rate(container_cpu_usage_seconds_total{{cluster="{c}",'
-               'id="/kubehop-{c}/kubepods"}}[20s]))')
+               'id="/' + layout.CGROUP_PREFIX + '{c}/kubepods"}}[20s]))')
 # The stress pod's own, from the kubelet's resource metrics (pod_cpu_usage_seconds_total of the
 # same endpoint follows some 30 s later).
 STRESS_CPU = ('sum(rate(container_cpu_usage_seconds_total{{cluster="{c}",'
@@ -68,7 +68,7 @@ def _usage_since(cluster: str, since: float) -> float:
         raise NotYet(f"only {seconds}s since the last stress ended")
     window = f"{seconds}s"
     query = (f'container_cpu_usage_seconds_total{{cluster="{cluster}",'
-             f'id="/kubehop-{cluster}/kubepods"}}')
+             f'id="/{layout.CGROUP_PREFIX}{cluster}/kubepods"}}')
     if _prom(f"count_over_time({query}[{window}])") < 4:
         raise NotYet("fewer than 4 samples since the last stress ended")
     return _prom(f"rate({query}[{window}])")

@@ -18,7 +18,7 @@ def test_kubelet_uses_its_own_cgroup_root_and_tolerates_cgroup_v1(
     cluster: layout.ClusterLayout,
 ) -> None:
     config = yaml.safe_load(components.kubelet_config(cluster).read_text())
-    assert config["cgroupRoot"] == "/kubehop-edge"
+    assert config["cgroupRoot"] == f"/{layout.CGROUP_PREFIX}edge"  # /kubehop-edge in slot 0
     assert config["cgroupDriver"] == "cgroupfs"
     assert config["failCgroupV1"] is False
     assert config["authentication"]["anonymous"]["enabled"] is False

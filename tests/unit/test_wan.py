@@ -168,6 +168,11 @@ def test_chain_rules_delay_and_limit_each_direction() -> None:
     edge, cloud = layouts(("edge", "cloud"))
     link = wp.Link(delay_ms=20.0, rate_bit=10**9)
     rules = wan.chain_rules([(edge, cloud, link), (cloud, edge, link)])
+    # Written for slot 0; a test worker on another slot sees its own chain, veths and tag.
+    from kubehop.testbed import layout
+
+    rules = [r.replace(wan.CHAIN, "KUBEHOP-WAN").replace(wan.TAG, "kubehop-testbed-wan")
+             .replace(layout.LINK_PREFIXES[0], "khv-") for r in rules]
     assert rules == [
         "-A KUBEHOP-WAN -m physdev --physdev-in khv-edge --physdev-out khv-cloud "
         "-m comment --comment kubehop-testbed-wan -j CLASSIFY --set-class 1:a",

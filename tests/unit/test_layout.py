@@ -1,6 +1,7 @@
 """Cluster names and the address plan derived from them."""
 
 import ipaddress
+from pathlib import Path
 
 import pytest
 
@@ -164,3 +165,16 @@ def test_a_bad_slot_is_one_line_and_no_traceback(slot: str) -> None:
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "KUBEHOP_TESTBED_SLOT" in lines[0], result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_slot_finds_its_own_testbeds_inventory_not_slot_zeros(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without --inventory or KUBEHOP_INVENTORY a command falls back to the testbed's inventory:
+    in slot 1 that must be slot 1's, or ``kubehop migrate`` would move slot 0's services."""
+    from kubehop.adapters import inventory
+
+    monkeypatch.delenv("KUBEHOP_STATE", raising=False)
+    monkeypatch.setenv("KUBEHOP_TESTBED_SLOT", "1")
+    assert inventory.testbed_inventory() == Path("/var/lib/kubehop/slot1/testbed/inventory.yaml")
+    monkeypatch.setenv("KUBEHOP_TESTBED_SLOT", "0")
+    assert inventory.testbed_inventory() == Path("/var/lib/kubehop/testbed/inventory.yaml")

@@ -15,8 +15,33 @@ import yaml
 from kubehop.domain.model import ClusterInfo, DnsZoneInfo, Inventory
 from kubehop.errors import UsageError
 
-TESTBED_INVENTORY = Path(os.environ.get("KUBEHOP_STATE", "/var/lib/kubehop/testbed")) / (
-    "inventory.yaml")
+SLOT_ENV = "KUBEHOP_TESTBED_SLOT"
+MAX_SLOTS = 4
+
+
+def testbed_slot() -> int:
+    """Which testbed of this machine is meant: ``$KUBEHOP_TESTBED_SLOT``, 0 by default.
+
+    Here, below the testbed package, because finding an inventory needs it too: a command of
+    slot 1 that fell back to slot 0's inventory would move services on another testbed."""
+    raw = os.environ.get(SLOT_ENV, "0").strip() or "0"
+    if not raw.isdigit() or int(raw) >= MAX_SLOTS:
+        raise UsageError(f"{SLOT_ENV}={raw!r} is not a testbed slot; use 0 to {MAX_SLOTS - 1} "
+                         "(or unset it)")
+    return int(raw)
+
+
+def testbed_state_dir() -> Path:
+    """Everything a testbed's ``up`` creates (``$KUBEHOP_STATE``, else by slot). No slot's
+    directory is a prefix of another's: ``down`` stops every process naming its own."""
+    slot = testbed_slot()
+    default = "/var/lib/kubehop/testbed" if slot == 0 else f"/var/lib/kubehop/slot{slot}/testbed"
+    return Path(os.environ.get("KUBEHOP_STATE", default))
+
+
+def testbed_inventory() -> Path:
+    """The inventory ``kubehop testbed up`` writes for this slot's testbed."""
+    return testbed_state_dir() / "inventory.yaml"
 
 EXAMPLE = """kubeconfig: ~/.kube/config
 clusters:
@@ -43,8 +68,8 @@ def locate(path: str | None) -> Path:
         return _expand(path, "--inventory")
     if os.environ.get("KUBEHOP_INVENTORY"):
         return _expand(os.environ["KUBEHOP_INVENTORY"], "KUBEHOP_INVENTORY")
-    if TESTBED_INVENTORY.exists():
-        return TESTBED_INVENTORY
+    if testbed_inventory().exists():
+        return testbed_inventory()
     raise UsageError("no inventory: pass --inventory FILE or set KUBEHOP_INVENTORY "
                      "(or start 'kubehop testbed up', which writes one)")
 

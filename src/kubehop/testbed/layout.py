@@ -12,6 +12,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from kubehop.adapters import inventory
+from kubehop.errors import UsageError
+
 KUBERNETES_VERSION = "1.34.4"
 ETCD_VERSION = "3.6.16"
 COREDNS_VERSION = "1.14.7"
@@ -24,23 +27,22 @@ DEFAULT_CLUSTERS = ("edge", "fog", "cloud")
 MAX_CLUSTERS = 8
 TIERS = ("edge", "fog", "cloud")
 
-MAX_SLOTS = 4
-SLOT_ENV = "KUBEHOP_TESTBED_SLOT"
+MAX_SLOTS = inventory.MAX_SLOTS
+SLOT_ENV = inventory.SLOT_ENV
 
 
 def _slot() -> int:
-    """Which testbed of this machine the process means: ``KUBEHOP_TESTBED_SLOT``, 0 by default.
+    """Which testbed of this machine the process means (``KUBEHOP_TESTBED_SLOT``, 0 by default).
 
     Each slot has its own bridge, address ranges, namespace, interface, cgroup and iptables
     names and state directory, none a prefix of another's, so several testbeds (the test
     suite's parallel workers) run side by side without seeing or removing each other's parts.
     Read once at import: every path and address below derives from it."""
-    raw = os.environ.get(SLOT_ENV, "0").strip() or "0"
-    if not raw.isdigit() or int(raw) >= MAX_SLOTS:
+    try:
+        return inventory.testbed_slot()
+    except UsageError as exc:
         # Import time: no command's error handler runs yet, so say it and exit like one.
-        raise SystemExit(f"error: {SLOT_ENV}={raw!r} is not a testbed slot; "
-                         f"use 0 to {MAX_SLOTS - 1} (or unset it)")
-    return int(raw)
+        raise SystemExit(f"error: {exc}") from None
 
 
 SLOT = _slot()
@@ -122,9 +124,7 @@ def cache_dir() -> Path:
 
 def state_dir() -> Path:
     """Everything ``up`` creates and ``down`` removes (certificates, data, logs, sockets)."""
-    default = ("/var/lib/kubehop/testbed" if SLOT == 0
-               else f"/var/lib/kubehop/slot{SLOT}/testbed")
-    return Path(os.environ.get("KUBEHOP_STATE", default))
+    return inventory.testbed_state_dir()
 
 
 def registry_address() -> str:

@@ -14,20 +14,24 @@ latency, both having room), and wants to come back once edge is calm again.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from kubehop.adapters import store as store_module
+from kubehop.adapters.prometheus import Sample
 from kubehop.adapters.store import Store
 from kubehop.controller import loop
 from kubehop.controller import observe as observe_module
 from kubehop.controller.loop import Controller, CycleReport
 from kubehop.controller.observe import Observer
 from kubehop.domain.model import Status
-from kubehop.domain.policy import parse_policy
+from kubehop.domain.placement import Decision
+from kubehop.domain.policy import Policy, parse_policy
+from kubehop.errors import KubehopError
 
 from .ctlfakes import GI, Clock, FakeMigrations, World
 
@@ -140,6 +144,13 @@ def rig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Rig]:
     r.close()
 
 
+def metric(ctl: Controller, name: str, **labels: str) -> float:
+    """One sample of the controller's own metrics."""
+    value = ctl.metrics.registry.get_sample_value(name, labels or None)
+    assert value is not None, name
+    return value
+
+
 def only(report: CycleReport, key: str = KEY) -> Any:
     found = [d for d in report.decisions if d.service == key]
     assert len(found) == 1, report.decisions
@@ -246,6 +257,9 @@ def test_a_rule_moves_nothing_before_its_for_and_then_forces_a_move_to_fog(rig: 
 
     rig.finish(ctl)
     moved_at = rig.clock.now
+    # Reaction time: from the first evaluation edge-cpu held (10 s before) to the start.
+    assert metric(ctl, "kubehop_controller_reaction_seconds_count") == 1
+    assert metric(ctl, "kubehop_controller_reaction_seconds_sum") == pytest.approx(10.0)
     assert [(p.cluster, p.migration_id) for p in rig.store.placements(NS, SVC)] == [
         ("edge", None), ("fog", "m1")]
     assert rig.store.current_placement(NS, SVC).since == moved_at  # type: ignore[union-attr]
@@ -440,6 +454,24 @@ def test_recover_resumes_what_a_killed_controller_left(rig: Rig, status: str) ->
     assert ctl.recover() == [], "a finished migration is not resumed twice"
 
 
+def test_a_standby_taking_over_learns_the_leaders_cooldowns_and_backoffs(rig: Rig) -> None:
+    """A standby built before the leader acted learns, in :meth:`Controller.recover`, what the
+    leader did meanwhile: the leader's failed migration 10 s ago holds the standby's first
+    move for the rest of the cooldown."""
+    standby = rig.controller(policy_text(for_="0s"))
+    leader = rig.controller(policy_text(for_="0s"))
+    rig.migrations.outcome = Status.FAILED
+    rig.hot_edge()
+    assert leader.cycle().started == ["m1"]
+    rig.finish(leader)
+
+    rig.clock.advance(10)
+    assert standby.recover() == []
+    assert standby.failures == {KEY: 1}
+    held = only(standby.cycle())
+    assert held.action == "hold" and "20s left" in held.explanation
+
+
 def test_dry_run_decides_but_starts_nothing(rig: Rig) -> None:
     """--dry-run: the move is decided, explained and stored (without a migration id), but no
     migration starts, the service is not marked busy and its placement does not change; the
@@ -528,3 +560,188 @@ def test_the_controller_cycle_on_both_databases(db_url: str,
         assert r.store.rule_states()[("edge-cpu", "edge")]["state"] == "firing"
     finally:
         r.close()
+
+
+# --- more of the glue -------------------------------------------------------------------------
+
+
+def test_a_service_is_not_sent_back_where_its_arrival_would_fire_the_rule(rig: Rig) -> None:
+    """orc8r (400m) leaves edge when edge-cpu fires; its departure alone brings edge under the
+    threshold, and edge would win on latency, but its return would make edge-cpu hold again:
+    edge stays filtered out ('would fire on arrival') long after cooldown and minDwell, so the
+    service does not ping-pong on its own load."""
+    world, prom = rig.world, rig.world.prometheus
+    world.kube["edge"].pods.clear()
+    world.kube["edge"].services.clear()
+    world.deploy("edge", NS, SVC, cpu="400m")
+    prom.rtt_s = {("edge", "fog"): 0.080, ("edge", "cloud"): 0.120, ("fog", "cloud"): 0.040}
+    ctl = rig.controller(policy_text(for_="0s"))
+    prom.cpu["edge"] = 1.8
+    assert ctl.cycle().started == ["m1"]
+    rig.finish(ctl)
+    prom.cpu["edge"] = 1.45  # without orc8r: headroom 0.275, so edge-cpu stops holding
+
+    rig.clock.advance(300)
+    report = ctl.cycle()
+    assert [e.state for e in report.evaluations] == ["inactive"]
+    decision = only(report)
+    assert (decision.action, decision.source, decision.target) == ("stay", "fog", None)
+    rows = {c["cluster"]: c for c in decision.table["candidates"]}
+    assert rows["edge"]["filtered"] == ("excluded by edge-cpu would fire on arrival: "
+                                        "cpu_headroom after the move 0.07 below 0.2")
+    assert rows["edge"]["score"] > rows["fog"]["score"] + 0.1, "edge would win, were it allowed"
+    assert report.started == []
+
+
+def test_a_service_scope_promql_rule_moves_the_service_off_its_own_cluster(rig: Rig) -> None:
+    """A PromQL rule of scope service is asked of Prometheus through the observer, matched to
+    the service by its namespace and service labels; firing, it excludes the cluster the
+    service runs in. A rule whose query fails is missing: no decision."""
+    expr = "sum by (namespace, service) (rate(orc8r_errors_total[1m]))"
+    text = policy_text(for_="0s").replace("placement:", f"""  - name: orc8r-errors
+    scope: service
+    expr: '{expr}'
+    above: 1
+placement:""")
+    ctl = rig.controller(text)
+    rig.world.prometheus.series[expr] = [Sample({"namespace": NS, "service": SVC}, 5.0, 0.0),
+                                         Sample({"namespace": NS, "service": "other"}, 9.0, 0.0)]
+    report = ctl.cycle()
+    assert [(e.rule, e.subject, e.state) for e in report.evaluations] == [
+        ("edge-cpu", "edge", "inactive"), ("orc8r-errors", KEY, "firing")]
+    decision = only(report)
+    assert (decision.action, decision.target, decision.forced) == ("move", "fog", True)
+    assert "orc8r-errors firing" in decision.explanation
+    assert expr in rig.world.prometheus.queries
+    rig.finish(ctl)
+
+    rig.world.prometheus.series.pop(expr)  # the query now answers no series: no data
+    rig.clock.advance(5)
+    silent = ctl.cycle()
+    assert f"rule orc8r-errors on {KEY}: no data" in silent.missing
+    assert only(silent).action == "no-data" and silent.started == []
+
+
+def test_service_latency_rule_forces_a_move_despite_min_dwell(rig: Rig) -> None:
+    """``service_latency_ms`` is computed by the loop (client-weighted RTT where the service
+    runs plus its service time): orc8r in cloud with its clients in edge sees 60 ms, above the
+    rule's 50 ms; the rule fires at once and forces the move to edge although orc8r has just
+    arrived in cloud (minDwell holds only voluntary moves)."""
+    rig.world.move(NS, SVC, "edge", "cloud")
+    text = policy_text(for_="0s").replace("placement:", """  - name: slow
+    expr: service_latency_ms
+    above: 50
+placement:""")
+    ctl = rig.controller(text)
+    report = ctl.cycle()
+    slow = [e for e in report.evaluations if e.rule == "slow"]
+    assert [(e.subject, e.state, e.value) for e in slow] == [(KEY, "firing", pytest.approx(60))]
+    decision = only(report)
+    assert (decision.action, decision.source, decision.target, decision.forced) == (
+        "move", "cloud", "edge", True)
+    assert "slow firing" in decision.explanation
+    rig.finish(ctl)
+
+
+@pytest.mark.parametrize(("where", "why"), [
+    (("edge", "fog"), "ready pods in edge, fog: not exactly one cluster"),
+    ((), "ready pods in no cluster: not exactly one cluster")])
+def test_a_service_not_in_exactly_one_cluster_is_held(rig: Rig, where: tuple[str, ...],
+                                                       why: str) -> None:
+    """Ready pods in two clusters (a migration by someone else, half done) or in none: the
+    controller holds, whatever the rules say, and records no placement."""
+    rig.world.kube["edge"].pods.clear()
+    rig.world.kube["edge"].services.clear()
+    for cluster in where:
+        rig.world.deploy(cluster, NS, SVC)
+    ctl = rig.controller(policy_text(for_="0s"))
+    rig.hot_edge()
+    report = ctl.cycle()
+    assert only(report).explanation == f"hold {KEY}: {why}"
+    assert report.started == [] and rig.store.placements(NS, SVC) == []
+
+
+def test_a_migration_that_cannot_start_fails_and_backs_off(rig: Rig,
+                                                          monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    """The executor raising (say, a cluster unreachable at discovery) is a failed migration:
+    reported, counted, backed off; the loop goes on."""
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise KubehopError("fog: connection refused")
+
+    monkeypatch.setattr(rig.migrations, "start", broken)
+    ctl = rig.controller(policy_text(for_="0s"))
+    rig.hot_edge()
+    assert ctl.cycle().started == ["m1"]
+    rig.finish(ctl)
+    assert any("m1 could not start: KubehopError: fog: connection refused" in line
+               for line in rig.said)
+    assert metric(ctl, "kubehop_controller_migrations_total", result="failed") == 1
+    assert ctl.failures == {KEY: 1}
+    rig.clock.advance(5)
+    assert only(ctl.cycle()).action == "hold"
+
+
+def test_run_survives_a_failing_cycle_and_stops_on_request(rig: Rig) -> None:
+    """:meth:`Controller.run` cycles until stopped; a cycle that raises is counted and
+    reported and the next one runs."""
+    ctl = rig.controller()
+    real = ctl.cycle
+    stop = threading.Event()
+    calls: list[int] = []
+
+    def cycle() -> CycleReport:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("boom")
+        if len(calls) == 3:
+            stop.set()
+        return real()
+
+    ctl.cycle = cycle  # type: ignore[method-assign]
+    ctl.run(stop, interval=0.01)
+    assert len(calls) == 3
+    assert metric(ctl, "kubehop_controller_cycles_total", outcome="failed") == 1
+    assert metric(ctl, "kubehop_controller_cycles_total", outcome="ok") == 2
+    assert "cycle failed: RuntimeError: boom" in rig.said
+
+
+class Source:
+    """A policy source (PlacementPolicy resource) that hands out ``policies`` in turn and
+    keeps what it is told to publish."""
+
+    def __init__(self, *policies: Policy, fail: bool = False) -> None:
+        self.policies = list(policies)
+        self.published: list[tuple[list[str], float]] = []
+        self.fail = fail
+
+    def refresh(self) -> Policy:
+        return self.policies.pop(0) if len(self.policies) > 1 else self.policies[0]
+
+    def publish(self, decisions: Sequence[Decision], at: float) -> None:
+        if self.fail:
+            raise KubehopError("cloud: PlacementPolicy status not writable")
+        self.published.append(([d.action for d in decisions], at))
+
+
+def test_a_policy_source_is_followed_each_cycle_and_told_the_decisions(rig: Rig) -> None:
+    """With a policy source, each cycle first refreshes the policy (here edge-cpu's ``for:``
+    drops from 1h to 0s: the next cycle fires and moves) and then publishes what it recorded;
+    a publish that fails is reported, not fatal."""
+    slow, fast = (parse_policy(policy_text(for_=f), "p.yaml") for f in ("1h", "0s"))
+    source = Source(slow, fast)
+    ctl = rig.controller(policy_text(for_="1h"), source=source)
+    rig.hot_edge()
+    first = ctl.cycle()
+    assert only(first).action == "stay"
+    assert source.published == [(["stay"], rig.clock.now)]
+    rig.clock.advance(5)
+    second = ctl.cycle()
+    assert ctl.policy is fast and only(second).action == "move"
+    assert source.published[-1] == (["move"], rig.clock.now)
+    rig.finish(ctl)
+
+    source.fail = True
+    rig.clock.advance(5)
+    ctl.cycle()
+    assert "decisions not published: cloud: PlacementPolicy status not writable" in rig.said

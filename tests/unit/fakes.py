@@ -44,8 +44,9 @@ class World:
         """What the application and the data engine saw, in order: ("freeze" | "thaw",
         cluster, pod), ("pass", final, source writers, target writers), ("verify", ...), and
         whatever a test's seam adds."""
-        self.hook_status: dict[tuple[str, str], int] = {}
-        """(cluster, "freeze" | "thaw") -> the HTTP status that hook answers instead of 200."""
+        self.hook_status: dict[tuple[str, ...], int] = {}
+        """(cluster, "freeze" | "thaw"[, pod]) -> the HTTP status that hook answers (of that
+        pod, or of every pod there) instead of 200."""
         self.unpullable: set[str] = set()
         """Images no kubelet can pull."""
         self.pass_errors: list[str] = []
@@ -212,7 +213,8 @@ class FakeCluster:
         notes = pod["metadata"].get("annotations") or {}
         for which, annotation in (("freeze", mv.FREEZE_HOOK), ("thaw", mv.THAW_HOOK)):
             if annotation in notes and mv.hook(notes[annotation]) == (port, rest):
-                status = self.world.hook_status.get((self.name, which), 200)
+                status = self.world.hook_status.get(
+                    (self.name, which, name), self.world.hook_status.get((self.name, which), 200))
                 if status != 200:
                     return status, f"{which} failed"
                 if which == "freeze":

@@ -764,3 +764,30 @@ def test_no_client_reaches_the_target_before_the_cutover_is_verified(journal: St
 
     start(world, journal, Seam(world, at=check))
     assert early == []
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "src: Cutover.do calls the freeze hook once, on the source pods running then, and never "
+    "checks that the pods are still those it froze: a pod restarted inside the freeze comes "
+    "back thawed, acknowledges writes after the final pass, and the move succeeds without them"))
+def test_a_source_pod_restarted_inside_the_freeze_loses_no_acknowledged_write(
+        journal: Store) -> None:
+    """A source pod restarts right after the freeze (it comes back thawed: an application's
+    freeze does not outlive its process) and a client's write reaches it once the final copy
+    is verified. Either the cut-over notices and rolls back (the write is in the source), or
+    the write is in the target: never acknowledged and lost."""
+    world = stateful_world(HOOKS)
+    acked: list[str] = []
+
+    def restart_then_write(step: str, point: str) -> None:
+        if (step, point) == ("cutover", "source-frozen"):
+            edge(world).delete("Pod", "orc8r-1", NS)  # its Deployment makes it again
+        if (step, point) == ("cutover", "verified") and edge(world).app_write("late", b"1"):
+            acked.append("late")
+
+    try:
+        start(world, journal, Seam(world, at=restart_then_write))
+    except MigrationError:
+        assert edge(world).volumes[(NS, CLAIM)].get("late") == (b"1" if acked else None)
+        return
+    assert all(path in target_data(world) for path in acked)

@@ -104,8 +104,8 @@ def journal(tmp_path_factory: pytest.TempPathFactory) -> Store:
     return Store(f"sqlite:///{tmp_path_factory.mktemp('journal') / 'kubehop.db'}")
 
 
-def request() -> MigrationRequest:
-    return MigrationRequest(service=SERVICE, namespace=NS, source="edge", target="cloud",
+def request(src: str = "edge", dst: str = "cloud") -> MigrationRequest:
+    return MigrationRequest(service=SERVICE, namespace=NS, source=src, target=dst,
                             target_namespace=NS, strategy=Strategy.ENDPOINTS, drain_seconds=0.0,
                             dns_ttl=0.0)
 
@@ -395,6 +395,23 @@ def test_cleanup_keeps_the_source_claim_with_its_data_as_of_the_freeze(journal: 
     assert edge(world).volumes[(NS, CLAIM)] == FILES
 
 
+def test_a_move_back_reuses_the_claim_left_behind_and_sends_only_the_difference(
+        journal: Store) -> None:
+    """Moved edge -> cloud and, after a write in cloud, back: edge's PVC (kept by the first
+    move's cleanup) is reused, so the first pass back sends only the changed file, and edge
+    ends with exactly cloud's files."""
+    world = stateful_world(HOOKS)
+    start(world, journal)
+    assert cloud(world).app_write("orc8r.db-wal", b"new" * 10)
+    inventory = world.inventory(mover_image=MOVER_IMAGE)
+    report = executor(world, journal).start(inventory, request("cloud", "edge"))
+    assert report.status == "succeeded"
+    assert report.data["passes"][0] == {"bytes": 30, "files": 1, "seconds": 0.0, "final": False}
+    assert edge(world).volumes[(NS, CLAIM)] == {**FILES, "orc8r.db-wal": b"new" * 10}
+    assert edge(world).writers() == SOURCE_PODS
+    assert world.outages == []
+
+
 @pytest.mark.parametrize(("writes_mib", "precopy_passes"), [
     ([], 1),
     ([8, 4, 2, 0.5], 4),
@@ -402,16 +419,22 @@ def test_cleanup_keeps_the_source_claim_with_its_data_as_of_the_freeze(journal: 
     ([10, 9, 8, 7, 6, 5], MAX_PASSES),
 ], ids=["small-first-pass", "until-small", "until-no-longer-shrinking", "at-most-max"])
 def test_precopy_passes_repeat_while_what_they_send_shrinks(
-        journal: Store, writes_mib: list[float], precopy_passes: int) -> None:
-    """While the source serves, passes repeat until one sends at most 1 MiB, sends no less than
-    the one before, or MAX_PASSES have run; then one final pass inside the freeze."""
+        journal: Store, monkeypatch: pytest.MonkeyPatch, writes_mib: list[float],
+        precopy_passes: int) -> None:
+    """While the source serves, passes repeat until one sends at most SMALL_PASS (1 MiB), sends
+    no less than the one before, or MAX_PASSES have run; then one final pass inside the freeze.
+    (SMALL_PASS is made 8 KiB here, and the writes with it: the policy, not the bytes, is
+    under test.)"""
+    assert SMALL_PASS == 1 << 20
+    small = 8 << 10
+    monkeypatch.setattr("kubehop.engine.steps.data.SMALL_PASS", small)
     world = stateful_world(HOOKS)
     sizes = iter(writes_mib)
 
     def app_writes(final: bool) -> None:
         size = next(sizes, None)
         if not final and size is not None:
-            assert edge(world).app_write(f"grow/{size}", b"x" * int(size * SMALL_PASS))
+            assert edge(world).app_write(f"grow/{size}", b"x" * int(size * small))
 
     world.before_pass.append(app_writes)
     report = start(world, journal)

@@ -814,3 +814,25 @@ def test_a_source_pod_restarted_inside_the_freeze_loses_no_acknowledged_write(
         assert edge(world).volumes[(NS, CLAIM)].get("late") == (b"1" if acked else None)
         return
     assert all(path in target_data(world) for path in acked)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "src: Cutover.do sets data['freeze_started'] anew each run, so after a crash inside the "
+    "freeze a resumed cut-over reports the freeze from its own start, not from the first "
+    "freeze the source has been under since"))
+def test_a_resumed_cutover_reports_the_freeze_from_the_first_freeze(
+        journal: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The process dies inside the freeze (the source stays frozen) and is resumed 1000 s
+    later: the report's freeze time covers those 1000 s."""
+    import time
+
+    real, later = time.time, [0.0]
+    monkeypatch.setattr(time, "time", lambda: real() + later[0])
+    world = stateful_world(HOOKS)
+    mid = Executor.new_id()
+    with pytest.raises(Crash):
+        start(world, journal, Seam(world, "cutover", "final-delta", Crash()), migration_id=mid)
+    assert edge(world).writers() == []
+    later[0] = 1000.0
+    report = resume(world, journal, mid)
+    assert report.data["freeze_seconds"] >= 1000

@@ -15,7 +15,7 @@ from typing import Any
 from kubehop.adapters.prometheus import MonitoringError, Sample
 from kubehop.adapters.store import Store
 from kubehop.domain.model import ClusterInfo, Inventory, MigrationRequest, Status
-from kubehop.engine.migrate import Report
+from kubehop.engine.report import Report
 from kubehop.errors import KubehopError
 
 Manifest = dict[str, Any]
@@ -189,7 +189,7 @@ class World:
 
 class FakeMigrations:
     """The controller's executor factory: every migration journals a row as the real
-    :class:`~kubehop.engine.migrate.Executor` does (``running``, then its end status), moves
+    :class:`~kubehop.engine.executor.Executor` does (``running``, then its end status), moves
     the pods in the world when it succeeds, and waits for :attr:`gate` first, so a test sees
     it in flight and decides when it ends (:meth:`finish`)."""
 

@@ -189,3 +189,15 @@ def test_other_cluster_reaches_nodeport_across_the_wan(
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["cluster"] == server
+
+
+def test_the_hosts_inotify_limits_hold_several_testbeds() -> None:
+    """Each kubelet and containerd takes inotify instances; Debian's 128 ran out with three
+    testbeds (kubelets failing with 'inotify_init: too many open files')."""
+    from pathlib import Path
+
+    from kubehop.testbed.hostnet import INOTIFY_MINIMUMS
+
+    for key, minimum in INOTIFY_MINIMUMS.items():
+        value = int((Path("/proc/sys") / key.replace(".", "/")).read_text())
+        assert value >= minimum, key

@@ -67,6 +67,21 @@ def _forward_rules() -> list[list[str]]:
              "-j", "ACCEPT"] for direction in ("-i", "-o")]
 
 
+INOTIFY_MINIMUMS = {"fs.inotify.max_user_instances": 1024,
+                    "fs.inotify.max_user_watches": 524288}
+"""Every kubelet and containerd holds inotify instances; Debian's default of 128 instances runs
+out with two or three testbeds (a kubelet then fails with ``inotify_init: too many open
+files``). kind asks its users for the same values; kubehop raises them, never lowers them."""
+
+
+def ensure_inotify_limits() -> None:
+    """The host's inotify limits at least :data:`INOTIFY_MINIMUMS`."""
+    for key, minimum in INOTIFY_MINIMUMS.items():
+        path = Path("/proc/sys") / key.replace(".", "/")
+        if int(path.read_text().split()[0]) < minimum:
+            run("sysctl", "-qw", f"{key}={minimum}")
+
+
 def ensure_bridge() -> None:
     """The host side of the WAN: bridge ``kh0`` (``kh<slot>``) holding the host address
     (registry, DNS...)."""

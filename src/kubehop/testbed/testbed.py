@@ -200,6 +200,7 @@ def _start_network(clusters: list[ClusterLayout], say: Say) -> None:
     """The host bridge and one network namespace per cluster on it."""
     # The kubelet's volume mounts must propagate to containerd and runc.
     subprocess.run(["mount", "--make-rshared", "/"], check=True)
+    hostnet.ensure_inotify_limits()
     hostnet.ensure_bridge()
     for c in clusters:
         hostnet.ensure_cluster_netns(c)

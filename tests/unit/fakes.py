@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import uuid
 import hashlib
 import re
 from collections.abc import Callable, Iterator
@@ -126,6 +127,8 @@ class FakeCluster:
                 return obj  # the token controller deletes it at once
         if obj["kind"] == "Pod" and "status" not in obj:
             obj["status"] = self._kubelet(obj)
+        if obj["kind"] == "Pod":
+            obj["metadata"].setdefault("uid", uuid.uuid4().hex)
         self._store(key, obj)
         return obj
 
@@ -326,8 +329,10 @@ class FakeCluster:
                 self.frozen.discard((ns, name))
         for (ns, name), pod in want.items():
             old = self.objects.get(("Pod", ns, name))
-            if old is None or old["metadata"] != pod["metadata"] or old["spec"] != pod["spec"]:
-                self.objects[("Pod", ns, name)] = pod  # a new pod: a changed template rolls
+            old_meta = {k: v for k, v in (old or {}).get("metadata", {}).items() if k != "uid"}
+            if old is None or old_meta != pod["metadata"] or old["spec"] != pod["spec"]:
+                pod["metadata"]["uid"] = uuid.uuid4().hex  # a new pod: a changed template rolls
+                self.objects[("Pod", ns, name)] = pod
                 self.frozen.discard((ns, name))
 
     def _bind_volumes(self) -> None:
@@ -590,6 +595,13 @@ class MemoryEngine:
         self.src.delete("Secret", self.secret, s.source_namespace)
         self.dst.delete("Pod", self.receiver, s.target_namespace)
         self.dst.delete("Secret", self.secret, s.target_namespace)
+
+    def wait_removed(self, *, timeout: float) -> None:
+        s = self.setup
+        if self.src.get("Pod", self.sender, s.source_namespace) is not None or self.dst.get(
+                "Pod", self.receiver, s.target_namespace) is not None:
+            raise DataError("a mover is still there")
+        self.world.events.append(("movers-gone",))
 
 
 def manifest(claim: str, files: dict[str, bytes]) -> list[dict[str, Any]]:

@@ -129,6 +129,12 @@ class FileMover:
         self.dst.delete("Service", self.receiver, self.dst_ns)
         self.dst.delete("Secret", self.secret, self.dst_ns)
 
+    def wait_removed(self, *, timeout: float) -> None:
+        """Both mover pods gone (deleted and their processes ended)."""
+        for cluster, ns, pod in ((self.src, self.src_ns, self.sender),
+                                 (self.dst, self.dst_ns, self.receiver)):
+            _wait_pod_gone(cluster, ns, pod, timeout=timeout)
+
     def _call(self, cluster: KubeCluster, ns: str, pod: str, method: str, path: str, *,
               timeout: float) -> dict[str, Any]:
         url = mv.proxy_path(ns, pod, mv.API_PORT, path)

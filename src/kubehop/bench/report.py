@@ -18,6 +18,9 @@ from kubehop.testbed import layout
 
 COLORS = {"endpoints": "tab:green", "externalname": "tab:blue", "paper": "tab:orange",
           "naive": "tab:red"}
+UNRECORDED = "\u2014"
+"""A figure the results file does not have (written by an older bench): an em dash, apart
+from "-" (measured, but there was nothing: no switch phase, no answer)."""
 
 
 def pyplot() -> Any:
@@ -65,11 +68,17 @@ def _failed_cell(row: dict[str, Any]) -> str:
     return cell if not unended or cell == "-" else f"{cell} (>=; {unended} still failing)"
 
 
-def _before_after(row: dict[str, Any]) -> str:
-    before, after = row.get("p99_before_ms"), row.get("p99_after_ms")
-    if before is None and after is None:
-        return "-"
-    return f"{_num_or_dash(before, 1)} → {_num_or_dash(after, 1)}"
+def _latency_cells(row: dict[str, Any]) -> tuple[str, str]:
+    """agw's latency tail during the migration (median / max over the runs) and before → after
+    (medians), each cell saying its label (p99 or max); em dashes for an older file's row."""
+    label = row.get("latency_tail")
+    if label is None:
+        return UNRECORDED, UNRECORDED
+    before, after = row.get("latency_before_ms"), row.get("latency_after_ms")
+    during = _cell(row.get("latency_during_ms") or (None, None), 1)
+    around = ("-" if before is None and after is None else
+              f"{_num_or_dash(before, 1)} → {_num_or_dash(after, 1)}")
+    return f"{label} {during}", f"{label} {around}"
 
 
 def _window_note(data: dict[str, Any]) -> str:
@@ -80,9 +89,12 @@ def _window_note(data: dict[str, Any]) -> str:
             f"and ends {w['quiet_s']:g} s after the last failure (once agw has answered "
             f"successfully that long), at least {w['after_min_s']:g} s and at most DNS TTL "
             f"{w['dns_ttl_s']:g} + {w['cap_after_ttl_s']:g} s after the migration: failure "
-            "counts are complete unless marked >=. p99 before → after: agw's latency in the "
-            f"{w['before_s']:g} s before the migration and the {w['after_min_s']:g} s after it "
-            "(medians over the runs). drain: the engine's drain phase (0 if the plan has none).")
+            "counts are complete unless marked >=. agw latency: each run's tail of its "
+            "answers' latency in a window (p99 when every window of the row held at least 100 "
+            "answers, else max; the cell says which), during the migration median / max over "
+            f"the runs; before → after: the {w['before_s']:g} s before the migration and the "
+            f"{w['after_min_s']:g} s after it (medians over the runs). drain: the engine's drain "
+            "phase (0 if the plan has none).")
 
 
 def _ingress_lines(data: dict[str, Any]) -> list[str]:
@@ -96,23 +108,35 @@ def _ingress_lines(data: dict[str, Any]) -> list[str]:
              "the host, each on a new connection: GET /readyz straight to one orc8r pod "
              "(IP:8080; the host routes every cluster's pod network via its node) and through "
              "cloud's load balancer (port 80) with Host orc8r.orc8r-ns.svc.cluster.local, the "
-             "alias's last hop. Medians over the runs of each run's p50/p99. Target: at most "
-             f"1 ms p50 and 5 ms p99 over the direct call on the flat bridge (WAN profile here: "
+             "alias's last hop. Medians over the runs of each run's p50 and tail (p99 over at "
+             "least 100 answered calls, else max: the cell says which). Target: at most 1 ms "
+             "p50 and 5 ms p99 over the direct call on the flat bridge (WAN profile here: "
              f"{profile}).", "",
-             "| strategy | runs | direct p50 / p99 (ms) | through Traefik p50 / p99 (ms) | "
-             "overhead p50 / p99 (ms) | within 1 / 5 ms |",
+             "| strategy | runs (n) | direct p50 / tail (ms) | through Traefik p50 / tail (ms) "
+             "| overhead p50 / tail (ms) | within 1 / 5 ms |",
              "|---|---|---|---|---|---|"]
-    for row in rows:
-        ing = row["ingress"]
-        d, a, o = ing["direct_ms"], ing["alias_ms"], ing["overhead_ms"]
-        met = ("-" if o["p50"] is None or o["p99"] is None else
-               ("yes" if o["p50"] <= 1 and o["p99"] <= 5 else "no"))
-        lines.append(
-            f"| {row['strategy']} | {ing['runs']} | {_num_or_dash(d['p50'], 2)} / "
-            f"{_num_or_dash(d['p99'], 2)} | {_num_or_dash(a['p50'], 2)} / "
-            f"{_num_or_dash(a['p99'], 2)} | {_num_or_dash(o['p50'], 2)} / "
-            f"{_num_or_dash(o['p99'], 2)} | {met} |")
-    return lines
+    return lines + [_ingress_row(row) for row in rows]
+
+
+def _ingress_row(row: dict[str, Any]) -> str:
+    """One strategy's ingress figures; its tail cells em dashes for an older file's row (which
+    did not record how many calls each percentile was over)."""
+    ing = row["ingress"]
+    label = ing.get("tail") or "-"
+
+    def pair(key: str) -> str:
+        d = ing[key]
+        if label == "-":
+            return f"{_num_or_dash(d.get('p50'), 2)} / {UNRECORDED}"
+        return f"{_num_or_dash(d.get('p50'), 2)} / {label} {_num_or_dash(d.get(label), 2)}"
+
+    o = ing["overhead_ms"]
+    p50, top = o.get("p50"), o.get(label)
+    met = "-" if p50 is None or top is None else ("yes" if p50 <= 1 and top <= 5 else "no")
+    if met == "no" and label == "max" and p50 <= 1:
+        met = f"unknown (max {top:.2f}: too few calls for a p99)"
+    return (f"| {row['strategy']} | {ing['runs']} | {pair('direct_ms')} | {pair('alias_ms')} | "
+            f"{pair('overhead_ms')} | {met} |")
 
 
 def _scale_lines(scales: list[dict[str, Any]]) -> list[str]:
@@ -122,7 +146,7 @@ def _scale_lines(scales: list[dict[str, Any]]) -> list[str]:
         names += [n for n in (sc.get("phases") or {}) if n not in names]
     lines = ["", "Independent services migrated at once (edge -> cloud, endpoints); phases: "
              "median / max (s) over the migrations; slowest phase: the largest median:", "",
-             "| services | total time (s) | failed migrations | slowest phase | "
+             "| services (n) | total time (s) | failed migrations | slowest phase | "
              + " | ".join(names) + (" |" if names else "|"),
              "|---|---|---|---|" + "---|" * len(names)]
     for sc in scales:
@@ -146,21 +170,22 @@ def summary_markdown(data: dict[str, Any], command: str) -> str:
         f"{layout.TRAEFIK_VERSION}, CoreDNS {layout.COREDNS_VERSION}.  ",
         _wan_line(data.get("wan")),
         f"agw calls orc8r every {interval:g} ms (open loop); each cell is median / max over "
-        "the runs.",
+        "the runs: failed requests and gaps over all n runs, times and latency over the ok "
+        f"ones; {UNRECORDED}: not recorded in this file.",
         "",
-        "| strategy | runs | failed requests | longest gap (ms) | longest gap in the switch (ms) "
-        "| total time (s) | drain (s) | clients on target after (s) | p99 latency during (ms) | "
-        "p99 before → after (ms) |",
+        "| strategy | ok / n | failed requests | longest gap (ms) | longest gap in the switch (ms)"
+        " | total time (s) | drain (s) | clients on target after (s) | agw latency during (ms) | "
+        "agw latency before → after (ms) |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in data["summary"]:
+        during, around = _latency_cells(row)
         lines.append(
             f"| {row['strategy']} | {row['completed']}/{row['runs']} | "
             f"{_failed_cell(row)} | {_cell(row['longest_gap_ms'], 0)} | "
             f"{_cell(row.get('switch_gap_ms') or (None, None), 0)} | "
             f"{_cell(row['total_s'])} | {_cell(row.get('drain_s') or (None, None))} | "
-            f"{_cell(row['to_target_s'])} | {_cell(row['p99_during_ms'], 1)} | "
-            f"{_before_after(row)} |")
+            f"{_cell(row['to_target_s'])} | {during} | {around} |")
     note = _window_note(data)
     if note:
         lines += ["", note]

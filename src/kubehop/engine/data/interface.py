@@ -69,6 +69,10 @@ class DataEngine(Protocol):
     freeze a final ``run_pass`` and ``verify``; ``remove`` from undo, cleanup or a resumed run,
     whatever state a crash left."""
 
+    name: str
+    """The engine's name in :mod:`kubehop.engine.data.registry`; the migration's report keeps it
+    under data ``engine`` (the benchmark's "mode")."""
+
     def start(self, *, timeout: float) -> None:
         """Set up whatever moves the data, afresh (a resumed run replaces what an earlier one
         left), and return once it is ready to copy."""

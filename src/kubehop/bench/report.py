@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from kubehop.bench import controller
-from kubehop.bench.stateful import first_pass_partial
 from kubehop.bench.stats import tail_of
 from kubehop.errors import PreconditionError
 from kubehop.testbed import layout
@@ -48,7 +47,7 @@ def _cell(pair: list[float | None] | tuple[float | None, float | None], digits: 
     return f"{med:.{digits}f} / {top:.{digits}f}"
 
 
-def _wan_line(wan: dict[str, Any] | None) -> str:
+def wan_line(wan: dict[str, Any] | None) -> str:
     """The WAN the runs crossed: each link's one-way delay, rate and the RTT measured before."""
     if not wan:
         return "WAN: not recorded.  "
@@ -167,10 +166,10 @@ def summary_markdown(data: dict[str, Any], command: str) -> str:
         "# kubehop bench",
         "",
         f"Command: `{command}`  ",
-        f"Machine: {platform.node()} {platform.machine()}, {_cpus()} cores, Linux "
+        f"Machine: {platform.node()} {platform.machine()}, {cpus()} cores, Linux "
         f"{platform.release()}; Kubernetes v{layout.KUBERNETES_VERSION}, Traefik "
         f"{layout.TRAEFIK_VERSION}, CoreDNS {layout.COREDNS_VERSION}.  ",
-        _wan_line(data.get("wan")),
+        wan_line(data.get("wan")),
         f"agw calls orc8r every {interval:g} ms (open loop); each cell is median / max over "
         "the runs: failed requests and gaps over all n runs, times and latency over the ok "
         f"ones; {UNRECORDED}: not recorded in this file.",
@@ -197,7 +196,7 @@ def summary_markdown(data: dict[str, Any], command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _cpus() -> int:
+def cpus() -> int:
     return sum(1 for line in Path("/proc/cpuinfo").read_text().splitlines()
                if line.startswith("processor"))
 
@@ -305,9 +304,9 @@ def controller_markdown(data: dict[str, Any], command: str) -> str:
         "# kubehop bench: controller reaction time",
         "",
         f"Command: `{command}`  ",
-        f"Machine: {platform.node()} {platform.machine()}, {_cpus()} cores, Linux "
+        f"Machine: {platform.node()} {platform.machine()}, {cpus()} cores, Linux "
         f"{platform.release()}; Kubernetes v{layout.KUBERNETES_VERSION}.  ",
-        _wan_line(data.get("wan")),
+        wan_line(data.get("wan")),
         "",
         f"Reaction time: from the first Prometheus sample of the rule's expression over "
         f"{data['rule']['above']} to the created time of the migration's journal row (the "
@@ -398,139 +397,4 @@ def write_controller(data: dict[str, Any], out: Path, command: str) -> list[Path
     files[0].write_text(json.dumps(data, indent=1))
     files[1].write_text(controller_markdown(data, command))
     reaction_png(data, files[2])
-    return files
-
-
-# -- the stateful scenario -----------------------------------------------------------------
-
-def _num(value: float | None, digits: int) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
-
-
-def _mb(value: float) -> str:
-    return f"{value / 1e6:.4g}" if value >= 1e5 else f"{value / 1e3:.3g} kB"
-
-
-def _verdict(met: bool | None) -> str:
-    return "not run" if met is None else ("**met**" if met else "**NOT met**")
-
-
-def stateful_markdown(data: dict[str, Any], command: str) -> str:
-    """The stateful scenario's summary: a row per size, the issue's targets, every run."""
-    t = data["targets"]
-    lines = [
-        "# kubehop bench: stateful migration",
-        "",
-        f"Command: `{command}`  ",
-        f"Machine: {platform.node()} {platform.machine()}, {_cpus()} cores, Linux "
-        f"{platform.release()}; Kubernetes v{layout.KUBERNETES_VERSION}.  ",
-        _wan_line(data.get("wan")),
-        "",
-        "orc8r (2 replicas, one SQLite database on PVC orc8r-state, freeze/thaw hooks) moved "
-        "edge <-> cloud, alternating, while agw checks in every 10 ms; the volume holds a "
-        "padding file of the given size (MB = 10^6 bytes) of random bytes. Each run first "
-        "deletes the state PVC a previous move left in its target, so the first pass copies "
-        "the whole volume. Lost writes: check-ins agw saw acknowledged during the run that "
-        "are not in orc8r's database afterwards.",
-        "",
-        "| size (MB) | runs ok | total p50 / p99 (s) | clients on target p50 (s) | freeze p50 / "
-        "p99 (ms) | precopy p50 (s) | verify p50 (s) | MB per pass (median) | first pass p50 "
-        "(MB/s) | link rate (MB/s) | lost writes | agw failed | agw retried | longest gap (ms) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    lines += [_stateful_size_row(r) for r in data["summary"]]
-    where = ("these runs crossed the flat bridge" if t["flat"] else
-             "these runs did not cross the flat bridge, so the comparison is indicative only")
-    lines += [
-        "",
-        f"The issue's targets, at {t['size_mb']} MB on the flat bridge ({where}): freeze <= "
-        f"{t['freeze_p99_ms']:g} ms at p99: {_verdict(t['freeze_met'])}; total <= "
-        f"{t['total_s']:g} s (p99): {_verdict(t['total_met'])}. Met means the p99 is within "
-        "the target, every run succeeded and no acknowledged write was lost.",
-        "",
-        "p50/p99 interpolate linearly between the runs (numpy's method), over the runs that "
-        "succeeded; lost writes, agw's failed and retried requests count every run.",
-        "",
-        "| size (MB) | run | move | total (s) | on target (s) | precopy (s) | freeze (ms) | "
-        "verify (s) | passes: MB in s | first pass (MB/s) | agw failed | longest gap (ms) | "
-        "acked | lost | error |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    lines += [_stateful_run_row(run) for run in data["runs"]]
-    return "\n".join(lines) + "\n"
-
-
-def _stateful_size_row(r: dict[str, Any]) -> str:
-    """One size's row of the summary table: its percentiles, transfer figures and losses."""
-    rate = r["link_rate_mbps"]
-    lost = f"{r['lost']}" + (f" ({r['lost_unknown']} runs unknown)" if r["lost_unknown"]
-                             else "")
-    return (
-        f"| {r['size_mb']} | {r['ok']}/{r['runs']} | {_num(r['total_s']['p50'], 2)} / "
-        f"{_num(r['total_s']['p99'], 2)} | {_num(r['to_target_s']['p50'], 2)} | "
-        f"{_num(r['freeze_ms']['p50'], 0)} / {_num(r['freeze_ms']['p99'], 0)} | "
-        f"{_num(r['precopy_s']['p50'], 2)} | {_num(r['verify_s']['p50'], 2)} | "
-        f"{' + '.join(_mb(b) for b in r['pass_bytes']) or '-'} | "
-        f"{_num(r['throughput_mbps']['p50'], 1)} | "
-        f"{'unlimited' if rate is None else f'{rate:g}'} | {lost} | "
-        f"{r['agw_failed']} | {'-' if r['agw_retried'] is None else r['agw_retried']} | "
-        f"{_num(r['longest_gap_ms'], 0)} |")
-
-
-def _stateful_run_row(run: dict[str, Any]) -> str:
-    """One run's row of the per-run table; a first pass that an earlier, retried attempt cut
-    short is said in its note, since its throughput is left out of the figures."""
-    passes = ", ".join(f"{_mb(p['bytes'])} in {p['seconds']:.2f}"
-                       + (" (final)" if p["final"] else "") for p in run["passes"])
-    freeze = None if run["freeze_s"] is None else run["freeze_s"] * 1000
-    note = " ".join(run["error"].replace("|", "/").split())
-    if first_pass_partial(run["passes"], run.get("bytes")):
-        note = (f"first pass sent {_mb(run['passes'][0]['bytes'])} of "
-                f"{_mb(run['bytes'])} MB: an earlier, retried attempt moved the rest and is "
-                "not in the figures (throughput left out) " + note).strip()
-    return (
-        f"| {run['size_mb']} | {run['index'] + 1} | {run['source']} -> {run['target']} | "
-        f"{_num(run['total_s'], 2)} | {_num(run['to_target_s'], 2)} | "
-        f"{_num(run['precopy_s'], 2)} | {_num(freeze, 0)} | {_num(run['verify_s'], 2)} | "
-        f"{passes or '-'} | {_num(run['first_pass_mbps'], 1)} | "
-        f"{'-' if run['agw_failed'] is None else run['agw_failed']} | "
-        f"{_num(run['longest_gap_ms'], 0)} | {'-' if run['acked'] is None else run['acked']}"
-        f" | {'-' if run['lost'] is None else run['lost']} | "
-        f"{note} |")
-
-
-def freeze_png(data: dict[str, Any], path: Path) -> None:
-    """Freeze (ms) and total time (s) per size: p50 bars, p99 ticks, the targets as lines."""
-    rows = data["summary"]
-    labels = [f"{r['size_mb']} MB" for r in rows]
-    plt = pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    t = data["targets"]
-    for ax, key, unit, target in ((axes[0], "freeze_ms", "ms", t["freeze_p99_ms"]),
-                                  (axes[1], "total_s", "s", t["total_s"])):
-        p50 = [r[key]["p50"] or 0 for r in rows]
-        p99 = [r[key]["p99"] or 0 for r in rows]
-        ax.bar(labels, p50, color="tab:blue", width=0.5, label="p50")
-        ax.scatter(labels, p99, color="black", marker="_", s=300, zorder=3, label="p99")
-        ax.axhline(target, color="tab:red", linestyle="--", linewidth=1,
-                   label=f"target at {t['size_mb']} MB (flat): {target:g} {unit}")
-        ax.set_ylim(0, max([target, *p50, *p99]) * 1.4)  # room for the legend
-        ax.set_ylabel(unit)
-        ax.set_title(("freeze (writes held)" if key == "freeze_ms" else "total migration time"),
-                     fontsize=10)
-        ax.legend(fontsize=7, loc="upper left")
-    profile = ((data.get("wan") or {}).get("profile") or {}).get("name", "?")
-    fig.suptitle(f"kubehop stateful migration by volume size (WAN {profile})")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def write_stateful(data: dict[str, Any], out: Path, command: str) -> list[Path]:
-    out.mkdir(parents=True, exist_ok=True)
-    data = {**data, "command": command}
-    files = [out / "runs.json", out / "summary.md", out / "freeze.png"]
-    files[0].write_text(json.dumps(data, indent=1))
-    files[1].write_text(stateful_markdown(data, command))
-    freeze_png(data, files[2])
     return files

@@ -268,6 +268,7 @@ def test_a_clean_stateful_move_leaves_the_target_holding_exactly_the_source_file
     assert report.data["passes"][-1]["final"] is True
     assert all(not p["final"] for p in report.data["passes"][:-1])
     assert "freeze_started" not in report.data and report.data["freeze_seconds"] >= 0
+    assert report.data["engine"] == "memory"  # the engine that moved the data, by its name
     assert movers(world) == []
     assert cloud(world).get("PersistentVolumeClaim", CLAIM, NS)["status"]["phase"] == "Bound"  # type: ignore[index]
     assert cloud(world).writers() == SOURCE_PODS

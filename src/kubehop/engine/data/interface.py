@@ -70,6 +70,10 @@ class DataEngine(Protocol):
     passed, and from undo, cleanup or a resumed run, whatever state a crash left;
     ``wait_removed`` before any pod is thawed."""
 
+    name: str
+    """The engine's name in :mod:`kubehop.engine.data.registry`; the migration's report keeps it
+    under data ``engine`` (the benchmark's "mode")."""
+
     def start(self, *, timeout: float) -> None:
         """Set up whatever moves the data, afresh (a resumed run replaces what an earlier one
         left), and return once it is ready to copy."""

@@ -34,6 +34,7 @@ class PreCopy(Step):
         if not st.volumes:
             return
         engine = m.data_engine()
+        st.data["engine"] = engine.name
         start = time.time()
         prepull = workload.start_prepull(m.dst, m.req.target_namespace, m.id, st.workload)
         engine.start(timeout=m.req.ready_timeout)

@@ -19,10 +19,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from kubehop.adapters.dns import DnsZone
 from kubehop.adapters.kube import KubeCluster
 from kubehop.adapters.store import Store
 from kubehop.domain import mover as mv
 from kubehop.domain.model import MigrationRequest
+from kubehop.domain.pods import pod_is_ready
 from kubehop.engine.context import MigrationError
 from kubehop.engine.executor import Executor
 from kubehop.engine.steps.registry import STEP_TYPES
@@ -37,6 +39,7 @@ pytestmark = pytest.mark.usefixtures("testbed")
 volume_dir = sample.volume_dir
 
 NS = sample.ORC8R_NAMESPACE
+FQDN = f"orc8r.{NS}.testnetwork.internal"
 EDGE = BY_NAME["edge"]
 
 
@@ -336,8 +339,13 @@ def test_a_statefulset_with_a_claim_template_moves_with_its_data(tmp_path: Path)
 
 
 
-DATA_POINTS = [(step, point) for step in ("precopy", "cutover")
-               for point in ("begin", *STEP_TYPES[step].points)]
+DATA_POINTS = [("precopy", "movers"), ("precopy", "pass"),
+               *(("cutover", point) for point in ("begin", *STEP_TYPES["cutover"].points))]
+"""The points of the data steps the real tests stop at: every point of the cut-over (the
+freeze), and the pre-copy's once its movers are up and after a pass. Every point of every step
+is covered on fakes by tests/unit/test_executor_stateful.py; here each costs a real move."""
+FROZEN_POINTS = {("cutover", p) for p in STEP_TYPES["cutover"].points}
+"""Points at which the source is frozen: a crash there leaves it frozen for the resume."""
 
 
 def test_a_failure_at_every_point_of_the_data_steps_rolls_back_losing_nothing(
@@ -372,11 +380,96 @@ def test_a_crash_at_every_point_of_the_data_steps_is_finished_by_resume(
         with pytest.raises(Crash):
             Executor(journal, seam=FaultAt(step, point, Crash())).start(
                 tb.inventory(), request(src, dst))
+        crashed = time.time()
         migration = journal.list()[-1]
         assert migration.status == "running", point
+        if (step, point) in FROZEN_POINTS:
+            time.sleep(2)  # the source stays frozen while nobody runs the migration
         report = Executor(journal).resume(tb.inventory(), migration.id)
         assert report.status == "succeeded", (point, report.error)
         assert running_in() == (dst, src), point
         assert f"crash-{step}-{point}" in json.dumps(orc8r(dst, "GET", "/networks")), point
+        if (step, point) in FROZEN_POINTS:
+            # The freeze the report gives began before the crash, not at the resume.
+            switched = next(p.end for p in report.phases if p.name == "switch")
+            assert report.data["freeze_seconds"] >= switched - crashed, (point, report.data)
         assert_movers_gone()
     assert_nothing_lost(running_in()[0], since)
+
+
+class Watch:
+    """Test seam: at every point until the cut-over has verified the copy, which orc8r pods
+    the target runs and where the private zone's name for orc8r leads."""
+
+    def __init__(self, dst: str) -> None:
+        self.dst = dst
+        self.verified = False
+        self.seen: list[tuple[str, str, list[str], list[str]]] = []
+
+    def checkpoint(self, step: str, point: str) -> None:
+        if self.verified:
+            return
+        self.verified = (step, point) == ("cutover", "verified")
+        pods = [p["metadata"]["name"] for p in kube(self.dst).find("Pod", NS, {"app": "orc8r"})
+                if not p["metadata"].get("deletionTimestamp")]
+        self.seen.append((step, point, pods, DnsZone(tb.inventory().dns).lookup_a(FQDN)))
+
+
+def test_the_target_starts_on_the_verified_copy_and_nothing_leads_to_it_before(
+        stateful: None, tmp_path: Path) -> None:
+    """No orc8r pod runs in the target, and the private zone's name does not lead there,
+    until the cut-over has verified the final copy (a database opening a half-copied volume,
+    or a client writing to a copy the final pass then overwrites, loses writes)."""
+    since = time.time()
+    journal = Store(f"sqlite:///{tmp_path / 'kubehop.db'}")
+    src, dst = running_in()
+    seam = Watch(dst)
+    report = Executor(journal, seam=seam).start(tb.inventory(), request(src, dst))
+    assert report.status == "succeeded", report.error
+    lb = tb.inventory().clusters[dst].load_balancer
+    early = [seen for seen in seam.seen if seen[2] or seen[3] == [lb]]
+    assert seam.verified and len(seam.seen) > 5 and early == [], early
+    phases = {p.name: p for p in report.phases}
+    assert phases["cutover"].end <= phases["start"].start <= phases["dns"].start
+    assert_nothing_lost(dst, since)
+
+
+class RestartASourcePod:
+    """Test seam: once the copy is verified, a source pod is deleted; its Deployment makes a
+    new one, which comes up unfrozen (a freeze lives in the process)."""
+
+    def __init__(self, src: str) -> None:
+        self.src = src
+        self.victim = ""
+
+    def checkpoint(self, step: str, point: str) -> None:
+        if (step, point) == ("cutover", "verified") and not self.victim:
+            self.victim = ready_pods(self.src)[0]
+            kube(self.src).delete("Pod", self.victim, NS)
+
+
+def test_a_source_pod_restarted_inside_the_freeze_rolls_the_move_back(
+        stateful: None, tmp_path: Path) -> None:
+    """The switch finds a source pod the freeze did not stop: it refuses to move the clients,
+    rolls back, and the source (every pod thawed) is still the writer with every write."""
+    since = time.time()
+    journal = Store(f"sqlite:///{tmp_path / 'kubehop.db'}")
+    src, dst = running_in()
+    seam = RestartASourcePod(src)
+    with pytest.raises(MigrationError) as failed:
+        Executor(journal, seam=seam).start(tb.inventory(), request(src, dst))
+    assert seam.victim and "may be writing again" in str(failed.value), failed.value
+    assert journal.list()[-1].status == "rolled-back"
+    assert kube(dst).get("Deployment", "orc8r", NS) is None
+    def both_ready() -> bool:
+        pods = [p for p in kube(src).find("Pod", NS, {"app": "orc8r"})
+                if not p["metadata"].get("deletionTimestamp")]
+        if len(pods) == 2 and all(pod_is_ready(p) for p in pods):
+            return True
+        raise NotYet(f"{len(pods)} pods")
+
+    wait_for(both_ready, timeout=60, interval=0.5, what="the source's replacement pod")
+    assert frozen_pods(src) == []
+    orc8r(src, "POST", "/networks", {"id": "net-after-restart"})
+    assert_movers_gone()
+    assert_nothing_lost(src, since)

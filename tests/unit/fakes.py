@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import uuid
 import hashlib
 import re
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 from unittest import mock

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -66,9 +67,9 @@ def request(src: str, dst: str) -> MigrationRequest:
 
 
 def movers_left(namespace: str = NS) -> list[str]:
-    """Mover pods, their keys, Services and routes still in either cluster."""
+    """Mover pods, their keys, NetworkPolicies, Services and routes still in either cluster."""
     return [f"{c}: {kind} {o['metadata']['name']}" for c in ("edge", "cloud")
-            for kind in ("Pod", "Secret", "Service", "IngressRouteTCP")
+            for kind in ("Pod", "Secret", "Service", "IngressRouteTCP", "NetworkPolicy")
             for o in kube(c).find(kind, namespace)
             if mv.LABEL_MOVER in (o["metadata"].get("labels") or {})
             or o["metadata"]["name"].startswith(("kubehop-sender", "kubehop-receiver"))]
@@ -133,6 +134,53 @@ class TruncateAt:
             os.truncate(self.victim, size - 1)
 
 
+class ProbeMoverApi:
+    """Test seam: once the movers are up, each one's API is asked through the pod proxy
+    without the migration's token and with a wrong one, its unauthenticated readiness path too,
+    and its NetworkPolicy is looked up."""
+
+    def __init__(self, src: str, dst: str) -> None:
+        self.ends = ((src, "sender"), (dst, "receiver"))
+        self.seen: dict[str, tuple[int, int, int, bool]] = {}
+
+    def checkpoint(self, step: str, point: str) -> None:
+        if (step, point) != ("precopy", "movers") or self.seen:
+            return
+        for cluster, role in self.ends:
+            k = kube(cluster)
+            pod = next(p["metadata"]["name"] for p in k.find("Pod", NS)
+                       if p["metadata"]["name"].startswith(f"kubehop-{role}"))
+            manifest = mv.proxy_path(NS, pod, mv.API_PORT, "/manifest")
+            self.seen[role] = (
+                k.get_path(manifest, timeout=30)[0],
+                k.get_path(manifest, headers={mv.TOKEN_HEADER: "w" * 43}, timeout=30)[0],
+                k.get_path(mv.proxy_path(NS, pod, mv.API_PORT, "/healthz"), timeout=30)[0],
+                k.get("NetworkPolicy", pod, NS) is not None)
+
+
+# A POSIX access ACL as the kernel stores it (version 2; USER_OBJ rw-, USER 1234 r--,
+# GROUP_OBJ r--, MASK r--, OTHER ---): rsync -A must carry it, the manifest compare it.
+ACL = struct.pack("<I", 2) + b"".join(
+    struct.pack("<HHI", tag, perm, ident) for tag, perm, ident in (
+        (0x01, 6, 0xFFFFFFFF), (0x02, 4, 1234), (0x04, 4, 0xFFFFFFFF), (0x10, 4, 0xFFFFFFFF),
+        (0x20, 0, 0xFFFFFFFF)))
+
+
+def add_xattrs_acl_and_links(private: Path) -> None:
+    """What -aHSAX copies beyond owners and modes: a user xattr, an ACL, a hard link."""
+    os.setxattr(private / "key", "user.kubehop.test", b"xattr value")
+    os.setxattr(private / "key", "system.posix_acl_access", ACL)
+    if not (private / "key-link").exists():
+        os.link(private / "key", private / "key-link")
+
+
+def assert_xattrs_acl_and_links(private: Path) -> None:
+    key = private / "key"
+    assert os.getxattr(key, "user.kubehop.test") == b"xattr value"
+    assert os.getxattr(key, "system.posix_acl_access") == ACL
+    assert (private / "key-link").stat().st_ino == key.stat().st_ino
+
+
 @pytest.fixture(scope="module")
 def stateful() -> Iterator[None]:
     """The stateful sample for this module; removed after it, so the other modules (which
@@ -155,10 +203,15 @@ def test_orc8r_moves_with_its_data_and_loses_no_acknowledged_write(
     os.chown(owned / "key", 999, 999)
     owned.chmod(0o700)
     (owned / "key").chmod(0o600)
+    add_xattrs_acl_and_links(owned)  # the ACL's mask: the key's mode becomes 0640
     journal = Store(f"sqlite:///{tmp_path / 'kubehop.db'}")
+    probe = ProbeMoverApi(home, away)
     for src, dst in ((home, away), (away, home)):
-        report = Executor(journal).start(tb.inventory(), request(src, dst))
+        report = Executor(journal, seam=probe).start(tb.inventory(), request(src, dst))
         assert report.status == "succeeded", report.error
+        # Another pod than kubehop reaching a mover's API is refused; readiness says no more.
+        assert probe.seen == {"sender": (401, 403, 200, True),
+                              "receiver": (401, 403, 200, True)}, probe.seen
         assert report.data["passes"] and report.data["passes"][-1]["final"], report.data
         assert report.data["files"] >= 2 and report.data["freeze_seconds"] > 0, report.data
         assert frozen_pods(dst) == [], "the target was thawed after the switch"
@@ -178,7 +231,8 @@ def test_orc8r_moves_with_its_data_and_loses_no_acknowledged_write(
         assert (moved.stat().st_uid, moved.stat().st_mode & 0o7777) == (999, 0o700)
         key = moved / "key"
         assert (key.stat().st_uid, key.stat().st_gid, key.stat().st_mode & 0o7777,
-                key.stat().st_size) == (999, 999, 0o600, 4096)
+                key.stat().st_size) == (999, 999, 0o640, 4096)
+        assert_xattrs_acl_and_links(moved)
         assert_movers_gone()
     assert f"net-after-{away}" in json.dumps(orc8r(home, "GET", "/networks"))
     assert_nothing_lost(home, since)

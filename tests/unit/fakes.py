@@ -9,6 +9,7 @@ proxy, and :class:`MemoryEngine`, a data engine that copies those volumes."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import copy
 import hashlib
@@ -21,7 +22,7 @@ from unittest import mock
 from kubehop.domain import manifests as mf
 from kubehop.domain import mover as mv
 from kubehop.domain.model import TRANSFER_ENTRYPOINT, ClusterInfo, DnsZoneInfo, Inventory
-from kubehop.domain.volumes import diff_manifests
+from kubehop.domain.volumes import diff_manifests, manifest_key
 from kubehop.engine.data import registry
 from kubehop.engine.data.interface import DataError, DataSetup, Pass, Verification
 from kubehop.errors import KubehopError
@@ -129,6 +130,9 @@ class FakeCluster:
             obj["status"] = self._kubelet(obj)
         if obj["kind"] == "Pod":
             obj["metadata"].setdefault("uid", uuid.uuid4().hex)
+        if obj["kind"] == "Secret" and "stringData" in obj:  # as the API server stores it
+            obj["data"] = {**(obj.get("data") or {}), **{
+                k: base64.b64encode(v.encode()).decode() for k, v in obj.pop("stringData").items()}}
         self._store(key, obj)
         return obj
 
@@ -198,11 +202,12 @@ class FakeCluster:
         return self.merge_patch(kind, name, namespace, {"spec": {"replicas": replicas}})
 
     def get_path(self, path: str, *, params: dict[str, str] | None = None,
-                 timeout: float = 10) -> tuple[int, str]:
+                 headers: dict[str, str] | None = None, timeout: float = 10) -> tuple[int, str]:
         return 404, "404 page not found"
 
     def post_path(self, path: str, *, params: dict[str, str] | None = None,
-                  body: dict[str, Any] | None = None, timeout: float = 10) -> tuple[int, str]:
+                  body: dict[str, Any] | None = None, headers: dict[str, str] | None = None,
+                  timeout: float = 10) -> tuple[int, str]:
         """The API server's pod proxy to an application pod's freeze or thaw hook."""
         found = re.fullmatch(r"/api/v1/namespaces/([^/]+)/pods/([^/:]+):(\d+)/proxy(/.*)", path)
         if found is None:
@@ -521,9 +526,12 @@ class MemoryEngine:
     def start(self, *, timeout: float) -> None:
         s = self.setup
         self.remove()
-        for cluster, ns in ((self.dst, s.target_namespace), (self.src, s.source_namespace)):
-            cluster.apply(mv.psk_secret(name=self.secret, namespace=ns, psk="test",
-                                        migration_id=s.migration_id))
+        for cluster, ns, role in ((self.dst, s.target_namespace, "receiver"),
+                                  (self.src, s.source_namespace, "sender")):
+            cluster.apply(mv.mover_secret(name=self.secret, namespace=ns, psk="test",
+                                          token="test", migration_id=s.migration_id))
+            cluster.apply(mv.network_policy(role=role, migration_id=s.migration_id,
+                                            namespace=ns, target=s.target_address))
         self.dst.apply(mv.mover_pod(role="receiver", migration_id=s.migration_id,
                                     namespace=s.target_namespace, image=s.image,
                                     claims=s.claims, secret=self.secret))
@@ -592,8 +600,10 @@ class MemoryEngine:
     def remove(self) -> None:
         s = self.setup
         self.src.delete("Pod", self.sender, s.source_namespace)
+        self.src.delete("NetworkPolicy", self.sender, s.source_namespace)
         self.src.delete("Secret", self.secret, s.source_namespace)
         self.dst.delete("Pod", self.receiver, s.target_namespace)
+        self.dst.delete("NetworkPolicy", self.receiver, s.target_namespace)
         self.dst.delete("Secret", self.secret, s.target_namespace)
 
     def wait_removed(self, *, timeout: float) -> None:
@@ -608,7 +618,7 @@ def manifest(claim: str, files: dict[str, bytes]) -> list[dict[str, Any]]:
     """A volume's entries as the mover lists them (its directory, then each file)."""
     out: list[dict[str, Any]] = [{"path": claim, "type": "dir", "uid": 0, "gid": 0,
                                   "mode": 0o755}]
-    for path, data in sorted(files.items()):
+    for path, data in sorted(files.items(), key=lambda item: manifest_key(item[0])):
         out.append({"path": f"{claim}/{path}", "type": "file", "uid": 999, "gid": 999,
                     "mode": 0o600, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()})
     return out

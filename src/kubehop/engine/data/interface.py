@@ -37,11 +37,13 @@ class Pass:
 @dataclass(frozen=True)
 class Verification:
     """Both sides compared inside the freeze: what differs (empty: the copy is exact) and how
-    much data the source holds (the report's ``files`` and ``bytes``)."""
+    much data the source holds (the report's ``files`` and ``bytes``). An engine may list only
+    the first differences; ``more`` counts those it left out."""
 
     problems: list[str]
     files: int
     bytes: int
+    more: int = 0
 
 
 @dataclass(frozen=True)

@@ -126,7 +126,8 @@ class Cutover(Step):
         st.data["files"] = check.files
         st.data["bytes"] = check.bytes
         if problems:
-            more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+            left = len(problems) - 3 + check.more
+            more = f" (and {left} more)" if left > 0 else ""
             raise MigrationError(f"the copy in {m.dst.name} differs from the source: "
                                  f"{'; '.join(problems[:3])}{more}")
         st.data["verified_at"] = time.time()

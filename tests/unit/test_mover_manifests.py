@@ -33,8 +33,10 @@ def test_the_sender_mounts_read_only_and_the_receiver_is_reached_by_server_name(
     spec = sender["spec"]
     mounts = spec["containers"][0]["volumeMounts"]
     assert [(m["mountPath"], m["readOnly"]) for m in mounts] == [
-        ("/data/a", True), ("/data/b", True), ("/secret", True), ("/work", False)]
-    assert all(v["persistentVolumeClaim"]["readOnly"] for v in spec["volumes"][:2])
+        ("/data", False), ("/data/a", True), ("/data/b", True), ("/secret", True),
+        ("/work", False)]
+    assert spec["volumes"][0] == {"name": "tree", "emptyDir": {}}
+    assert all(v["persistentVolumeClaim"]["readOnly"] for v in spec["volumes"][1:3])
     assert spec["automountServiceAccountToken"] is False
     env = {e["name"]: e["value"] for e in spec["containers"][0]["env"]}
     assert env["MOVER_TARGET"] == "10.0.0.1:8873" and env["MOVER_ROLE"] == "sender"

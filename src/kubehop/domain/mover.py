@@ -128,13 +128,16 @@ def _mover_env(role: str, target: str, sni: str) -> list[Manifest]:
 
 def _mover_volumes(role: str, claims: list[str], secret: str
                    ) -> tuple[list[Manifest], list[Manifest]]:
-    """(volumeMounts, volumes): the claims (read-only for the sender), the Secret, the
-    workdir."""
-    mounts: list[Manifest] = [{"name": f"v{i}", "mountPath": f"{DATA_DIR}/{c}",
-                               "readOnly": role == "sender"} for i, c in enumerate(claims)]
+    """(volumeMounts, volumes): the claims (read-only for the sender) under an emptyDir at
+    DATA_DIR (rsync sets the times of the tree's root, which the read-only root filesystem
+    would refuse: exit 23), the Secret, the workdir."""
+    mounts: list[Manifest] = [{"name": "tree", "mountPath": DATA_DIR, "readOnly": False}]
+    mounts += [{"name": f"v{i}", "mountPath": f"{DATA_DIR}/{c}",
+                "readOnly": role == "sender"} for i, c in enumerate(claims)]
     mounts += [{"name": "secret", "mountPath": SECRET_DIR, "readOnly": True},
                {"name": "work", "mountPath": WORK_DIR, "readOnly": False}]
-    volumes: list[Manifest] = [
+    volumes: list[Manifest] = [{"name": "tree", "emptyDir": {}}]
+    volumes += [
         {"name": f"v{i}", "persistentVolumeClaim": {"claimName": c, "readOnly": role == "sender"}}
         for i, c in enumerate(claims)]
     volumes += [{"name": "secret", "secret": {"secretName": secret, "defaultMode": 0o400}},

@@ -10,8 +10,9 @@ In a document each generated figure sits between ``<!-- figures:NAME begin -->``
 ``<!-- figures:NAME end -->``: a table on lines of its own, or a short figure inside a sentence.
 Nothing here needs a cluster; tests/unit/test_figures.py runs the check.
 
-Percentiles: a figure is called p99 only with at least ``P99_MIN_SAMPLES`` samples behind it;
-with fewer, the largest value is given and called max.
+Percentiles: a figure is called p99 only with at least 100 samples behind it; with fewer, the
+largest value is given and called max. The rule, and the percentile itself, are the bench's own
+(``kubehop.bench.stats``: ``tail``, ``tail_label``), imported from this checkout's ``src``.
 """
 
 from __future__ import annotations
@@ -29,7 +30,10 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-P99_MIN_SAMPLES = 100
+sys.path.insert(0, str(ROOT / "src"))  # this checkout's kubehop, not another installed one
+
+from kubehop.bench.stats import tail, tail_label  # noqa: E402
+
 DASH = "\u2013"  # the en dash of a range, "0.52\u20130.56"
 
 
@@ -79,21 +83,6 @@ class Figure:
 
 
 # --- numbers --------------------------------------------------------------------------------
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """The ``q`` quantile (0..1), linear between closest ranks (numpy's default)."""
-    ordered = sorted(values)
-    pos = q * (len(ordered) - 1)
-    lo, hi = math.floor(pos), math.ceil(pos)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
-
-
-def tail(values: Sequence[float]) -> tuple[str, float]:
-    """("p99", its value) with enough samples, else ("max", the largest)."""
-    if len(values) >= P99_MIN_SAMPLES:
-        return "p99", percentile(values, 0.99)
-    return "max", max(values)
 
 
 def median(values: Sequence[float]) -> float:
@@ -393,7 +382,7 @@ def before_after(runs: Sequence[dict[str, Any]]) -> tuple[str, str]:
 def ingress(runs: Sequence[dict[str, Any]]) -> tuple[str, str]:
     """(label, "p50 / tail"): medians over the runs of each run's ingress overhead."""
     measured = [r["ingress"] for r in runs if r.get("ingress", {}).get("overhead_ms")]
-    label = "p99" if all(int(i["calls"]) >= P99_MIN_SAMPLES for i in measured) else "max"
+    label = "p99" if all(tail_label(int(i["calls"])) == "p99" for i in measured) else "max"
     if label != "p99":
         raise ValueError("ingress overhead: fewer calls than a p99 needs; the file has no max")
     p50 = median([float(i["overhead_ms"]["p50"]) for i in measured])
@@ -563,7 +552,9 @@ WAN = "results/wan"
 
 
 def wan_matrix(src: Sources) -> str:
-    m = src.json(f"{WAN}/show_3tier_default.json")["matrix"]
+    """Measured (configured) RTT per pair; the header says how many probes each median is of."""
+    data = src.json(f"{WAN}/show_3tier_default.json")
+    m = data["matrix"]
     names = list(m["configured_rtt_ms"])
     rows = []
     for a in names:
@@ -575,7 +566,9 @@ def wan_matrix(src: Sources) -> str:
                 cells.append(f"{m['measured_rtt_ms'][a][b]:g} "
                              f"(set {m['configured_rtt_ms'][a][b]:g})")
         rows.append(cells)
-    return table(["probe from \\ to", *names, "host"], rows)
+    n = re.search(r"median of (\d+)", str(data.get("probe") or ""))
+    return table([f"probe from \\ to ({f'median of {n.group(1)}' if n else 'n not recorded'})",
+                  *names, "host"], rows)
 
 
 def wan_set(src: Sources) -> str:
@@ -591,7 +584,7 @@ def wan_accuracy(src: Sources) -> str:
     rows = []
     for r in acc["rows"]:
         n = min(int(r["rtt_ms"]["n"]), int(r["error_ms"]["n"]))
-        if n < P99_MIN_SAMPLES:
+        if tail_label(n) != "p99":
             raise ValueError(f"{WAN}/accuracy.json: a p99 over {n} probes")
         within = r.get("within_issue_tolerance")
         rows.append([r["probe"], f"{r['one_way_delay_ms']:g} ms", str(r["rtt_ms"]["p50"]),
@@ -609,7 +602,7 @@ def wan_accuracy(src: Sources) -> str:
             ("delayer_arrival_to_read_us", "Packet arrival on the bridge (kernel stamp) -> "
              "notice read by the delayer", " (the delay counts from the arrival)")):
         d = acc[key]
-        if int(d["samples"]) < P99_MIN_SAMPLES:
+        if tail_label(int(d["samples"])) != "p99":
             raise ValueError(f"{WAN}/accuracy.json: {key}: a p99 over {d['samples']} samples")
         count_text = f" ({d['samples']} packets)" if not tail_text else ""
         lines.append(f"{what}: p50 {d['p50']:.0f} us, p99 {d['p99']:.0f} us, max "

@@ -1,4 +1,4 @@
-"""``kubehop bench --quick`` runs every strategy once and writes its files (no timing is
+"""``kubehop bench --quick`` runs each strategy it is given once and writes its files (no timing is
 asserted: the benchmark reports, tests check behaviour)."""
 
 from __future__ import annotations
@@ -15,11 +15,14 @@ pytestmark = pytest.mark.usefixtures("testbed")
 
 def test_quick_bench_writes_runs_summary_and_plots(tmp_path: Path) -> None:
     out = tmp_path / "bench"
-    result = kubehop("bench", "--quick", "--out", str(out))
+    # externalname is kubehop's own strategy like endpoints, moved under load in test_migrate;
+    # the bench's runs of it would repeat that at 50 s.
+    result = kubehop("bench", "--quick", "--strategies", "endpoints,paper,naive",
+                     "--out", str(out))
     assert result.returncode == 0, result.stderr
     data = json.loads((out / "runs.json").read_text())
     strategies = [r["strategy"] for r in data["runs"]]
-    assert strategies == ["endpoints", "externalname", "paper", "naive"]
+    assert strategies == ["endpoints", "paper", "naive"]
     for run in data["runs"]:
         assert run["requests"] > 0
         assert run["phases"], run["strategy"]

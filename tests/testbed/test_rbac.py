@@ -67,6 +67,8 @@ ALLOWED = [
     ("create", "pods/proxy", "-n", MANAGED),
     ("patch", "statefulsets.apps/scale", "-n", MANAGED),
     ("create", "ingressroutes.traefik.io", "-n", MANAGED),
+    ("create", "networkpolicies.networking.k8s.io", "-n", MANAGED),
+    ("delete", "networkpolicies.networking.k8s.io", "-n", MANAGED),
 ]
 DENIED = [
     ("get", "secrets", "-n", "kube-system"),

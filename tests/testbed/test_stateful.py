@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -19,10 +20,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from kubehop.adapters.dns import DnsZone
 from kubehop.adapters.kube import KubeCluster
 from kubehop.adapters.store import Store
 from kubehop.domain import mover as mv
 from kubehop.domain.model import MigrationRequest
+from kubehop.domain.pods import pod_is_ready
 from kubehop.engine.context import MigrationError
 from kubehop.engine.executor import Executor
 from kubehop.engine.steps.registry import STEP_TYPES
@@ -37,6 +40,7 @@ pytestmark = pytest.mark.usefixtures("testbed")
 volume_dir = sample.volume_dir
 
 NS = sample.ORC8R_NAMESPACE
+FQDN = f"orc8r.{NS}.testnetwork.internal"
 EDGE = BY_NAME["edge"]
 
 
@@ -63,9 +67,9 @@ def request(src: str, dst: str) -> MigrationRequest:
 
 
 def movers_left(namespace: str = NS) -> list[str]:
-    """Mover pods, their keys, Services and routes still in either cluster."""
+    """Mover pods, their keys, NetworkPolicies, Services and routes still in either cluster."""
     return [f"{c}: {kind} {o['metadata']['name']}" for c in ("edge", "cloud")
-            for kind in ("Pod", "Secret", "Service", "IngressRouteTCP")
+            for kind in ("Pod", "Secret", "Service", "IngressRouteTCP", "NetworkPolicy")
             for o in kube(c).find(kind, namespace)
             if mv.LABEL_MOVER in (o["metadata"].get("labels") or {})
             or o["metadata"]["name"].startswith(("kubehop-sender", "kubehop-receiver"))]
@@ -130,6 +134,53 @@ class TruncateAt:
             os.truncate(self.victim, size - 1)
 
 
+class ProbeMoverApi:
+    """Test seam: once the movers are up, each one's API is asked through the pod proxy
+    without the migration's token and with a wrong one, its unauthenticated readiness path too,
+    and its NetworkPolicy is looked up."""
+
+    def __init__(self, src: str, dst: str) -> None:
+        self.ends = ((src, "sender"), (dst, "receiver"))
+        self.seen: dict[str, tuple[int, int, int, bool]] = {}
+
+    def checkpoint(self, step: str, point: str) -> None:
+        if (step, point) != ("precopy", "movers") or self.seen:
+            return
+        for cluster, role in self.ends:
+            k = kube(cluster)
+            pod = next(p["metadata"]["name"] for p in k.find("Pod", NS)
+                       if p["metadata"]["name"].startswith(f"kubehop-{role}"))
+            manifest = mv.proxy_path(NS, pod, mv.API_PORT, "/manifest")
+            self.seen[role] = (
+                k.get_path(manifest, timeout=30)[0],
+                k.get_path(manifest, headers={mv.TOKEN_HEADER: "w" * 43}, timeout=30)[0],
+                k.get_path(mv.proxy_path(NS, pod, mv.API_PORT, "/healthz"), timeout=30)[0],
+                k.get("NetworkPolicy", pod, NS) is not None)
+
+
+# A POSIX access ACL as the kernel stores it (version 2; USER_OBJ rw-, USER 1234 r--,
+# GROUP_OBJ r--, MASK r--, OTHER ---): rsync -A must carry it, the manifest compare it.
+ACL = struct.pack("<I", 2) + b"".join(
+    struct.pack("<HHI", tag, perm, ident) for tag, perm, ident in (
+        (0x01, 6, 0xFFFFFFFF), (0x02, 4, 1234), (0x04, 4, 0xFFFFFFFF), (0x10, 4, 0xFFFFFFFF),
+        (0x20, 0, 0xFFFFFFFF)))
+
+
+def add_xattrs_acl_and_links(private: Path) -> None:
+    """What -aHSAX copies beyond owners and modes: a user xattr, an ACL, a hard link."""
+    os.setxattr(private / "key", "user.kubehop.test", b"xattr value")
+    os.setxattr(private / "key", "system.posix_acl_access", ACL)
+    if not (private / "key-link").exists():
+        os.link(private / "key", private / "key-link")
+
+
+def assert_xattrs_acl_and_links(private: Path) -> None:
+    key = private / "key"
+    assert os.getxattr(key, "user.kubehop.test") == b"xattr value"
+    assert os.getxattr(key, "system.posix_acl_access") == ACL
+    assert (private / "key-link").stat().st_ino == key.stat().st_ino
+
+
 @pytest.fixture(scope="module")
 def stateful() -> Iterator[None]:
     """The stateful sample for this module; removed after it, so the other modules (which
@@ -152,10 +203,15 @@ def test_orc8r_moves_with_its_data_and_loses_no_acknowledged_write(
     os.chown(owned / "key", 999, 999)
     owned.chmod(0o700)
     (owned / "key").chmod(0o600)
+    add_xattrs_acl_and_links(owned)  # the ACL's mask: the key's mode becomes 0640
     journal = Store(f"sqlite:///{tmp_path / 'kubehop.db'}")
+    probe = ProbeMoverApi(home, away)
     for src, dst in ((home, away), (away, home)):
-        report = Executor(journal).start(tb.inventory(), request(src, dst))
+        report = Executor(journal, seam=probe).start(tb.inventory(), request(src, dst))
         assert report.status == "succeeded", report.error
+        # Another pod than kubehop reaching a mover's API is refused; readiness says no more.
+        assert probe.seen == {"sender": (401, 403, 200, True),
+                              "receiver": (401, 403, 200, True)}, probe.seen
         assert report.data["passes"] and report.data["passes"][-1]["final"], report.data
         assert report.data["files"] >= 2 and report.data["freeze_seconds"] > 0, report.data
         assert frozen_pods(dst) == [], "the target was thawed after the switch"
@@ -175,7 +231,8 @@ def test_orc8r_moves_with_its_data_and_loses_no_acknowledged_write(
         assert (moved.stat().st_uid, moved.stat().st_mode & 0o7777) == (999, 0o700)
         key = moved / "key"
         assert (key.stat().st_uid, key.stat().st_gid, key.stat().st_mode & 0o7777,
-                key.stat().st_size) == (999, 999, 0o600, 4096)
+                key.stat().st_size) == (999, 999, 0o640, 4096)
+        assert_xattrs_acl_and_links(moved)
         assert_movers_gone()
     assert f"net-after-{away}" in json.dumps(orc8r(home, "GET", "/networks"))
     assert_nothing_lost(home, since)
@@ -336,8 +393,13 @@ def test_a_statefulset_with_a_claim_template_moves_with_its_data(tmp_path: Path)
 
 
 
-DATA_POINTS = [(step, point) for step in ("precopy", "cutover")
-               for point in ("begin", *STEP_TYPES[step].points)]
+DATA_POINTS = [("precopy", "movers"), ("precopy", "pass"),
+               *(("cutover", point) for point in ("begin", *STEP_TYPES["cutover"].points))]
+"""The points of the data steps the real tests stop at: every point of the cut-over (the
+freeze), and the pre-copy's once its movers are up and after a pass. Every point of every step
+is covered on fakes by tests/unit/test_executor_stateful.py; here each costs a real move."""
+FROZEN_POINTS = {("cutover", p) for p in STEP_TYPES["cutover"].points}
+"""Points at which the source is frozen: a crash there leaves it frozen for the resume."""
 
 
 def test_a_failure_at_every_point_of_the_data_steps_rolls_back_losing_nothing(
@@ -372,11 +434,96 @@ def test_a_crash_at_every_point_of_the_data_steps_is_finished_by_resume(
         with pytest.raises(Crash):
             Executor(journal, seam=FaultAt(step, point, Crash())).start(
                 tb.inventory(), request(src, dst))
+        crashed = time.time()
         migration = journal.list()[-1]
         assert migration.status == "running", point
+        if (step, point) in FROZEN_POINTS:
+            time.sleep(2)  # the source stays frozen while nobody runs the migration
         report = Executor(journal).resume(tb.inventory(), migration.id)
         assert report.status == "succeeded", (point, report.error)
         assert running_in() == (dst, src), point
         assert f"crash-{step}-{point}" in json.dumps(orc8r(dst, "GET", "/networks")), point
+        if (step, point) in FROZEN_POINTS:
+            # The freeze the report gives began before the crash, not at the resume.
+            switched = next(p.end for p in report.phases if p.name == "switch")
+            assert report.data["freeze_seconds"] >= switched - crashed, (point, report.data)
         assert_movers_gone()
     assert_nothing_lost(running_in()[0], since)
+
+
+class Watch:
+    """Test seam: at every point until the cut-over has verified the copy, which orc8r pods
+    the target runs and where the private zone's name for orc8r leads."""
+
+    def __init__(self, dst: str) -> None:
+        self.dst = dst
+        self.verified = False
+        self.seen: list[tuple[str, str, list[str], list[str]]] = []
+
+    def checkpoint(self, step: str, point: str) -> None:
+        if self.verified:
+            return
+        self.verified = (step, point) == ("cutover", "verified")
+        pods = [p["metadata"]["name"] for p in kube(self.dst).find("Pod", NS, {"app": "orc8r"})
+                if not p["metadata"].get("deletionTimestamp")]
+        self.seen.append((step, point, pods, DnsZone(tb.inventory().dns).lookup_a(FQDN)))
+
+
+def test_the_target_starts_on_the_verified_copy_and_nothing_leads_to_it_before(
+        stateful: None, tmp_path: Path) -> None:
+    """No orc8r pod runs in the target, and the private zone's name does not lead there,
+    until the cut-over has verified the final copy (a database opening a half-copied volume,
+    or a client writing to a copy the final pass then overwrites, loses writes)."""
+    since = time.time()
+    journal = Store(f"sqlite:///{tmp_path / 'kubehop.db'}")
+    src, dst = running_in()
+    seam = Watch(dst)
+    report = Executor(journal, seam=seam).start(tb.inventory(), request(src, dst))
+    assert report.status == "succeeded", report.error
+    lb = tb.inventory().clusters[dst].load_balancer
+    early = [seen for seen in seam.seen if seen[2] or seen[3] == [lb]]
+    assert seam.verified and len(seam.seen) > 5 and early == [], early
+    phases = {p.name: p for p in report.phases}
+    assert phases["cutover"].end <= phases["start"].start <= phases["dns"].start
+    assert_nothing_lost(dst, since)
+
+
+class RestartASourcePod:
+    """Test seam: once the copy is verified, a source pod is deleted; its Deployment makes a
+    new one, which comes up unfrozen (a freeze lives in the process)."""
+
+    def __init__(self, src: str) -> None:
+        self.src = src
+        self.victim = ""
+
+    def checkpoint(self, step: str, point: str) -> None:
+        if (step, point) == ("cutover", "verified") and not self.victim:
+            self.victim = ready_pods(self.src)[0]
+            kube(self.src).delete("Pod", self.victim, NS)
+
+
+def test_a_source_pod_restarted_inside_the_freeze_rolls_the_move_back(
+        stateful: None, tmp_path: Path) -> None:
+    """The switch finds a source pod the freeze did not stop: it refuses to move the clients,
+    rolls back, and the source (every pod thawed) is still the writer with every write."""
+    since = time.time()
+    journal = Store(f"sqlite:///{tmp_path / 'kubehop.db'}")
+    src, dst = running_in()
+    seam = RestartASourcePod(src)
+    with pytest.raises(MigrationError) as failed:
+        Executor(journal, seam=seam).start(tb.inventory(), request(src, dst))
+    assert seam.victim and "may be writing again" in str(failed.value), failed.value
+    assert journal.list()[-1].status == "rolled-back"
+    assert kube(dst).get("Deployment", "orc8r", NS) is None
+    def both_ready() -> bool:
+        pods = [p for p in kube(src).find("Pod", NS, {"app": "orc8r"})
+                if not p["metadata"].get("deletionTimestamp")]
+        if len(pods) == 2 and all(pod_is_ready(p) for p in pods):
+            return True
+        raise NotYet(f"{len(pods)} pods")
+
+    wait_for(both_ready, timeout=60, interval=0.5, what="the source's replacement pod")
+    assert frozen_pods(src) == []
+    orc8r(src, "POST", "/networks", {"id": "net-after-restart"})
+    assert_movers_gone()
+    assert_nothing_lost(src, since)

@@ -9,10 +9,12 @@ proxy, and :class:`MemoryEngine`, a data engine that copies those volumes."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import copy
 import hashlib
 import re
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 from unittest import mock
@@ -20,7 +22,7 @@ from unittest import mock
 from kubehop.domain import manifests as mf
 from kubehop.domain import mover as mv
 from kubehop.domain.model import TRANSFER_ENTRYPOINT, ClusterInfo, DnsZoneInfo, Inventory
-from kubehop.domain.volumes import diff_manifests
+from kubehop.domain.volumes import diff_manifests, manifest_key
 from kubehop.engine.data import registry
 from kubehop.engine.data.interface import DataError, DataSetup, Pass, Verification
 from kubehop.errors import KubehopError
@@ -126,6 +128,11 @@ class FakeCluster:
                 return obj  # the token controller deletes it at once
         if obj["kind"] == "Pod" and "status" not in obj:
             obj["status"] = self._kubelet(obj)
+        if obj["kind"] == "Pod":
+            obj["metadata"].setdefault("uid", uuid.uuid4().hex)
+        if obj["kind"] == "Secret" and "stringData" in obj:  # as the API server stores it
+            obj["data"] = {**(obj.get("data") or {}), **{
+                k: base64.b64encode(v.encode()).decode() for k, v in obj.pop("stringData").items()}}
         self._store(key, obj)
         return obj
 
@@ -195,11 +202,12 @@ class FakeCluster:
         return self.merge_patch(kind, name, namespace, {"spec": {"replicas": replicas}})
 
     def get_path(self, path: str, *, params: dict[str, str] | None = None,
-                 timeout: float = 10) -> tuple[int, str]:
+                 headers: dict[str, str] | None = None, timeout: float = 10) -> tuple[int, str]:
         return 404, "404 page not found"
 
     def post_path(self, path: str, *, params: dict[str, str] | None = None,
-                  body: dict[str, Any] | None = None, timeout: float = 10) -> tuple[int, str]:
+                  body: dict[str, Any] | None = None, headers: dict[str, str] | None = None,
+                  timeout: float = 10) -> tuple[int, str]:
         """The API server's pod proxy to an application pod's freeze or thaw hook."""
         found = re.fullmatch(r"/api/v1/namespaces/([^/]+)/pods/([^/:]+):(\d+)/proxy(/.*)", path)
         if found is None:
@@ -326,8 +334,10 @@ class FakeCluster:
                 self.frozen.discard((ns, name))
         for (ns, name), pod in want.items():
             old = self.objects.get(("Pod", ns, name))
-            if old is None or old["metadata"] != pod["metadata"] or old["spec"] != pod["spec"]:
-                self.objects[("Pod", ns, name)] = pod  # a new pod: a changed template rolls
+            old_meta = {k: v for k, v in (old or {}).get("metadata", {}).items() if k != "uid"}
+            if old is None or old_meta != pod["metadata"] or old["spec"] != pod["spec"]:
+                pod["metadata"]["uid"] = uuid.uuid4().hex  # a new pod: a changed template rolls
+                self.objects[("Pod", ns, name)] = pod
                 self.frozen.discard((ns, name))
 
     def _bind_volumes(self) -> None:
@@ -516,9 +526,12 @@ class MemoryEngine:
     def start(self, *, timeout: float) -> None:
         s = self.setup
         self.remove()
-        for cluster, ns in ((self.dst, s.target_namespace), (self.src, s.source_namespace)):
-            cluster.apply(mv.psk_secret(name=self.secret, namespace=ns, psk="test",
-                                        migration_id=s.migration_id))
+        for cluster, ns, role in ((self.dst, s.target_namespace, "receiver"),
+                                  (self.src, s.source_namespace, "sender")):
+            cluster.apply(mv.mover_secret(name=self.secret, namespace=ns, psk="test",
+                                          token="test", migration_id=s.migration_id))
+            cluster.apply(mv.network_policy(role=role, migration_id=s.migration_id,
+                                            namespace=ns, target=s.target_address))
         self.dst.apply(mv.mover_pod(role="receiver", migration_id=s.migration_id,
                                     namespace=s.target_namespace, image=s.image,
                                     claims=s.claims, secret=self.secret))
@@ -587,16 +600,25 @@ class MemoryEngine:
     def remove(self) -> None:
         s = self.setup
         self.src.delete("Pod", self.sender, s.source_namespace)
+        self.src.delete("NetworkPolicy", self.sender, s.source_namespace)
         self.src.delete("Secret", self.secret, s.source_namespace)
         self.dst.delete("Pod", self.receiver, s.target_namespace)
+        self.dst.delete("NetworkPolicy", self.receiver, s.target_namespace)
         self.dst.delete("Secret", self.secret, s.target_namespace)
+
+    def wait_removed(self, *, timeout: float) -> None:
+        s = self.setup
+        if self.src.get("Pod", self.sender, s.source_namespace) is not None or self.dst.get(
+                "Pod", self.receiver, s.target_namespace) is not None:
+            raise DataError("a mover is still there")
+        self.world.events.append(("movers-gone",))
 
 
 def manifest(claim: str, files: dict[str, bytes]) -> list[dict[str, Any]]:
     """A volume's entries as the mover lists them (its directory, then each file)."""
     out: list[dict[str, Any]] = [{"path": claim, "type": "dir", "uid": 0, "gid": 0,
                                   "mode": 0o755}]
-    for path, data in sorted(files.items()):
+    for path, data in sorted(files.items(), key=lambda item: manifest_key(item[0])):
         out.append({"path": f"{claim}/{path}", "type": "file", "uid": 999, "gid": 999,
                     "mode": 0o600, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()})
     return out

@@ -1,6 +1,7 @@
 """The pure parts of the stateful benchmark: sizes, the first pass's throughput, lost writes,
-the per-size summary, the link's rate from the WAN record and the issue's targets; and that
-the markdown and the plot are written from a summary."""
+the summary's rows per (mode, WAN, size), the link's rate from the WAN record and the issue's
+targets; a migration report read into a run; and that the markdown and the plot are written
+from the runs, today's and those an older bench wrote."""
 
 from __future__ import annotations
 
@@ -12,25 +13,34 @@ from typing import Any
 
 import pytest
 
-from kubehop.bench import report
+from kubehop.bench import stateful_report
 from kubehop.bench.stateful import (
+    StatefulRun,
     first_pass_partial,
     is_flat,
     link_rate_bit,
     lost_writes,
     parse_sizes,
     pass_bytes_medians,
+    row_keys,
     summarize,
     summarize_size,
+    tables,
+    take_report,
     targets,
     throughput_mbps,
+    wan_name,
 )
+from kubehop.engine.report import PhaseTiming, Report
 from tests.conftest import assert_one_line_error
+
+RESULTS = Path(__file__).resolve().parents[2] / "results"
 
 
 def run(size: int = 100, *, ok: bool = True, total: float = 3.0, freeze: float = 0.1,
         passes: list[tuple[int, float]] | None = None, lost: int | None = 0,
-        failed: int = 0, retried: int | None = 2, gap: float | None = 120.0) -> dict[str, Any]:
+        failed: int = 0, retried: int | None = 2, gap: float | None = 120.0,
+        **extra: Any) -> dict[str, Any]:
     ps = [{"bytes": b, "files": 2, "seconds": s, "final": False}
           for b, s in (passes or [(size * 10**6, 1.0), (4096, 0.1)])]
     ps[-1]["final"] = True
@@ -39,7 +49,7 @@ def run(size: int = 100, *, ok: bool = True, total: float = 3.0, freeze: float =
             "passes": ps if ok else [], "first_pass_mbps": throughput_mbps(ps) if ok else None,
             "bytes": size * 10**6 if ok else None, "lost": lost, "agw_failed": failed,
             "agw_retried": retried,
-            "longest_gap_ms": gap}
+            "longest_gap_ms": gap} | extra
 
 
 def test_parse_sizes_keeps_order_and_drops_repeats() -> None:
@@ -82,9 +92,8 @@ def test_summary_percentiles_over_ok_runs_and_totals_over_all() -> None:
             run(ok=False, lost=None, failed=40, gap=5000.0)]
     row = summarize_size(100, runs, rate_bit=1_000_000_000)
     assert (row["runs"], row["ok"]) == (4, 3)
-    assert row["total_s"] == {"p50": 3.0, "p99": pytest.approx(3.98)}
-    assert row["freeze_ms"]["p50"] == 100.0
-    assert row["freeze_ms"]["p99"] == pytest.approx(296.0)
+    assert row["total_s"] == {"n": 3, "p50": 3.0, "max": 4.0}  # 3 runs name no p99
+    assert row["freeze_ms"] == {"n": 3, "p50": 100.0, "max": 300.0}
     assert row["throughput_mbps"]["p50"] == 100.0  # 100 MB in 1 s
     assert row["link_rate_mbps"] == 125.0
     assert (row["lost"], row["lost_unknown"]) == (2, 1)
@@ -96,8 +105,9 @@ def test_summary_percentiles_over_ok_runs_and_totals_over_all() -> None:
 
 def test_summary_without_a_successful_run_has_no_percentiles() -> None:
     row = summarize_size(10, [run(10, ok=False, retried=None)], rate_bit=None)
-    assert row["total_s"] == {"p50": None, "p99": None}
+    assert row["total_s"] == {"n": 0, "p50": None, "max": None}
     assert row["link_rate_mbps"] is None and row["agw_retried"] is None
+    assert row["passes_retried"] is None  # no run recorded its first pass's attempts
     assert row["pass_bytes"] == []
 
 
@@ -122,19 +132,43 @@ def test_link_rate_and_flatness_from_the_wan_record() -> None:
     assert not is_flat(None)
 
 
-def test_targets_need_the_p99s_every_run_and_nothing_lost() -> None:
-    good = summarize([run(total=3.0, freeze=0.1), run(total=3.5, freeze=0.12)], rate_bit=None)
-    assert targets(good, flat=True) == {
-        "size_mb": 100, "flat": True, "freeze_p99_ms": 150.0, "total_s": 4.0,
-        "freeze_met": True, "total_met": True}
-    slow = summarize([run(total=3.0, freeze=0.1), run(total=4.5, freeze=0.2)], rate_bit=None)
-    assert (targets(slow, flat=True)["freeze_met"], targets(slow, flat=True)["total_met"]) == \
-        (False, False)
+def flat(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    (t,) = targets(rows)
+    return t
+
+
+def test_targets_are_checked_on_the_max_below_100_runs() -> None:
+    good = summarize([run(total=3.0, freeze=0.1), run(total=3.5, freeze=0.12)], rate_bit=None,
+                     wan="flat")
+    assert flat(good) == {
+        "mode": None, "wan": "flat", "flat": True, "size_mb": 100, "freeze_p99_ms": 150.0,
+        "total_s": 4.0, "tail": "max", "n": 2, "freeze_met": True, "total_met": True}
+    # the p50 over the target: the p99 is too, whatever the number of runs
+    slow = summarize([run(total=4.2, freeze=0.2), run(total=4.5, freeze=0.2)], rate_bit=None)
+    assert (flat(slow)["freeze_met"], flat(slow)["total_met"]) == (False, False)
+    # only the max over the target, 20 runs: a p99 cannot be named, so it is not decided
+    mixed = summarize([run(freeze=0.1)] * 19 + [run(freeze=0.2)], rate_bit=None)
+    assert flat(mixed)["freeze_met"] is None and flat(mixed)["tail"] == "max"
+    # 100 runs, one slow: the p99 is named and within the target
+    hundred = summarize([run(freeze=0.1)] * 99 + [run(freeze=0.9)], rate_bit=None)
+    assert flat(hundred)["tail"] == "p99" and flat(hundred)["freeze_met"] is True
+
+
+def test_targets_need_every_run_and_nothing_lost() -> None:
     lossy = summarize([run(lost=1)], rate_bit=None)
-    assert targets(lossy, flat=True)["freeze_met"] is False
+    assert flat(lossy)["freeze_met"] is False
     failed = summarize([run(), run(ok=False)], rate_bit=None)
-    assert targets(failed, flat=True)["total_met"] is False
-    assert targets(summarize([run(10)], rate_bit=None), flat=True)["freeze_met"] is None
+    assert flat(failed)["total_met"] is False
+    assert targets(summarize([run(10)], rate_bit=None)) == []  # 100 MB not run
+
+
+def test_targets_per_mode_prefer_the_flat_row() -> None:
+    rows = summarize([run(mode="files", wan="default", freeze=0.9),
+                      run(mode="files", wan="flat", freeze=0.1),
+                      run(mode="postgresql", wan="default", freeze=0.1)], rate_bit=None)
+    got = {(t["mode"], t["wan"]): t["freeze_met"] for t in targets(rows)}
+    assert got == {("files", "flat"): True, ("postgresql", "default"): True}
+    assert [t["flat"] for t in targets(rows)] == [True, False]
 
 
 def test_summary_and_plot_are_written(tmp_path: Path) -> None:
@@ -143,13 +177,12 @@ def test_summary_and_plot_are_written(tmp_path: Path) -> None:
                         "error": ""},
             run(100, ok=False) | {"index": 1, "source": "cloud", "target": "edge",
                                   "acked": None, "error": "MigrationError: a | b\nc"}]
-    rows = summarize(runs, rate_bit=10**9)
-    data = {"runs": runs, "summary": rows, "wan": WAN | {"links": WAN["links"][1:]},
-            "targets": targets(rows, flat=False)}
-    files = report.write_stateful(data, tmp_path, "kubehop bench --scenario stateful")
+    wan = WAN | {"links": WAN["links"][1:]}
+    data = {"runs": runs, "wan": wan, **tables(runs, wan)}
+    files = stateful_report.write(data, tmp_path, "kubehop bench --scenario stateful")
     assert [f.name for f in files] == ["runs.json", "summary.md", "freeze.png"]
     md = (tmp_path / "summary.md").read_text()
-    assert "| 100 | 1/2 | 3.00 / 3.00 |" in md
+    assert "| \u2014 | default | 100 | 1/2 | 3.00 / max 3.00 |" in md
     assert "**NOT met**" in md and "indicative only" in md
     assert "MigrationError: a / b c |" in md
     assert json.loads((tmp_path / "runs.json").read_text())["command"].endswith("stateful")
@@ -167,3 +200,128 @@ def test_bad_stateful_options_are_one_line_errors(args: list[str], words: tuple[
     result = subprocess.run([sys.executable, "-m", "kubehop.cli.main", "bench", *args],
                             capture_output=True, text=True, timeout=60, check=False)
     assert_one_line_error(result, *words)
+
+
+# -- rows keyed by what the runs recorded; the columns beside the freeze ---------------------
+
+def test_wan_name_is_flat_or_the_profile() -> None:
+    assert wan_name(WAN) == "default"
+    assert wan_name({"profile": {"name": "flat"}, "links": [
+        {"a": "edge", "b": "cloud", "delay_ms": 0.0, "jitter_ms": 0.0, "rate_bit": None}]}) \
+        == "flat"
+    assert wan_name(None) is None
+
+
+def test_rows_are_keyed_by_mode_wan_and_size_as_the_runs_recorded() -> None:
+    runs = [run(mode="files", wan="default"), run(mode="files", wan="flat"),
+            run(mode="postgresql", wan="flat"), run(mode="files", wan="default"),
+            run(ok=False, wan="flat", mode=None),  # failed before its data moved: no mode
+            run(10)]  # an older bench: no mode, no WAN of its own
+    keys = row_keys(runs, "default")
+    assert keys[4] == (None, "flat", 100)  # flat 100 MB has two modes: it cannot join one
+    assert keys[5] == (None, "default", 10)  # takes the file's WAN
+    rows = summarize(runs, rate_bit=None, wan="default")
+    assert [(r["mode"], r["wan"], r["size_mb"], r["runs"]) for r in rows] == [
+        ("files", "default", 100, 2), ("files", "flat", 100, 1), ("postgresql", "flat", 100, 1),
+        (None, "flat", 100, 1), (None, "default", 10, 1)]
+    # with one mode recorded for its WAN and size, a run without one joins it
+    joined = row_keys([run(mode="files", wan="flat"), run(ok=False, wan="flat")])
+    assert joined == [("files", "flat", 100), ("files", "flat", 100)]
+
+
+def synthetic_runs() -> list[dict[str, Any]]:
+    """A runs.json's runs as today's bench writes them: mode, WAN, agw's retried requests and
+    longest gap, the first pass's failed attempts, acknowledged writes lost."""
+    base = {"source": "edge", "target": "cloud", "error": "", "acked": 1500, "mode": "files",
+            "wan": "flat"}
+    runs = [run(retried=10 + i, gap=300.0 + i, freeze=0.4 + i / 100, lost=0,
+                failed_attempts=[], index=i, **base) for i in range(20)]
+    runs[3]["failed_attempts"] = ["connection refused", "connection refused"]
+    runs[7]["failed_attempts"] = ["no route to host"]
+    runs[9] |= {"lost": 2, "longest_gap_ms": 2500.0}
+    runs[12] |= {"agw_retried": None}  # agw's record could not be read in that run
+    return runs
+
+
+def test_the_new_columns_from_a_synthetic_runs_json() -> None:
+    runs = synthetic_runs()
+    (row,) = summarize(runs, rate_bit=None)
+    assert (row["mode"], row["wan"], row["runs"], row["ok"]) == ("files", "flat", 20, 20)
+    assert row["agw_retried"] == sum(10 + i for i in range(20)) - 22
+    assert row["longest_gap_ms"] == 2500.0
+    assert row["passes_retried"] == {"attempts": 3, "runs": 2}
+    assert (row["lost"], row["lost_unknown"]) == (2, 0)
+    assert row["freeze_ms"] == {"n": 20, "p50": 495.0, "max": 590.0}
+    md = stateful_report.markdown({"runs": runs, "wan": None}, "kubehop bench")
+    line = next(x for x in md.splitlines() if x.startswith("| files | flat | 100 | 20/20 |"))
+    assert line.startswith("| files | flat | 100 | 20/20 | 3.00 / max 3.00 | 2.00 | "
+                           "495 / max 590 | 368 | 2500 | 3 (in 2 runs) | 2 | 0 |")
+    assert "| files | flat | 100 | 4 | edge -> cloud |" in md  # the run with two retries
+    run4 = next(x for x in md.splitlines() if x.startswith("| files | flat | 100 | 4 |"))
+    assert run4.split(" | ")[15] == "2"  # its passes retried
+    assert "p99" not in line
+    assert "**NOT met** (" not in md and "freeze <= 150 ms at p99: **NOT met**" in md
+
+
+def test_a_row_of_100_runs_says_p99() -> None:
+    runs = [run(freeze=0.1 + i / 1000, mode="files", wan="flat", index=i, source="edge",
+                target="cloud", error="", acked=10) for i in range(100)]
+    md = stateful_report.markdown({"runs": runs, "wan": None}, "kubehop bench")
+    # freeze 100..199 ms: p50 149.5 (shown 150), p99 198.01 between the two largest
+    assert "| files | flat | 100 | 100/100 | 3.00 / p99 3.00 | 2.00 | 150 / p99 198 |" in md
+    assert "Checked on the p99 of 100 runs" in md
+
+
+@pytest.mark.parametrize("folder", ["bench-stateful", "bench-stateful-flat"])
+def test_the_results_files_of_the_older_bench_still_render(folder: str) -> None:
+    """results/bench-stateful*/runs.json were written before the mode and the tail rule: the
+    summary is recomputed from their runs; no mode (em dash), 3 runs (max, not p99)."""
+    data = json.loads((RESULTS / folder / "runs.json").read_text())
+    assert "p99" in data["summary"][0]["freeze_ms"]  # what the older bench stored
+    md = stateful_report.markdown(data, data["command"])
+    table = md.split("| mode | WAN | size (MB) | runs ok / n |")[1].split("\n\n")[0]
+    rows = table.splitlines()[2:]
+    assert len(rows) == len(data["sizes_mb"])
+    wan = "flat" if folder.endswith("flat") else "default"
+    assert all(r.startswith(f"| \u2014 | {wan} | ") and " | 3/3 | " in r for r in rows)
+    assert "p99" not in table and table.count("/ max ") == 2 * len(rows)
+    assert "Checked on the max of 3 runs" in md
+
+
+def test_the_older_file_s_figures_beside_the_freeze() -> None:
+    data = json.loads((RESULTS / "bench-stateful-flat" / "runs.json").read_text())
+    md = stateful_report.markdown(data, data["command"])
+    assert ("| \u2014 | flat | 100 | 3/3 | 13.40 / max 13.45 | 10.93 | 431 / max 483 | 250 | "
+            "440 | 1 (in 1 run) | 0 | 0 |") in md
+
+
+def test_a_migration_report_gives_the_run_its_mode_and_retried_passes() -> None:
+    report = Report(id="m1", service="orc8r", namespace="ns", source="edge", target="cloud",
+                    target_namespace="ns", strategy="endpoints", status="succeeded",
+                    phases=[PhaseTiming("copy", 10.0, 11.0), PhaseTiming("switch", 11.0, 12.5),
+                            PhaseTiming("cleanup", 12.5, 13.0)],
+                    data={"engine": "files", "failed_attempts": ["refused"],
+                          "passes": [{"bytes": 10**8, "files": 2, "seconds": 2.0,
+                                      "final": False},
+                                     {"bytes": 10, "files": 1, "seconds": 0.1, "final": True}],
+                          "bytes": 10**8, "freeze_seconds": 0.4})
+    r = StatefulRun(size_mb=100, index=0, source="edge", target="cloud", wan="flat")
+    take_report(r, report)
+    assert (r.mode, r.ok, r.failed_attempts) == ("files", True, ["refused"])
+    assert (r.total_s, r.to_target_s, r.freeze_s) == (3.0, 2.5, 0.4)
+    assert r.first_pass_mbps == 50.0
+
+
+def test_the_stateful_scenario_runs_20_per_row_by_default(monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    from kubehop.cli import bench as cli
+
+    asked: list[dict[str, Any]] = []
+    monkeypatch.setattr(cli, "_stateful", lambda **kw: asked.append(kw))
+    common = {"strategies": None, "scale": None, "sizes": None, "interval": 10, "out": None,
+              "wan": None}
+    cli.bench(scenario=cli.Scenario.stateful, runs=None, quick=False, **common)
+    cli.bench(scenario=cli.Scenario.stateful, runs=5, quick=False, **common)
+    cli.bench(scenario=cli.Scenario.stateful, runs=None, quick=True, **common)
+    assert [(a["runs"], a["sizes"]) for a in asked] == [(20, "10,100,1000"),
+                                                        (5, "10,100,1000"), (1, "10")]

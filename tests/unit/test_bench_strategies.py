@@ -99,8 +99,18 @@ def test_measure_counts_the_whole_window_and_splits_latency() -> None:
     assert run.to_target_s == 30.0
     assert run.longest_gap_ms is not None and run.longest_gap_ms == pytest.approx(
         (40.05 - 10.994) * 1000, abs=1)
-    assert run.latency_ms["before"]["p99"] == 4.0
-    assert run.latency_ms["after"]["p99"] is None  # only failures right after the run
+    assert run.latency_ms["before"] == {"n": 200, "p50": 4.0, "p99": 4.0, "max": 4.0}
+    # only failures right after the run: nothing to summarize
+    assert run.latency_ms["after"] == {"n": 0, "p50": None, "max": None}
+
+
+def test_a_window_of_fewer_than_100_answers_has_no_p99() -> None:
+    run = Run(strategy="endpoints", index=0, ok=True, start=10.0, end=10.5)
+    rows = steady(9.5, 10.0, step=0.01) + [row(10.0 + i / 10, latency=0.001 * (i + 1))
+                                           for i in range(5)]
+    measure(run, rows, window_end=11.0)
+    assert run.latency_ms["before"]["n"] == 50 and "p99" not in run.latency_ms["before"]
+    assert run.latency_ms["during"] == {"n": 5, "p50": 3.0, "max": 5.0}
 
 
 # -- ingress ---------------------------------------------------------------------------------
@@ -110,6 +120,7 @@ def test_overhead_is_alias_minus_direct_per_percentile() -> None:
     alias = [0.0015] * 98 + [0.004, 0.006, None]
     o = overhead(direct, alias)
     assert o["calls"] == 100 and o["alias_failed"] == 1 and o["direct_failed"] == 0
+    assert o["alias_ms"]["n"] == 100 and o["overhead_ms"]["n"] == 100
     assert o["direct_ms"]["p50"] == 1.0 and o["alias_ms"]["p50"] == 1.5
     assert o["overhead_ms"]["p50"] == 0.5
     assert o["overhead_ms"]["p99"] == pytest.approx(o["alias_ms"]["p99"] - o["direct_ms"]["p99"],
@@ -117,10 +128,18 @@ def test_overhead_is_alias_minus_direct_per_percentile() -> None:
     assert o["direct_ms"]["p99"] == pytest.approx(1.01)  # interpolated, as stats.percentile
 
 
+def test_overhead_over_fewer_than_100_answers_names_no_p99() -> None:
+    o = overhead([0.001] * 100, [0.0015] * 98 + [None, None])
+    assert o["alias_ms"]["n"] == 98 and "p99" not in o["alias_ms"]
+    assert o["direct_ms"]["p99"] == 1.0
+    assert o["overhead_ms"]["p99"] is None  # the alias has no p99 to subtract from
+    assert o["overhead_ms"]["max"] == pytest.approx(0.5)
+
+
 def test_overhead_with_no_answers_has_no_figures() -> None:
     o = overhead([None, None], [0.001, 0.001])
-    assert o["direct_ms"] == {"p50": None, "p99": None}
-    assert o["overhead_ms"] == {"p50": None, "p99": None}
+    assert o["direct_ms"] == {"n": 0, "p50": None, "max": None}
+    assert o["overhead_ms"] == {"n": 0, "p50": None, "max": None}
 
 
 # -- scale -----------------------------------------------------------------------------------
@@ -189,9 +208,9 @@ def make_run(strategy: str, index: int, *, failed: int, drain: float | None,
               phases=phases, failed=failed, requests=1000, longest_gap_ms=50.0,
               to_target_s=0.5, window_end=float(phases[-1]["end"]) + 3 + failed / 100,
               outage_ended=ended)
-    run.latency_ms = {"before": {"p50": 2.0, "p99": 4.0 + index},
-                      "during": {"p50": 3.0, "p99": 9.0},
-                      "after": {"p50": 2.5, "p99": 6.0 + index}}
+    run.latency_ms = {"before": {"n": 200, "p50": 2.0, "p99": 4.0 + index, "max": 5.0},
+                      "during": {"n": 300, "p50": 3.0, "p99": 9.0, "max": 10.0},
+                      "after": {"n": 300, "p50": 2.5, "p99": 6.0 + index, "max": 7.0}}
     if ingress is not None:
         run.ingress = overhead([ingress[0]] * 10, [ingress[1]] * 10)
     return run
@@ -217,10 +236,24 @@ def test_summary_rows_drain_latency_and_unended_outages() -> None:
     assert e["drain_s"] == (2.1, 2.2) and n["drain_s"] == (0.0, 0.0)
     assert n["failed_requests"] == (3100.0, 3200.0)
     assert n["outage_unended"] == 1 and e["outage_unended"] == 0
-    assert e["p99_before_ms"] == 4.5 and e["p99_after_ms"] == 6.5
+    assert e["latency_tail"] == "p99"
+    assert e["latency_before_ms"] == 4.5 and e["latency_after_ms"] == 6.5
+    assert e["latency_during_ms"] == (9.0, 9.0)
     assert n["ingress"] is None
     assert e["ingress"]["runs"] == 2
     assert e["ingress"]["overhead_ms"]["p50"] == pytest.approx(0.6)
+
+
+def test_summary_latency_is_max_when_a_window_had_fewer_than_100_answers() -> None:
+    short = make_run("endpoints", 2, failed=0, drain=2.0)
+    short.latency_ms["before"] = {"n": 20, "p50": 2.0, "max": 8.0}
+    row = summarize([RUNS[0], short])[0]
+    assert row["latency_tail"] == "max"
+    assert row["latency_before_ms"] == 6.5  # median of the maxima 5.0 and 8.0
+    assert row["latency_during_ms"] == (10.0, 10.0)
+    md = report.summary_markdown(bench_data() | {"summary": [row]}, "kubehop bench")
+    assert "| max 10.0 / 10.0 | max 6.5 → 7.0 |" in md
+    assert "p99" not in md.split("| strategy |")[1].split("\n\n")[0]
 
 
 def test_ingress_summary_skips_runs_without_figures() -> None:
@@ -229,6 +262,7 @@ def test_ingress_summary_skips_runs_without_figures() -> None:
     s = ingress_summary([RUNS[0], broken])
     assert s is not None and s["runs"] == 1
     assert s["direct_ms"]["p50"] == 1.0 and s["alias_ms"]["p50"] == 1.4
+    assert s["tail"] == "max" and s["alias_ms"]["max"] == 1.4  # 10 calls: no p99
     assert ingress_summary([broken]) is None
 
 
@@ -247,18 +281,19 @@ def bench_data(interval: float = 1) -> dict[str, Any]:
 def test_markdown_has_the_interval_drain_before_after_ingress_and_scale() -> None:
     md = report.summary_markdown(bench_data(), "kubehop bench --interval 1")
     assert "agw calls orc8r every 1 ms" in md and "every 10 ms" not in md
-    assert "| drain (s) |" in md and "| p99 before → after (ms) |" in md
+    assert "| drain (s) |" in md and "| agw latency before → after (ms) |" in md
+    assert "| strategy | ok / n |" in md
     assert "| endpoints | 2/2 | 0 / 0 | 50 / 50 | - | 3.10 / 3.20 | 2.10 / 2.20 |" in md
-    assert "| 4.5 → 6.5 |" in md
+    assert "| p99 9.0 / 9.0 | p99 4.5 → 6.5 |" in md
     assert "3100 / 3200 (>=; 1 still failing)" in md
     assert "ends 2 s after the last failure" in md
     assert "Ingress overhead (direct pod vs through the target's Traefik)" in md
-    assert "| endpoints | 2 | 1.00 / 1.00 | 1.60 / 1.60 | 0.60 / 0.60 | yes |" in md
-    assert "| services | total time (s) | failed migrations | slowest phase | copy | ready | "\
+    assert "| endpoints | 2 | 1.00 / max 1.00 | 1.60 / max 1.60 | 0.60 / max 0.60 | yes |" in md
+    assert "| services (n) | total time (s) | failed migrations | slowest phase | copy | ready | "\
            "switch |" in md
     assert "| 16 | 20.50 | 0 | ready | 0.30 / 0.40 | 3.00 / 4.00 | 1.00 / 5.00 |" in md
     assert "| 64 | 80.25 | 1 | copy | 1.00 / 2.00 | - | - |" in md
-    header = next(line for line in md.splitlines() if line.startswith("| strategy | runs |"))
+    header = next(line for line in md.splitlines() if line.startswith("| strategy | ok / n |"))
     separator = md.splitlines()[md.splitlines().index(header) + 1]
     assert header.count("|") == separator.count("|")
 
@@ -268,10 +303,27 @@ def test_markdown_of_an_older_runs_json_still_renders() -> None:
     for key in ("window", "ingress_calls"):
         del data[key]
     for r in data["summary"]:
-        for key in ("drain_s", "p99_before_ms", "p99_after_ms", "outage_unended", "ingress"):
+        for key in ("drain_s", "latency_tail", "latency_before_ms", "latency_after_ms",
+                    "latency_during_ms", "outage_unended", "ingress"):
             del r[key]
     md = report.summary_markdown(data, "kubehop bench")
     assert "every 10 ms" in md and "Ingress overhead" not in md
+    assert "| endpoints | 2/2 | 0 / 0 | 50 / 50 | - | 3.10 / 3.20 | - | 0.50 / 0.50 | \u2014 | "\
+           "\u2014 |" in md
+
+
+def test_the_strategies_results_files_of_the_older_bench_still_render() -> None:
+    """results/bench*/runs.json were written before the tail rule: their latency and ingress
+    tails (a "p99" over an unrecorded number of samples) show as em dashes, beside n."""
+    root = Path(__file__).resolve().parents[2] / "results"
+    data = json.loads((root / "bench" / "runs.json").read_text())
+    md = report.summary_markdown(data, "kubehop bench")
+    table = md.split("| strategy | ok / n |")[1].split("\n\n")[0]
+    assert "| endpoints | 3/3 |" in table and "| naive | 3/3 |" in table
+    assert table.count("| \u2014 | \u2014 |") == 4
+    assert "p99" not in table
+    ingress = md.split("| strategy | runs (n) |")[1].split("\n\n")[0]
+    assert "/ \u2014 |" in ingress and "p99" not in ingress
 
 
 def test_runs_json_round_trips_the_new_keys(tmp_path: Path) -> None:

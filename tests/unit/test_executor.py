@@ -73,6 +73,7 @@ def snapshot(world: World) -> dict[str, Any]:
         for key, obj in cluster.objects.items():
             o = copy.deepcopy(obj)
             o["metadata"].pop("resourceVersion", None)
+            o["metadata"].pop("uid", None)  # each new pod has its own
             for field in ("labels", "annotations"):
                 if not o["metadata"].get(field):
                     o["metadata"].pop(field, None)

@@ -23,7 +23,7 @@ import kubehop.engine.steps.route
 import kubehop.engine.steps.switch
 from kubehop.adapters.store import Store
 from kubehop.domain import mover as mv
-from kubehop.domain.model import STEPS, MigrationRequest, Strategy
+from kubehop.domain.model import STATEFUL_STEPS, MigrationRequest, Strategy
 from kubehop.engine.context import MigrationError
 from kubehop.engine.data.interface import DataError
 from kubehop.engine.executor import Executor
@@ -160,6 +160,7 @@ def state_of(world: World) -> dict[str, Any]:
         for key, obj in cluster.objects.items():
             o = copy.deepcopy(obj)
             o["metadata"].pop("resourceVersion", None)
+            o["metadata"].pop("uid", None)  # each new pod has its own
             for field in ("labels", "annotations"):
                 if not o["metadata"].get(field):
                     o["metadata"].pop(field, None)
@@ -201,35 +202,22 @@ SCALE_POINTS = points_of(SCALE)
 
 def past_point_of_no_return(freeze: str, step: str, point: str) -> bool:
     """Where a failure is finished (``--resume``) instead of rolled back: the forward-only
-    steps, and without hooks (the target cannot be frozen) the switch from the moment the
-    source Service may send clients to the target. With hooks the target is frozen until the
-    end of the switch, so the whole switch rolls back."""
+    steps, and without hooks (the target cannot be frozen) from the moment anything may send
+    clients to the target: the private-zone record's change on. With hooks the target is frozen
+    until the end of the switch, so the whole switch rolls back."""
     if STEP_TYPES[step].forward_only:
         return True
-    return freeze == SCALE and step == "switch" and point not in {
-        "begin", "target-serving", "older-aliases"}
-
-
-SWITCH_UNDO_BUG = pytest.mark.xfail(strict=True, reason=(
-    "src bug: without hooks, Switch.undo waits for the source's pod endpoints "
-    "(_wait_pod_endpoints) before Cutover.undo has scaled the source back up, so the rollback "
-    "times out and the source stays at 0 replicas"))
+    return freeze == SCALE and (step in {"verify", "switch"}
+                                or (step == "dns" and point != "begin"))
 
 
 def cases(freeze: str, points: list[tuple[str, str]],
           steps: set[str] | None = None) -> list[Any]:
-    out = []
-    for step, point in points:
-        if steps is not None and step not in steps:
-            continue
-        marks = [SWITCH_UNDO_BUG] if (freeze == SCALE and step == "switch"
-                                      and not past_point_of_no_return(freeze, step, point)) else []
-        out.append(pytest.param(freeze, step, point, marks=marks,
-                                id=f"{freeze}-{step}-{point}"))
-    return out
+    return [pytest.param(freeze, step, point, id=f"{freeze}-{step}-{point}")
+            for step, point in points if steps is None or step in steps]
 
 
-DATA_STEPS = {"precopy", "cutover", "switch"}
+DATA_STEPS = {"precopy", "cutover", "start", "ready", "dns", "switch"}
 """Where moving without hooks differs from moving with them (and the point of no return)."""
 EVERY_POINT = cases(HOOKS, HOOK_POINTS) + cases(SCALE, SCALE_POINTS, DATA_STEPS)
 
@@ -256,7 +244,7 @@ def test_a_stateful_move_passes_every_point_of_its_data_steps() -> None:
     for points in (HOOK_POINTS, SCALE_POINTS):
         for step, point in points:
             assert point == "begin" or point in STEP_TYPES[step].points, (step, point)
-        assert [s for s, p in points if p == "begin"] == list(STEPS)
+        assert [s for s, p in points if p == "begin"] == list(STATEFUL_STEPS)
         for step in ("precopy", "cutover"):
             assert [p for s, p in points if s == step and p != "begin"] == list(
                 STEP_TYPES[step].points)
@@ -280,6 +268,7 @@ def test_a_clean_stateful_move_leaves_the_target_holding_exactly_the_source_file
     assert report.data["passes"][-1]["final"] is True
     assert all(not p["final"] for p in report.data["passes"][:-1])
     assert "freeze_started" not in report.data and report.data["freeze_seconds"] >= 0
+    assert report.data["engine"] == "memory"  # the engine that moved the data, by its name
     assert movers(world) == []
     assert cloud(world).get("PersistentVolumeClaim", CLAIM, NS)["status"]["phase"] == "Bound"  # type: ignore[index]
     assert cloud(world).writers() == SOURCE_PODS
@@ -290,9 +279,10 @@ def test_a_clean_stateful_move_leaves_the_target_holding_exactly_the_source_file
 def test_hooks_freeze_the_source_before_the_final_pass_and_thaw_the_target_after_the_switch(
         journal: Store) -> None:
     """Every source pod's freeze hook answers before the final pass starts, and no source pod
-    takes writes during that pass or the verification; the target's pods are frozen once the
-    copy is verified, before the switch, and thawed only once the switch has sent every client
-    to the target; the source is never thawed (its pods stay frozen until cleanup deletes
+    takes writes during that pass or the verification; the target's pods start once the copy
+    is verified and are frozen as soon as they are ready, before the private-zone record or
+    Traefik may lead anyone to them, and thawed only once the switch has sent every client to
+    the target; the source is never thawed (its pods stay frozen until cleanup deletes
     them)."""
     world = stateful_world(HOOKS)
     start(world, journal, Seam(world))
@@ -304,8 +294,9 @@ def test_hooks_freeze_the_source_before_the_final_pass_and_thaw_the_target_after
     for pod in SOURCE_PODS:
         assert index(ev, ("point", "cutover", "begin")) < index(ev, ("freeze", "edge", pod)) < final
         frozen = index(ev, ("freeze", "cloud", pod))
-        assert verify < index(ev, ("point", "cutover", "verified")) < frozen < index(
-            ev, ("point", "cutover", "target-frozen"))
+        assert verify < index(ev, ("point", "cutover", "verified")) < index(
+            ev, ("point", "start", "scaled")) < frozen < index(
+            ev, ("point", "ready", "target-frozen")) < index(ev, ("point", "dns", "begin"))
         thawed = index(ev, ("thaw", "cloud", pod))
         assert index(ev, ("point", "switch", "pod-endpoints-dropped")) < thawed < index(
             ev, ("point", "drain", "begin"))
@@ -358,31 +349,35 @@ def test_writes_acknowledged_before_the_freeze_are_in_the_target(journal: Store)
 
 def test_the_target_workload_waits_at_zero_replicas_until_its_data_is_there(
         journal: Store) -> None:
-    """copy makes the target's workload at 0 replicas: no target pod runs before the pre-copy
-    has passed its data (and pre-pulled the images); then it scales to the source's
-    replicas."""
+    """copy makes the target's workload at 0 replicas: no target pod runs before the cut-over
+    has verified the final copy (the pre-copy has pre-pulled the images); then ``start`` scales
+    it to the source's replicas."""
     world = stateful_world(HOOKS)
     pods: list[tuple[str, str, list[str]]] = []
     start(world, journal, Seam(world, at=lambda s, p: pods.append(
         (s, p, cloud(world).app_pods()))))
     running = [(s, p) for s, p, names in pods if names]
-    assert running[0] == ("precopy", "scaled")
+    assert running[0] == ("start", "scaled")
     assert ("copy", "workload") in [(s, p) for s, p, names in pods if not names]
-    scaled = index(world.events, ("point", "precopy", "scaled"))
-    assert index(world.events, ("prepare-verify",)) < scaled
+    scaled = index(world.events, ("point", "start", "scaled"))
+    assert index(world.events, ("point", "cutover", "verified")) < scaled
     assert [e for e in world.events[:scaled] if e[0] == "pass"]
 
 
-def test_the_movers_go_in_cleanup_not_inside_the_freeze(journal: Store) -> None:
-    """The movers (and their keys) stay through the cut-over and the switch, so the freeze
-    does not wait for their deletion; cleanup removes them. The pre-pull pod is gone as soon as
-    the images are on the node."""
+def test_the_movers_are_gone_before_the_target_starts_and_before_any_thaw(
+        journal: Store) -> None:
+    """The movers (and their keys) stay through the pre-copy and the final pass, and go as soon
+    as the copy is verified: before the target's pods start on the data, and known gone before
+    any pod is thawed. The pre-pull pod is gone as soon as the images are on the node."""
     world = stateful_world(HOOKS)
     left: dict[tuple[str, str], list[Any]] = {}
     start(world, journal, Seam(world, at=lambda s, p: left.__setitem__((s, p), movers(world))))
-    assert len(left[("switch", "pod-endpoints-dropped")]) == 4
-    assert not [m for m in left[("precopy", "scaled")] if "prepull" in m[3]]
-    assert left[("cleanup", "route-deleted")] == []
+    assert len(left[("cutover", "verified")]) == 4
+    assert left[("cutover", "movers-removed")] == []
+    assert not [m for m in left[("cutover", "begin")] if "prepull" in m[3]]
+    ev = world.events
+    gone = index(ev, ("movers-gone",))
+    assert gone < min(i for i, e in enumerate(ev) if e[0] == "thaw")
 
 
 def test_cleanup_keeps_the_source_claim_with_its_data_as_of_the_freeze(journal: Store) -> None:
@@ -743,11 +738,9 @@ def test_a_statefulset_moves_the_data_of_every_claim_its_templates_made(
     assert cloud(world).app_pods() == SOURCE_PODS
 
 
-# --- #19: known holes, pinned as the safe behaviour that will hold once fixed ---------------------
+# --- #19: the holes a review found, closed -----------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="#19: PreCopy.do scales the target up before the final "
-                                       "delta; its pods run (unfrozen) during the final pass")
 def test_target_pods_start_only_after_the_final_verified_copy(journal: Store) -> None:
     """No pod of the target's workload runs, so none can take a write or hold the volume open,
     before the cut-over has verified the final copy."""
@@ -766,8 +759,6 @@ def test_target_pods_start_only_after_the_final_verified_copy(journal: Store) ->
     assert all(e[3] == [] for e in world.events if e[0] == "pass")
 
 
-@pytest.mark.xfail(strict=True, reason="#19: the route and the DNS record lead to the target "
-                                       "before the cut-over")
 def test_no_client_reaches_the_target_before_the_cutover_is_verified(journal: Store) -> None:
     """Until the cut-over has verified the copy, neither the private zone's record nor the
     target's Traefik leads a client to the target's pods."""
@@ -789,10 +780,6 @@ def test_no_client_reaches_the_target_before_the_cutover_is_verified(journal: St
     assert early == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "src: Cutover.do calls the freeze hook once, on the source pods running then, and never "
-    "checks that the pods are still those it froze: a pod restarted inside the freeze comes "
-    "back thawed, acknowledges writes after the final pass, and the move succeeds without them"))
 def test_a_source_pod_restarted_inside_the_freeze_loses_no_acknowledged_write(
         journal: Store) -> None:
     """A source pod restarts right after the freeze (it comes back thawed: an application's
@@ -816,10 +803,6 @@ def test_a_source_pod_restarted_inside_the_freeze_loses_no_acknowledged_write(
     assert all(path in target_data(world) for path in acked)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "src: Cutover.do sets data['freeze_started'] anew each run, so after a crash inside the "
-    "freeze a resumed cut-over reports the freeze from its own start, not from the first "
-    "freeze the source has been under since"))
 def test_a_resumed_cutover_reports_the_freeze_from_the_first_freeze(
         journal: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     """The process dies inside the freeze (the source stays frozen) and is resumed 1000 s

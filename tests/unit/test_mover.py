@@ -1,34 +1,41 @@
 """The volume mover's pure parts (manifest of real files, rsync --stats parsing, config), and how
-its image is keyed. The daemons themselves need rsync and stunnel: they run in the image."""
+its image is keyed. The daemons themselves need rsync and stunnel: they run in the image. Its
+HTTP API runs here in-process (tests/unit/test_mover_api.py)."""
 
 from __future__ import annotations
 
 import hashlib
-import importlib.util
+import importlib
+import json
 import os
-import sys
+import struct
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
+from kubehop.domain import volumes
 from kubehop.domain.volumes import diff_manifests
 from kubehop.testbed import images
 
 KEY = "ab" * 32
 
 
-def load_mover() -> ModuleType:
-    path = images.asset("images", "mover", "mover.py")
-    spec = importlib.util.spec_from_file_location("kubehop_mover_asset", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+def load_mover() -> tuple[ModuleType, ModuleType]:
+    """mover.py and mover_tree.py, imported as modules of the package they ship in (in the
+    image they run as /mover.py and /mover_tree.py)."""
+    base = "kubehop.testbed.assets.images.mover"
+    return (importlib.import_module(f"{base}.mover"),
+            importlib.import_module(f"{base}.mover_tree"))
 
 
-mover = load_mover()
+mover, tree = load_mover()
+
+
+def manifest(root: Path, cache: object = None) -> list[dict[str, object]]:
+    return list(tree.manifest(root, cache))
 
 
 def make_volume(root: Path) -> None:
@@ -44,7 +51,7 @@ def make_volume(root: Path) -> None:
 
 def test_manifest_lists_every_path_sorted_with_claim_roots_and_empty_dirs(tmp_path: Path) -> None:
     make_volume(tmp_path)
-    entries = mover.manifest(tmp_path)
+    entries = manifest(tmp_path)
     assert [e["path"] for e in entries] == [
         "db", "db/emptydir", "db/fifo", "db/link", "db/orc8r.db", "db/sub", "db/sub/b",
         "empty-claim",
@@ -63,9 +70,9 @@ def test_manifest_lists_every_path_sorted_with_claim_roots_and_empty_dirs(tmp_pa
 def test_manifests_of_equal_trees_do_not_differ_and_a_truncation_shows(tmp_path: Path) -> None:
     make_volume(tmp_path / "a")
     make_volume(tmp_path / "b")
-    assert diff_manifests(mover.manifest(tmp_path / "a"), mover.manifest(tmp_path / "b")) == []
+    assert diff_manifests(manifest(tmp_path / "a"), manifest(tmp_path / "b")) == []
     os.truncate(tmp_path / "b" / "db" / "orc8r.db", 4)
-    assert diff_manifests(mover.manifest(tmp_path / "a"), mover.manifest(tmp_path / "b")) == [
+    assert diff_manifests(manifest(tmp_path / "a"), manifest(tmp_path / "b")) == [
         "db/orc8r.db: size 10 != 4", "db/orc8r.db: sha256 differs"]
 
 
@@ -73,7 +80,7 @@ def test_usage_counts_regular_files_at_their_apparent_size(tmp_path: Path) -> No
     make_volume(tmp_path)
     with (tmp_path / "db" / "sparse").open("wb") as f:
         f.truncate(50 * 1024 * 1024)
-    assert mover.usage(tmp_path) == {"bytes": 10 + 1 + 50 * 1024 * 1024, "files": 3}
+    assert tree.usage(tmp_path) == {"bytes": 10 + 1 + 50 * 1024 * 1024, "files": 3}
 
 
 # Verbatim from rsync (3.5.0) with --stats, LC_ALL=C; Debian bookworm's 3.2.7 prints the same lines.
@@ -114,6 +121,7 @@ def test_config_needs_a_role_and_for_the_sender_a_target_and_sni(tmp_path: Path)
                                "MOVER_TARGET": "10.0.0.1:8873"})
     cfg = mover.Config.from_env({"MOVER_ROLE": "receiver", "MOVER_DATA": str(tmp_path)})
     assert (cfg.api_port, cfg.psk_file) == (8080, Path("/secret/psk"))
+    assert cfg.token_file == Path("/secret/token")
 
 
 def test_psk_errors_never_quote_the_key(tmp_path: Path) -> None:
@@ -143,6 +151,8 @@ def test_config_files_point_at_the_key_file_and_never_hold_the_key(tmp_path: Pat
 def test_mover_image_has_its_own_base_and_tag() -> None:
     spec = images.mover_image()
     assert spec.base == "mover"
+    assert set(spec.files) == {"/mover.py", "/mover_tree.py"}  # mover.py imports mover_tree
+    assert all(path.is_file() for path in spec.files.values())
     assert set(images.BASE_FLAVOURS["python"]) < set(images.BASE_FLAVOURS["mover"])
     assert {"rsync", "stunnel4"} <= set(images.BASE_FLAVOURS["mover"])
     same_files_python = images.ImageSpec(name=spec.name, base="python", files=spec.files,
@@ -153,14 +163,177 @@ def test_mover_image_has_its_own_base_and_tag() -> None:
 def test_a_cached_hash_is_never_stale(tmp_path: Path) -> None:
     """The second manifest reuses hashes of unchanged files, yet a rewrite of the same size,
     even with the old mtime put back, is read again (its ctime moved)."""
-    data = tmp_path / "claim" / "db"
+    root = tmp_path / "data"
+    data = root / "claim" / "db"
     data.mkdir(parents=True)
     f = data / "orc8r.db"
     f.write_bytes(b"a" * 100)
-    first = mover.manifest(tmp_path)
-    assert mover.manifest(tmp_path) == first
+    cache = tree.HashCache(tmp_path / "hashes")
+    first = manifest(root, cache)
+    assert manifest(root, cache) == first
     before = f.stat()
     f.write_bytes(b"b" * 100)
     os.utime(f, ns=(before.st_atime_ns, before.st_mtime_ns))
-    again = {e["path"]: e for e in mover.manifest(tmp_path)}
+    again = {e["path"]: e for e in manifest(root, cache)}
     assert again["claim/db/orc8r.db"]["sha256"] == hashlib.sha256(b"b" * 100).hexdigest()
+
+
+def test_the_walk_order_is_a_directory_then_its_contents_names_sorted(tmp_path: Path) -> None:
+    """Not the paths' string order ('a-b' < 'a/x'): the order both movers stream in and the
+    one kubehop's merge expects (domain.volumes.manifest_key)."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "x").write_bytes(b"")
+    (tmp_path / "a-b").write_bytes(b"")
+    (tmp_path / "B").write_bytes(b"")
+    entries = tree.manifest(tmp_path)
+    assert not isinstance(entries, list)  # streamed, not built whole
+    paths = [e["path"] for e in entries]
+    assert paths == ["B", "a", "a/x", "a-b"]
+    assert paths != sorted(paths)
+    assert paths == sorted(paths, key=volumes.manifest_key)
+
+
+def set_xattr_or_skip(path: Path, name: str, value: bytes) -> None:
+    try:
+        os.setxattr(path, name, value, follow_symlinks=False)
+    except OSError as exc:
+        pytest.skip(f"this filesystem refuses setxattr({name}): {exc.strerror}")
+
+
+def test_user_xattrs_are_listed_by_name_in_hex_and_a_change_shows(tmp_path: Path) -> None:
+    for side in ("a", "b"):
+        (tmp_path / side).mkdir()
+        (tmp_path / side / "f").write_bytes(b"data")
+        set_xattr_or_skip(tmp_path / side / "f", "user.kubehop.note", b"\x00hello")
+        set_xattr_or_skip(tmp_path / side, "user.dir", b"d")
+    (entry_f,) = [e for e in manifest(tmp_path / "a") if e["path"] == "f"]
+    assert entry_f["xattrs"] == {"user.kubehop.note": "0068656c6c6f"}
+    assert diff_manifests(manifest(tmp_path / "a"), manifest(tmp_path / "b")) == []
+    set_xattr_or_skip(tmp_path / "b" / "f", "user.kubehop.note", b"changed")
+    os.removexattr(tmp_path / "b", "user.dir")  # on the root: not itself an entry
+    set_xattr_or_skip(tmp_path / "b" / "f", "user.extra", b"x")
+    assert diff_manifests(manifest(tmp_path / "a"), manifest(tmp_path / "b")) == [
+        "f: xattr user.extra extra in target", "f: xattr user.kubehop.note differs"]
+
+
+# A POSIX access ACL as the kernel stores it: version 2, then (tag, perm, id) entries sorted by
+# tag: USER_OBJ rw-, USER 1234 r--, GROUP_OBJ r--, MASK r--, OTHER ---.
+ACL = struct.pack("<I", 2) + b"".join(
+    struct.pack("<HHI", tag, perm, ident) for tag, perm, ident in (
+        (0x01, 6, 0xFFFFFFFF), (0x02, 4, 1234), (0x04, 4, 0xFFFFFFFF), (0x10, 4, 0xFFFFFFFF),
+        (0x20, 0, 0xFFFFFFFF)))
+
+
+def test_a_posix_acl_is_listed_and_compared(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "f").write_bytes(b"x")
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "f").write_bytes(b"x")
+    (tmp_path / "b" / "f").chmod(0o640)
+    set_xattr_or_skip(tmp_path / "a" / "f", "system.posix_acl_access", ACL)
+    (entry,) = manifest(tmp_path / "a")
+    assert entry["xattrs"] == {"system.posix_acl_access": ACL.hex()}
+    assert entry["mode"] == 0o640  # the ACL's mask shows as the group bits
+    assert diff_manifests(manifest(tmp_path / "a"), manifest(tmp_path / "b")) == [
+        "f: xattr system.posix_acl_access missing in target"]
+
+
+def test_which_xattrs_are_compared() -> None:
+    compared = ["user.a", "security.capability", "security.ima", "system.posix_acl_access",
+                "system.posix_acl_default"]
+    left_out = ["security.selinux", "trusted.overlay.opaque", "system.nfs4_acl",
+                "user", "securityx"]
+    assert [n for n in compared + left_out if tree.compared_xattr(n)] == compared
+
+
+def test_hard_links_name_the_first_path_of_their_inode(tmp_path: Path) -> None:
+    root = tmp_path / "v"
+    (root / "d").mkdir(parents=True)
+    (root / "d" / "one").write_bytes(b"1")
+    os.link(root / "d" / "one", root / "b-two")
+    os.link(root / "d" / "one", root / "d" / "three")
+    (root / "single").write_bytes(b"s")
+    os.link(root / "single", tmp_path / "outside")  # its other link is not walked
+    by = {e["path"]: e for e in manifest(root)}
+    assert "link" not in by["b-two"]  # first in walk order: b-two, d, d/one, d/three
+    assert by["d/one"]["link"] == "b-two" and by["d/three"]["link"] == "b-two"
+    assert "link" not in by["single"] and "link" not in by["d"]
+    copy = tmp_path / "copy"
+    (copy / "d").mkdir(parents=True)
+    for rel in ("b-two", "d/one", "d/three", "single"):
+        (copy / rel).write_bytes((root / rel).read_bytes())  # same content, no links
+    assert diff_manifests(manifest(root), manifest(copy)) == [
+        "d/one: hard link to b-two != nothing", "d/three: hard link to b-two != nothing"]
+
+
+def test_the_hash_cache_reads_only_changed_files_and_keeps_only_complete_walks(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "v"
+    root.mkdir()
+    for i in range(5):
+        (root / f"f{i}").write_bytes(b"x" * i)
+    read: list[str] = []
+    real = tree._sha256
+    monkeypatch.setattr(tree, "_sha256", lambda path: read.append(path) or real(path))
+    cache = tree.HashCache(tmp_path / "hashes")
+    cold = manifest(root, cache)
+    assert len(read) == 5 and len((tmp_path / "hashes").read_text().splitlines()) == 5
+    read.clear()
+    assert manifest(root, cache) == cold and read == []
+    (root / "f2").write_bytes(b"changed")
+    (root / "f4").unlink()
+    warm = manifest(root, cache)
+    assert read == [str(root / "f2")] and len(warm) == 4
+    assert len((tmp_path / "hashes").read_text().splitlines()) == 4  # f4's entry is gone
+    cut = tree.manifest(root, cache)
+    next(cut)
+    cut.close()  # a walk cut short (the reader went away) leaves the cache as it was
+    assert len((tmp_path / "hashes").read_text().splitlines()) == 4
+
+
+def test_manifest_lines_frame_the_stream_so_a_short_one_shows(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "f").write_bytes(b"x")
+    lines = [json.loads(line) for line in mover.manifest_lines(tmp_path)]
+    assert lines[0] == {"format": volumes.MANIFEST_FORMAT} == {"format": tree.FORMAT}
+    assert [e["path"] for e in lines[1:-1]] == ["f"]
+    assert lines[-1] == {"end": True, "entries": 1}
+
+    def broken(root: Path, cache: object = None) -> Iterator[dict[str, object]]:
+        yield {"path": "f"}
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(mover, "manifest", broken)
+    lines = [json.loads(line) for line in mover.manifest_lines(tmp_path)]
+    assert lines[-1] == {"error": "PermissionError: [Errno 13] Permission denied"}
+
+
+def test_a_pass_copies_acls_and_xattrs_but_leaves_labels_and_system_names_alone(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ran: list[list[str]] = []
+
+    def run(argv: list[str], **_: object) -> subprocess.CompletedProcess[str]:
+        ran.append(argv)
+        return subprocess.CompletedProcess(argv, 0, STATS, "")
+
+    monkeypatch.setattr(mover.subprocess, "run", run)
+    cfg = mover.Config.from_env({"MOVER_ROLE": "sender", "MOVER_DATA": str(tmp_path),
+                                 "MOVER_TARGET": "10.0.0.1:8873", "MOVER_SNI": "x"})
+    assert mover.run_pass(cfg, final=True)["rc"] == 0
+    (argv,) = ran
+    assert "-aHSAX" in argv and "--numeric-ids" in argv and "--delete" in argv
+    assert {"--filter=-x system.*", "--filter=-x security.selinux",
+            "--filter=-x trusted.*"} <= set(argv)
+
+
+def test_the_api_token_file_is_checked_and_never_quoted(tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("t" * 43 + "\n")
+    assert mover.read_token(token) == b"t" * 43
+    for bad in ("short-" + "s" * 10, "has space" + "x" * 40, ""):
+        token.write_text(bad)
+        with pytest.raises(mover.ConfigError) as info:
+            mover.read_token(token)
+        assert bad not in str(info.value) or bad == ""
+    with pytest.raises(mover.ConfigError, match="cannot read the API token file"):
+        mover.read_token(tmp_path / "missing")

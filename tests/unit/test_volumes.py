@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import copy
+import json
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from kubehop.domain.volumes import diff_manifests
+from kubehop.domain.volumes import (
+    MANIFEST_FORMAT,
+    diff_manifests,
+    iter_differences,
+    manifest_key,
+    read_manifest,
+)
 
 SHA_A = "a" * 64
 SHA_B = "b" * 64
@@ -37,14 +45,18 @@ def test_identical_manifests_have_no_differences() -> None:
     assert diff_manifests([], []) == []
 
 
-def test_order_of_entries_does_not_matter() -> None:
-    assert diff_manifests(SOURCE, list(reversed(target()))) == []
+def test_entries_must_come_in_walk_order() -> None:
+    """The comparison is a merge of two sorted streams: an entry out of order would make it
+    report paths as missing that are there, so it is refused."""
+    with pytest.raises(ValueError, match="target manifest is not in walk order at 'db/pipe'"):
+        diff_manifests(SOURCE, list(reversed(target())))
+    assert manifest_key("a") < manifest_key("a/x") < manifest_key("a-b")
 
 
 def test_missing_and_extra_paths() -> None:
     dst = [e for e in target() if e["path"] != "db/orc8r.db"]
-    dst.append({"path": "db/stray", "type": "file", "uid": 0, "gid": 0, "mode": 0o644,
-                "size": 0, "sha256": SHA_B})
+    dst.insert(-1, {"path": "db/stray", "type": "file", "uid": 0, "gid": 0, "mode": 0o644,
+                    "size": 0, "sha256": SHA_B})
     assert diff_manifests(SOURCE, dst) == ["missing in target: db/orc8r.db",
                                            "extra in target: db/stray"]
 
@@ -97,9 +109,9 @@ def test_symlink_pointing_elsewhere() -> None:
 
 
 def test_changed_type_is_reported_once_not_field_by_field() -> None:
-    dst = [e for e in target() if e["path"] != "db/link"]
-    dst.append({"path": "db/link", "type": "file", "uid": 5, "gid": 5, "mode": 0o644,
-                "size": 8, "sha256": SHA_B})
+    dst = target()
+    dst[2] = {"path": "db/link", "type": "file", "uid": 5, "gid": 5, "mode": 0o644,
+              "size": 8, "sha256": SHA_B}
     assert diff_manifests(SOURCE, dst) == ["db/link: type symlink != file"]
 
 
@@ -129,4 +141,75 @@ def test_inputs_are_not_modified() -> None:
 
 def test_a_path_listed_twice_is_an_error() -> None:
     with pytest.raises(ValueError, match="target manifest lists 'db' twice"):
-        diff_manifests(SOURCE, [*target(), entry(target(), "db")])
+        diff_manifests(SOURCE, [entry(target(), "db"), *target()])
+
+
+LINKED = [
+    {"path": "a", "type": "file", "uid": 0, "gid": 0, "mode": 0o644, "size": 1, "sha256": SHA_A,
+     "xattrs": {"user.k": "01", "system.posix_acl_access": "0200"}},
+    {"path": "b", "type": "file", "uid": 0, "gid": 0, "mode": 0o644, "size": 1, "sha256": SHA_A,
+     "link": "a"},
+]
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    (lambda e: e[1].pop("link"), ["b: hard link to a != nothing"]),
+    (lambda e: e[1].update(link="z"), ["b: hard link to a != z"]),
+    (lambda e: e[0].update(link="b"), ["a: hard link to nothing != b"]),
+    (lambda e: e[0]["xattrs"].pop("user.k"), ["a: xattr user.k missing in target"]),
+    (lambda e: e[0]["xattrs"].update({"user.k": "02"}), ["a: xattr user.k differs"]),
+    (lambda e: e[0]["xattrs"].update({"security.capability": "00"}),
+     ["a: xattr security.capability extra in target"]),
+    (lambda e: e[0].pop("xattrs"), ["a: xattr system.posix_acl_access missing in target",
+                                    "a: xattr user.k missing in target"]),
+    (lambda e: e[1].update(xattrs={"user.new": "00"}), ["b: xattr user.new extra in target"]),
+])
+def test_a_difference_in_xattrs_acls_or_hard_links_shows(
+        change: Any, expected: list[str]) -> None:
+    dst = copy.deepcopy(LINKED)
+    change(dst)
+    assert diff_manifests(LINKED, dst) == expected
+    assert diff_manifests(LINKED, copy.deepcopy(LINKED)) == []
+
+
+def once(entries: list[dict[str, Any]], seen: list[str]) -> Iterator[dict[str, Any]]:
+    """A stream that can be read once, noting what was read."""
+    for e in entries:
+        seen.append(e["path"])
+        yield copy.deepcopy(e)
+
+
+def test_the_differences_come_from_a_merge_of_two_streams_read_to_their_end() -> None:
+    src_read: list[str] = []
+    dst_read: list[str] = []
+    dst = [e for e in target() if e["path"] != "db/link"]
+    differences = iter_differences(once(SOURCE, src_read), once(dst, dst_read))
+    assert src_read == []  # nothing read before asked
+    assert next(differences) == "missing in target: db/link"
+    assert src_read == ["db", "db/empty", "db/link"] and len(dst_read) == 3  # in step
+    assert list(differences) == []
+    assert src_read == [e["path"] for e in SOURCE] and dst_read == [e["path"] for e in dst]
+
+
+def lines(*objs: object) -> list[str]:
+    return [json.dumps(o) for o in objs]
+
+
+def test_a_manifest_stream_is_read_only_when_complete() -> None:
+    head, end = {"format": MANIFEST_FORMAT}, {"end": True, "entries": 2}
+    good = lines(head, SOURCE[0], SOURCE[1], end)
+    assert list(read_manifest(["", *good, ""], "source")) == SOURCE[:2]
+    cases = [
+        (lines(head, SOURCE[0], SOURCE[1]), "ended after 2 entries without its end line"),
+        (lines(head, SOURCE[0], end), "bad line after 1 entries"),  # a count that differs
+        (lines({"format": "kubehop-manifest/1"}, end), "sent no kubehop-manifest/2 manifest"),
+        (lines({"entries": []}), "sent no kubehop-manifest/2"),  # an older image's JSON
+        ([], "sent an empty manifest"),
+        (lines(head, SOURCE[0], {"error": "OSError: EIO"}), "failed to list its files after 1 "
+                                                             "entries: OSError: EIO"),
+        ([good[0], "{not json", good[-1]], "no JSON object"),
+        ([good[0], "[1, 2]"], "no JSON object"),
+    ]
+    for stream, message in cases:
+        with pytest.raises(ValueError, match=message):
+            list(read_manifest(stream, "source"))

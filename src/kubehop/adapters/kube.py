@@ -7,7 +7,7 @@ Works on plain dicts (the domain's manifests) and hides lightkube's and httpx's 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx2
@@ -30,6 +30,7 @@ from lightkube.resources.core_v1 import (
     ServiceAccount,
 )
 from lightkube.resources.discovery_v1 import EndpointSlice
+from lightkube.resources.networking_v1 import NetworkPolicy
 from lightkube.resources.storage_v1 import StorageClass
 from lightkube.types import PatchType
 
@@ -58,7 +59,7 @@ KINDS: dict[str, Any] = {
     "PersistentVolumeClaim": PersistentVolumeClaim, "Service": Service, "Pod": Pod,
     "Deployment": Deployment, "StatefulSet": StatefulSet, "EndpointSlice": EndpointSlice,
     "IngressRoute": IngressRoute, "IngressRouteTCP": IngressRouteTCP, "Namespace": Namespace,
-    "Endpoints": Endpoints, "Node": Node,
+    "Endpoints": Endpoints, "Node": Node, "NetworkPolicy": NetworkPolicy,
     "Event": Event, "StorageClass": StorageClass,
     "CustomResourceDefinition": CustomResourceDefinition,
     "Migration": MigrationResource, "PlacementPolicy": PlacementPolicyResource,
@@ -446,17 +447,41 @@ class KubeCluster:
         return pod_is_ready(self.get("Node", name) or {})
 
     def get_path(self, path: str, *, params: dict[str, str] | None = None,
-                 timeout: float = 10) -> tuple[int, str]:
+                 headers: dict[str, str] | None = None, timeout: float = 10) -> tuple[int, str]:
         """(HTTP status, body) of a GET of ``path`` on the API server, for what has no
-        resource type: ``/readyz``, a service's proxy subresource."""
-        return self._raw("GET", path, params=params, timeout=timeout)
+        resource type: ``/readyz``, a service's proxy subresource. ``headers`` go with the
+        request (the API server's proxy passes them on, all but ``Authorization``)."""
+        return self._raw("GET", path, params=params, headers=headers, timeout=timeout)
 
     def post_path(self, path: str, *, params: dict[str, str] | None = None,
-                  body: dict[str, Any] | None = None, timeout: float = 10) -> tuple[int, str]:
+                  body: dict[str, Any] | None = None, headers: dict[str, str] | None = None,
+                  timeout: float = 10) -> tuple[int, str]:
         """(HTTP status, body) of a POST (of ``body`` as JSON) to ``path``: a pod's proxy
         subresource (an application's freeze hook, a mover's API), reached with the API
         server's credentials so no pod port is exposed."""
-        return self._raw("POST", path, params=params, body=body, timeout=timeout)
+        return self._raw("POST", path, params=params, body=body, headers=headers,
+                         timeout=timeout)
+
+    def stream_lines(self, path: str, *, headers: dict[str, str] | None = None,
+                     timeout: float = 60) -> Iterator[str]:
+        """The lines of a GET of ``path`` as they arrive (a pod proxy's streamed answer), so a
+        long answer is never held whole; ``timeout`` is how long to wait for the next bytes.
+        A status other than 200 raises :class:`KubeError` with it and the start of the body.
+        Nothing is requested until the first line is asked for; closing the iterator early
+        closes the connection."""
+        what = f"GET {path}"
+        try:
+            with self._client().stream("GET", path, headers=headers,
+                                       timeout=timeout) as reply:
+                if reply.status_code != 200:
+                    body = reply.read()[:300].decode(errors="replace")
+                    raise KubeError(f"{self.name}: {what} answered HTTP {reply.status_code}: "
+                                    f"{body}")
+                yield from reply.iter_lines()
+        except KubeError:
+            raise
+        except Exception as exc:
+            raise self._fail(what, exc) from exc
 
     def get_lease(self, name: str, namespace: str, *, timeout: float) -> Manifest | None:
         """The ``coordination.k8s.io/v1`` Lease, or None. Lease calls take their own short
@@ -498,14 +523,19 @@ class KubeCluster:
             raise KubeConflictError(f"{self.name}: {what} failed (409 Conflict): {detail}")
         raise KubeError(f"{self.name}: {what} failed (HTTP {code}): {detail}")
 
+    def _client(self) -> Any:
+        """The HTTP client of the raw calls (lightkube's, with the context's credentials)."""
+        if self._http is None:
+            self._http = client_adapter.Client(self.client.config,
+                                               client_adapter.ConnectionParams())
+        return self._http
+
     def _raw(self, method: str, path: str, *, params: dict[str, str] | None,
-             body: dict[str, Any] | None = None, timeout: float) -> tuple[int, str]:
+             body: dict[str, Any] | None = None, headers: dict[str, str] | None = None,
+             timeout: float) -> tuple[int, str]:
         try:
-            if self._http is None:
-                self._http = client_adapter.Client(self.client.config,
-                                                   client_adapter.ConnectionParams())
-            reply = self._http.request(method, path, params=params, json=body,
-                                       timeout=timeout)
+            reply = self._client().request(method, path, params=params, json=body,
+                                           headers=headers, timeout=timeout)
         except Exception as exc:
             raise self._fail(f"{method} {path}", exc) from exc
         return int(reply.status_code), str(reply.text)

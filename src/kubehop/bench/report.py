@@ -12,12 +12,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from kubehop.bench.stateful import first_pass_partial
+from kubehop.bench import controller
+from kubehop.bench.stats import tail_of
 from kubehop.errors import PreconditionError
 from kubehop.testbed import layout
 
 COLORS = {"endpoints": "tab:green", "externalname": "tab:blue", "paper": "tab:orange",
           "naive": "tab:red"}
+UNRECORDED = "\u2014"
+"""A figure the results file does not have (written by an older bench): an em dash, apart
+from "-" (measured, but there was nothing: no switch phase, no answer)."""
 
 
 def pyplot() -> Any:
@@ -43,7 +47,7 @@ def _cell(pair: list[float | None] | tuple[float | None, float | None], digits: 
     return f"{med:.{digits}f} / {top:.{digits}f}"
 
 
-def _wan_line(wan: dict[str, Any] | None) -> str:
+def wan_line(wan: dict[str, Any] | None) -> str:
     """The WAN the runs crossed: each link's one-way delay, rate and the RTT measured before."""
     if not wan:
         return "WAN: not recorded.  "
@@ -65,11 +69,17 @@ def _failed_cell(row: dict[str, Any]) -> str:
     return cell if not unended or cell == "-" else f"{cell} (>=; {unended} still failing)"
 
 
-def _before_after(row: dict[str, Any]) -> str:
-    before, after = row.get("p99_before_ms"), row.get("p99_after_ms")
-    if before is None and after is None:
-        return "-"
-    return f"{_num_or_dash(before, 1)} → {_num_or_dash(after, 1)}"
+def _latency_cells(row: dict[str, Any]) -> tuple[str, str]:
+    """agw's latency tail during the migration (median / max over the runs) and before → after
+    (medians), each cell saying its label (p99 or max); em dashes for an older file's row."""
+    label = row.get("latency_tail")
+    if label is None:
+        return UNRECORDED, UNRECORDED
+    before, after = row.get("latency_before_ms"), row.get("latency_after_ms")
+    during = _cell(row.get("latency_during_ms") or (None, None), 1)
+    around = ("-" if before is None and after is None else
+              f"{_num_or_dash(before, 1)} → {_num_or_dash(after, 1)}")
+    return f"{label} {during}", f"{label} {around}"
 
 
 def _window_note(data: dict[str, Any]) -> str:
@@ -80,9 +90,12 @@ def _window_note(data: dict[str, Any]) -> str:
             f"and ends {w['quiet_s']:g} s after the last failure (once agw has answered "
             f"successfully that long), at least {w['after_min_s']:g} s and at most DNS TTL "
             f"{w['dns_ttl_s']:g} + {w['cap_after_ttl_s']:g} s after the migration: failure "
-            "counts are complete unless marked >=. p99 before → after: agw's latency in the "
-            f"{w['before_s']:g} s before the migration and the {w['after_min_s']:g} s after it "
-            "(medians over the runs). drain: the engine's drain phase (0 if the plan has none).")
+            "counts are complete unless marked >=. agw latency: each run's tail of its "
+            "answers' latency in a window (p99 when every window of the row held at least 100 "
+            "answers, else max; the cell says which), during the migration median / max over "
+            f"the runs; before → after: the {w['before_s']:g} s before the migration and the "
+            f"{w['after_min_s']:g} s after it (medians over the runs). drain: the engine's drain "
+            "phase (0 if the plan has none).")
 
 
 def _ingress_lines(data: dict[str, Any]) -> list[str]:
@@ -96,23 +109,35 @@ def _ingress_lines(data: dict[str, Any]) -> list[str]:
              "the host, each on a new connection: GET /readyz straight to one orc8r pod "
              "(IP:8080; the host routes every cluster's pod network via its node) and through "
              "cloud's load balancer (port 80) with Host orc8r.orc8r-ns.svc.cluster.local, the "
-             "alias's last hop. Medians over the runs of each run's p50/p99. Target: at most "
-             f"1 ms p50 and 5 ms p99 over the direct call on the flat bridge (WAN profile here: "
+             "alias's last hop. Medians over the runs of each run's p50 and tail (p99 over at "
+             "least 100 answered calls, else max: the cell says which). Target: at most 1 ms "
+             "p50 and 5 ms p99 over the direct call on the flat bridge (WAN profile here: "
              f"{profile}).", "",
-             "| strategy | runs | direct p50 / p99 (ms) | through Traefik p50 / p99 (ms) | "
-             "overhead p50 / p99 (ms) | within 1 / 5 ms |",
+             "| strategy | runs (n) | direct p50 / tail (ms) | through Traefik p50 / tail (ms) "
+             "| overhead p50 / tail (ms) | within 1 / 5 ms |",
              "|---|---|---|---|---|---|"]
-    for row in rows:
-        ing = row["ingress"]
-        d, a, o = ing["direct_ms"], ing["alias_ms"], ing["overhead_ms"]
-        met = ("-" if o["p50"] is None or o["p99"] is None else
-               ("yes" if o["p50"] <= 1 and o["p99"] <= 5 else "no"))
-        lines.append(
-            f"| {row['strategy']} | {ing['runs']} | {_num_or_dash(d['p50'], 2)} / "
-            f"{_num_or_dash(d['p99'], 2)} | {_num_or_dash(a['p50'], 2)} / "
-            f"{_num_or_dash(a['p99'], 2)} | {_num_or_dash(o['p50'], 2)} / "
-            f"{_num_or_dash(o['p99'], 2)} | {met} |")
-    return lines
+    return lines + [_ingress_row(row) for row in rows]
+
+
+def _ingress_row(row: dict[str, Any]) -> str:
+    """One strategy's ingress figures; its tail cells em dashes for an older file's row (which
+    did not record how many calls each percentile was over)."""
+    ing = row["ingress"]
+    label = ing.get("tail") or "-"
+
+    def pair(key: str) -> str:
+        d = ing[key]
+        if label == "-":
+            return f"{_num_or_dash(d.get('p50'), 2)} / {UNRECORDED}"
+        return f"{_num_or_dash(d.get('p50'), 2)} / {label} {_num_or_dash(d.get(label), 2)}"
+
+    o = ing["overhead_ms"]
+    p50, top = o.get("p50"), o.get(label)
+    met = "-" if p50 is None or top is None else ("yes" if p50 <= 1 and top <= 5 else "no")
+    if met == "no" and label == "max" and p50 <= 1:
+        met = f"unknown (max {top:.2f}: too few calls for a p99)"
+    return (f"| {row['strategy']} | {ing['runs']} | {pair('direct_ms')} | {pair('alias_ms')} | "
+            f"{pair('overhead_ms')} | {met} |")
 
 
 def _scale_lines(scales: list[dict[str, Any]]) -> list[str]:
@@ -122,7 +147,7 @@ def _scale_lines(scales: list[dict[str, Any]]) -> list[str]:
         names += [n for n in (sc.get("phases") or {}) if n not in names]
     lines = ["", "Independent services migrated at once (edge -> cloud, endpoints); phases: "
              "median / max (s) over the migrations; slowest phase: the largest median:", "",
-             "| services | total time (s) | failed migrations | slowest phase | "
+             "| services (n) | total time (s) | failed migrations | slowest phase | "
              + " | ".join(names) + (" |" if names else "|"),
              "|---|---|---|---|" + "---|" * len(names)]
     for sc in scales:
@@ -141,26 +166,27 @@ def summary_markdown(data: dict[str, Any], command: str) -> str:
         "# kubehop bench",
         "",
         f"Command: `{command}`  ",
-        f"Machine: {platform.node()} {platform.machine()}, {_cpus()} cores, Linux "
+        f"Machine: {platform.node()} {platform.machine()}, {cpus()} cores, Linux "
         f"{platform.release()}; Kubernetes v{layout.KUBERNETES_VERSION}, Traefik "
         f"{layout.TRAEFIK_VERSION}, CoreDNS {layout.COREDNS_VERSION}.  ",
-        _wan_line(data.get("wan")),
+        wan_line(data.get("wan")),
         f"agw calls orc8r every {interval:g} ms (open loop); each cell is median / max over "
-        "the runs.",
+        "the runs: failed requests and gaps over all n runs, times and latency over the ok "
+        f"ones; {UNRECORDED}: not recorded in this file.",
         "",
-        "| strategy | runs | failed requests | longest gap (ms) | longest gap in the switch (ms) "
-        "| total time (s) | drain (s) | clients on target after (s) | p99 latency during (ms) | "
-        "p99 before → after (ms) |",
+        "| strategy | ok / n | failed requests | longest gap (ms) | longest gap in the switch (ms)"
+        " | total time (s) | drain (s) | clients on target after (s) | agw latency during (ms) | "
+        "agw latency before → after (ms) |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in data["summary"]:
+        during, around = _latency_cells(row)
         lines.append(
             f"| {row['strategy']} | {row['completed']}/{row['runs']} | "
             f"{_failed_cell(row)} | {_cell(row['longest_gap_ms'], 0)} | "
             f"{_cell(row.get('switch_gap_ms') or (None, None), 0)} | "
             f"{_cell(row['total_s'])} | {_cell(row.get('drain_s') or (None, None))} | "
-            f"{_cell(row['to_target_s'])} | {_cell(row['p99_during_ms'], 1)} | "
-            f"{_before_after(row)} |")
+            f"{_cell(row['to_target_s'])} | {during} | {around} |")
     note = _window_note(data)
     if note:
         lines += ["", note]
@@ -170,7 +196,7 @@ def summary_markdown(data: dict[str, Any], command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _cpus() -> int:
+def cpus() -> int:
     return sum(1 for line in Path("/proc/cpuinfo").read_text().splitlines()
                if line.startswith("processor"))
 
@@ -257,17 +283,30 @@ def _clock(at: float | None) -> str:
     return time.strftime("%H:%M:%S", time.localtime(at)) + f".{int(at * 1000) % 1000:03d}"
 
 
+def _tail_s(summary: dict[str, Any], digits: int = 3) -> str:
+    """A spread's tail as its cell says it: "p99 1.391" or "max 1.210"."""
+    label, value = tail_of(summary)
+    return "-" if value is None else f"{label} {value:.{digits}f}"
+
+
+def controller_summary(data: dict[str, Any]) -> dict[str, Any]:
+    """The summary recomputed from the runs (so an older file's summary, with a p99 over ten
+    runs, is read by today's rule too)."""
+    return controller.summarize(data["runs"], cycle_s=float(data["cycle_interval_s"]),
+                                scrape_s=float(data["scrape_interval_s"]))
+
+
 def controller_markdown(data: dict[str, Any], command: str) -> str:
     """The controller scenario's summary: the figures, how they were measured, every run."""
-    s = data["summary"]
+    s = controller_summary(data)
     r = s["reaction_s"]
     lines = [
         "# kubehop bench: controller reaction time",
         "",
         f"Command: `{command}`  ",
-        f"Machine: {platform.node()} {platform.machine()}, {_cpus()} cores, Linux "
+        f"Machine: {platform.node()} {platform.machine()}, {cpus()} cores, Linux "
         f"{platform.release()}; Kubernetes v{layout.KUBERNETES_VERSION}.  ",
-        _wan_line(data.get("wan")),
+        wan_line(data.get("wan")),
         "",
         f"Reaction time: from the first Prometheus sample of the rule's expression over "
         f"{data['rule']['above']} to the created time of the migration's journal row (the "
@@ -278,18 +317,20 @@ def controller_markdown(data: dict[str, Any], command: str) -> str:
         "",
         f"Controller cycle interval {data['cycle_interval_s']:g} s; Prometheus scrape interval "
         f"{data['scrape_interval_s']:g} s (job {data['scrape_job']}). Target: p99 <= cycle + "
-        f"scrape = {s['target_s']:g} s: **{'met' if s['target_met'] else 'NOT met'}**.",
+        f"scrape = {s['target_s']:g} s, checked on the reaction's {s['target_tail']}: "
+        f"**{'met' if s['target_met'] else 'NOT met'}**.",
         "",
-        "| runs verified | p50 (s) | p90 (s) | p99 (s) | max (s) | mean (s) | stress -> row p50 /"
-        " max (s) | migration p50 / max (s) | agw failed requests |",
-        "|---|---|---|---|---|---|---|---|---|",
-        f"| {s['verified']}/{s['runs']} | {_s(r['p50'])} | {_s(r['p90'])} | {_s(r['p99'])} | "
-        f"{_s(r['max'])} | {_s(r['mean'])} | {_s(s['from_stress_s']['p50'], 2)} / "
-        f"{_s(s['from_stress_s']['max'], 2)} | {_s(s['migration_s']['p50'], 2)} / "
-        f"{_s(s['migration_s']['max'], 2)} | {s['agw_failed']} |",
+        "| runs verified / n | p50 (s) | p90 (s) | tail (s) | mean (s) | stress -> row p50 / "
+        "tail (s) | migration p50 / tail (s) | agw failed requests |",
+        "|---|---|---|---|---|---|---|---|",
+        f"| {s['verified']}/{s['runs']} | {_s(r['p50'])} | {_s(r.get('p90'))} | {_tail_s(r)} | "
+        f"{_s(r['mean'])} | {_s(s['from_stress_s']['p50'], 2)} / "
+        f"{_tail_s(s['from_stress_s'], 2)} | {_s(s['migration_s']['p50'], 2)} / "
+        f"{_tail_s(s['migration_s'], 2)} | {s['agw_failed']} |",
         "",
-        f"With {s['runs']} runs, p99 is interpolated between the two largest values "
-        "(numpy's linear method).",
+        f"Over the {s['verified']} verified runs (numpy's linear interpolation): p90 needs at "
+        "least 10 runs and p99 at least 100 (- : too few); the tail column is the p99, or the "
+        "largest value, called max, with fewer runs.",
         "",
         "| run | first sample over | journal row | reaction (s) | stress -> row (s) | "
         "decision cycle start -> row (s) | measured cycle (s) | target | migration (s) | "
@@ -318,7 +359,7 @@ def controller_markdown(data: dict[str, Any], command: str) -> str:
 
 def reaction_png(data: dict[str, Any], path: Path) -> None:
     """Reaction per run (from the sample over the threshold), on top of the time from the
-    stress start, with p50, p99 and the target as lines."""
+    stress start, with p50, the tail (p99 or max, as the runs allow) and the target as lines."""
     runs = [r for r in data["runs"] if r["reaction_s"] is not None]
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(9, 4))
@@ -327,9 +368,10 @@ def reaction_png(data: dict[str, Any], path: Path) -> None:
            label="from the stress start (adds the wait for a scrape)")
     ax.bar(xs, [r["reaction_s"] for r in runs], color="tab:blue",
            label="reaction: sample over threshold -> journal row")
-    s = data["summary"]
-    for key, style in (("p50", ":"), ("p99", "--")):
-        value = s["reaction_s"][key]
+    s = controller_summary(data)
+    tail_label, tail_value = tail_of(s["reaction_s"])
+    for key, value, style in (("p50", s["reaction_s"]["p50"], ":"),
+                              (tail_label, tail_value, "--")):
         if value is not None:
             ax.axhline(value, color="tab:blue", linestyle=style, linewidth=1,
                        label=f"reaction {key} {value:.3f} s")
@@ -355,139 +397,4 @@ def write_controller(data: dict[str, Any], out: Path, command: str) -> list[Path
     files[0].write_text(json.dumps(data, indent=1))
     files[1].write_text(controller_markdown(data, command))
     reaction_png(data, files[2])
-    return files
-
-
-# -- the stateful scenario -----------------------------------------------------------------
-
-def _num(value: float | None, digits: int) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
-
-
-def _mb(value: float) -> str:
-    return f"{value / 1e6:.4g}" if value >= 1e5 else f"{value / 1e3:.3g} kB"
-
-
-def _verdict(met: bool | None) -> str:
-    return "not run" if met is None else ("**met**" if met else "**NOT met**")
-
-
-def stateful_markdown(data: dict[str, Any], command: str) -> str:
-    """The stateful scenario's summary: a row per size, the issue's targets, every run."""
-    t = data["targets"]
-    lines = [
-        "# kubehop bench: stateful migration",
-        "",
-        f"Command: `{command}`  ",
-        f"Machine: {platform.node()} {platform.machine()}, {_cpus()} cores, Linux "
-        f"{platform.release()}; Kubernetes v{layout.KUBERNETES_VERSION}.  ",
-        _wan_line(data.get("wan")),
-        "",
-        "orc8r (2 replicas, one SQLite database on PVC orc8r-state, freeze/thaw hooks) moved "
-        "edge <-> cloud, alternating, while agw checks in every 10 ms; the volume holds a "
-        "padding file of the given size (MB = 10^6 bytes) of random bytes. Each run first "
-        "deletes the state PVC a previous move left in its target, so the first pass copies "
-        "the whole volume. Lost writes: check-ins agw saw acknowledged during the run that "
-        "are not in orc8r's database afterwards.",
-        "",
-        "| size (MB) | runs ok | total p50 / p99 (s) | clients on target p50 (s) | freeze p50 / "
-        "p99 (ms) | precopy p50 (s) | verify p50 (s) | MB per pass (median) | first pass p50 "
-        "(MB/s) | link rate (MB/s) | lost writes | agw failed | agw retried | longest gap (ms) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    lines += [_stateful_size_row(r) for r in data["summary"]]
-    where = ("these runs crossed the flat bridge" if t["flat"] else
-             "these runs did not cross the flat bridge, so the comparison is indicative only")
-    lines += [
-        "",
-        f"The issue's targets, at {t['size_mb']} MB on the flat bridge ({where}): freeze <= "
-        f"{t['freeze_p99_ms']:g} ms at p99: {_verdict(t['freeze_met'])}; total <= "
-        f"{t['total_s']:g} s (p99): {_verdict(t['total_met'])}. Met means the p99 is within "
-        "the target, every run succeeded and no acknowledged write was lost.",
-        "",
-        "p50/p99 interpolate linearly between the runs (numpy's method), over the runs that "
-        "succeeded; lost writes, agw's failed and retried requests count every run.",
-        "",
-        "| size (MB) | run | move | total (s) | on target (s) | precopy (s) | freeze (ms) | "
-        "verify (s) | passes: MB in s | first pass (MB/s) | agw failed | longest gap (ms) | "
-        "acked | lost | error |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    lines += [_stateful_run_row(run) for run in data["runs"]]
-    return "\n".join(lines) + "\n"
-
-
-def _stateful_size_row(r: dict[str, Any]) -> str:
-    """One size's row of the summary table: its percentiles, transfer figures and losses."""
-    rate = r["link_rate_mbps"]
-    lost = f"{r['lost']}" + (f" ({r['lost_unknown']} runs unknown)" if r["lost_unknown"]
-                             else "")
-    return (
-        f"| {r['size_mb']} | {r['ok']}/{r['runs']} | {_num(r['total_s']['p50'], 2)} / "
-        f"{_num(r['total_s']['p99'], 2)} | {_num(r['to_target_s']['p50'], 2)} | "
-        f"{_num(r['freeze_ms']['p50'], 0)} / {_num(r['freeze_ms']['p99'], 0)} | "
-        f"{_num(r['precopy_s']['p50'], 2)} | {_num(r['verify_s']['p50'], 2)} | "
-        f"{' + '.join(_mb(b) for b in r['pass_bytes']) or '-'} | "
-        f"{_num(r['throughput_mbps']['p50'], 1)} | "
-        f"{'unlimited' if rate is None else f'{rate:g}'} | {lost} | "
-        f"{r['agw_failed']} | {'-' if r['agw_retried'] is None else r['agw_retried']} | "
-        f"{_num(r['longest_gap_ms'], 0)} |")
-
-
-def _stateful_run_row(run: dict[str, Any]) -> str:
-    """One run's row of the per-run table; a first pass that an earlier, retried attempt cut
-    short is said in its note, since its throughput is left out of the figures."""
-    passes = ", ".join(f"{_mb(p['bytes'])} in {p['seconds']:.2f}"
-                       + (" (final)" if p["final"] else "") for p in run["passes"])
-    freeze = None if run["freeze_s"] is None else run["freeze_s"] * 1000
-    note = " ".join(run["error"].replace("|", "/").split())
-    if first_pass_partial(run["passes"], run.get("bytes")):
-        note = (f"first pass sent {_mb(run['passes'][0]['bytes'])} of "
-                f"{_mb(run['bytes'])} MB: an earlier, retried attempt moved the rest and is "
-                "not in the figures (throughput left out) " + note).strip()
-    return (
-        f"| {run['size_mb']} | {run['index'] + 1} | {run['source']} -> {run['target']} | "
-        f"{_num(run['total_s'], 2)} | {_num(run['to_target_s'], 2)} | "
-        f"{_num(run['precopy_s'], 2)} | {_num(freeze, 0)} | {_num(run['verify_s'], 2)} | "
-        f"{passes or '-'} | {_num(run['first_pass_mbps'], 1)} | "
-        f"{'-' if run['agw_failed'] is None else run['agw_failed']} | "
-        f"{_num(run['longest_gap_ms'], 0)} | {'-' if run['acked'] is None else run['acked']}"
-        f" | {'-' if run['lost'] is None else run['lost']} | "
-        f"{note} |")
-
-
-def freeze_png(data: dict[str, Any], path: Path) -> None:
-    """Freeze (ms) and total time (s) per size: p50 bars, p99 ticks, the targets as lines."""
-    rows = data["summary"]
-    labels = [f"{r['size_mb']} MB" for r in rows]
-    plt = pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    t = data["targets"]
-    for ax, key, unit, target in ((axes[0], "freeze_ms", "ms", t["freeze_p99_ms"]),
-                                  (axes[1], "total_s", "s", t["total_s"])):
-        p50 = [r[key]["p50"] or 0 for r in rows]
-        p99 = [r[key]["p99"] or 0 for r in rows]
-        ax.bar(labels, p50, color="tab:blue", width=0.5, label="p50")
-        ax.scatter(labels, p99, color="black", marker="_", s=300, zorder=3, label="p99")
-        ax.axhline(target, color="tab:red", linestyle="--", linewidth=1,
-                   label=f"target at {t['size_mb']} MB (flat): {target:g} {unit}")
-        ax.set_ylim(0, max([target, *p50, *p99]) * 1.4)  # room for the legend
-        ax.set_ylabel(unit)
-        ax.set_title(("freeze (writes held)" if key == "freeze_ms" else "total migration time"),
-                     fontsize=10)
-        ax.legend(fontsize=7, loc="upper left")
-    profile = ((data.get("wan") or {}).get("profile") or {}).get("name", "?")
-    fig.suptitle(f"kubehop stateful migration by volume size (WAN {profile})")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def write_stateful(data: dict[str, Any], out: Path, command: str) -> list[Path]:
-    out.mkdir(parents=True, exist_ok=True)
-    data = {**data, "command": command}
-    files = [out / "runs.json", out / "summary.md", out / "freeze.png"]
-    files[0].write_text(json.dumps(data, indent=1))
-    files[1].write_text(stateful_markdown(data, command))
-    freeze_png(data, files[2])
     return files

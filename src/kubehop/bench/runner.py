@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from kubehop.adapters.store import DB_FILE, Store
-from kubehop.bench.stats import percentile
+from kubehop.bench.stats import common_tail, pick, spread, tail_of
 from kubehop.domain import manifests as mf
 from kubehop.domain.model import BASELINES, MigrationRequest, Strategy
 from kubehop.domain.pods import pod_is_ready
@@ -87,7 +87,9 @@ class Run:
     """The longest gap between answers that overlaps the switch phase: what the switch itself
     costs clients, apart from gaps the machine's load makes at other moments of the run."""
     to_target_s: float | None = None
-    latency_ms: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    latency_ms: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """agw's answered latency (ms) before, during and after the migration: a
+    :func:`~kubehop.bench.stats.spread` each (n, p50, max; p99 only over >= 100 answers)."""
     window_end: float = 0.0
     """The end of the window measured (unix time): see :func:`outage_end`."""
     outage_ended: bool = True
@@ -156,17 +158,6 @@ def reset(say: Say, *, interval_ms: float = 10) -> None:
         sample.wait_agw_clean(edge, timeout=60)
     except KubehopError:
         say("warning: agw not yet clean after reset")
-
-
-def _percentiles(values: list[float]) -> dict[str, float | None]:
-    if not values:
-        return {"p50": None, "p99": None}
-    values = sorted(values)
-
-    def pick(q: float) -> float:
-        return round(values[min(len(values) - 1, round(q * (len(values) - 1)))] * 1000, 2)
-
-    return {"p50": pick(0.5), "p99": pick(0.99)}
 
 
 def latest(rows: Sequence[Row]) -> tuple[float | None, float | None]:
@@ -249,7 +240,8 @@ def measure(run: Run, rows: list[list[Any]], window_end: float) -> None:
     for name, lo, hi in (("before", run.start - BEFORE_S, run.start),
                          ("during", run.start, run.end),
                          ("after", run.end, run.end + AFTER_MIN_S)):
-        run.latency_ms[name] = _percentiles([r[1] for r in rows if r[2] and lo <= r[0] < hi])
+        run.latency_ms[name] = spread([r[1] * 1000 for r in rows if r[2] and lo <= r[0] < hi],
+                                      digits=2)
 
 
 def phase_gap_ms(done: Sequence[float], phases: Sequence[dict[str, Any]],
@@ -283,18 +275,17 @@ def timed_call(address: str, port: int, host: str, path: str = INGRESS_PATH,
 
 
 def overhead(direct: Sequence[float | None], alias: Sequence[float | None]) -> dict[str, Any]:
-    """p50/p99 (ms) of the direct and the aliased calls (answered ones) and the alias's extra
-    (alias minus direct, per percentile)."""
-    def pcts(values: Sequence[float | None]) -> dict[str, float | None]:
-        ok = [v * 1000 for v in values if v is not None]
-        return {q: (round(percentile(ok, f), 3) if ok else None)
-                for q, f in (("p50", 0.5), ("p99", 0.99))}
+    """p50, max and (over >= 100 answers) p99 in ms of the direct and the aliased calls
+    (answered ones), and the alias's extra: alias minus direct, per figure both have."""
+    def pcts(values: Sequence[float | None]) -> dict[str, Any]:
+        return spread([v * 1000 for v in values if v is not None])
 
     d, a = pcts(direct), pcts(alias)
-    extra: dict[str, float | None] = {}
-    for q in ("p50", "p99"):
-        dq, aq = d[q], a[q]
-        extra[q] = None if dq is None or aq is None else round(aq - dq, 3)
+    extra: dict[str, Any] = {"n": min(d["n"], a["n"])}
+    for q in ("p50", "p99", "max"):
+        dq, aq = d.get(q), a.get(q)
+        if q in d or q in a:
+            extra[q] = None if dq is None or aq is None else round(aq - dq, 3)
     return {"calls": len(direct), "direct_ms": d, "alias_ms": a, "overhead_ms": extra,
             "direct_failed": sum(1 for v in direct if v is None),
             "alias_failed": sum(1 for v in alias if v is None)}
@@ -365,8 +356,9 @@ def one_run(strategy: str, index: int, journal: Store, say: Say, *, interval_ms:
         except KubehopError as exc:  # a side measurement: the run's own figures stand
             run.ingress = {"error": str(exc)}
         o = run.ingress.get("overhead_ms") or {}
-        say(f"{strategy} #{index + 1}: ingress overhead p50 {o.get('p50')} ms, p99 "
-            f"{o.get('p99')} ms {run.ingress.get('error', '')}".rstrip())
+        label, top = tail_of(o)
+        say(f"{strategy} #{index + 1}: ingress overhead p50 {o.get('p50')} ms, {label} "
+            f"{top} ms {run.ingress.get('error', '')}".rstrip())
     return run
 
 
@@ -496,13 +488,32 @@ def _median(values: Sequence[float | None]) -> float | None:
 
 
 def ingress_summary(runs: Sequence[Run]) -> dict[str, Any] | None:
-    """Medians over the runs of each ingress figure (None if no run measured it)."""
+    """Medians over the runs of each ingress figure: p50 and the tail every run can name
+    (``tail``: p99, or max when some run answered fewer than 100 calls); None if no run
+    measured it."""
     measured = [r.ingress for r in runs if r.ingress.get("direct_ms")]
     if not measured:
         return None
-    return {"runs": len(measured), **{
-        key: {q: _median([m[key][q] for m in measured]) for q in ("p50", "p99")}
+    label = common_tail(m[k] for m in measured for k in ("direct_ms", "alias_ms"))
+    return {"runs": len(measured), "tail": label, **{
+        key: {q: _median([pick(m[key], q) for m in measured]) for q in ("p50", label)}
         for key in ("direct_ms", "alias_ms", "overhead_ms")}}
+
+
+def latency_columns(ok: Sequence[Run]) -> dict[str, Any]:
+    """agw's latency tail in each run's windows, as one label for the row (p99 only if every
+    window with answers had >= 100 of them, else max): median / max over the runs during the
+    migration, medians before and after it."""
+    windows = [r.latency_ms.get(w) for r in ok for w in ("before", "during", "after")]
+    label = common_tail(w for w in windows if w and w.get("n"))
+
+    def tails(name: str) -> list[float | None]:
+        return [pick(r.latency_ms.get(name), label) for r in ok]
+
+    return {"latency_tail": label,
+            "latency_during_ms": _med_max([v for v in tails("during") if v is not None]),
+            "latency_before_ms": _median(tails("before")),
+            "latency_after_ms": _median(tails("after"))}
 
 
 def summarize(runs: list[Run]) -> list[dict[str, Any]]:
@@ -521,9 +532,7 @@ def summarize(runs: list[Run]) -> list[dict[str, Any]]:
             "total_s": _med_max([r.total_s for r in ok]),
             "drain_s": _med_max([phase_seconds(r.phases, "drain") for r in ok]),
             "to_target_s": _med_max([r.to_target_s for r in ok if r.to_target_s is not None]),
-            "p99_during_ms": _med_max([r.latency_ms["during"]["p99"] or 0.0 for r in ok]),
-            "p99_before_ms": _median([r.latency_ms["before"]["p99"] for r in ok]),
-            "p99_after_ms": _median([r.latency_ms["after"]["p99"] for r in ok]),
+            **latency_columns(ok),
             "window_after_s": _med_max([r.window_end - r.end for r in rs]),
             "ingress": ingress_summary(ok),
         })

@@ -20,6 +20,9 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 DEFAULT_STRATEGIES = "endpoints,externalname,paper,naive"
 DEFAULT_SCALE = "1,16,64"
 DEFAULT_SIZES = "10,100,1000"
+STATEFUL_RUNS = 20
+"""Runs per row of the stateful scenario: enough for a p95 (>= 20 samples; a p99 needs 100),
+so its tail figures are not the max of three."""
 
 
 class Scenario(StrEnum):
@@ -35,7 +38,7 @@ def bench(
         = Scenario.strategies,
     runs: Annotated[int | None, typer.Option(
         help="Runs per strategy (interleaved), or runs of the controller scenario (default "
-        "10), or runs per size of the stateful scenario (default 3).")] = None,
+        f"10), or runs per size of the stateful scenario (default {STATEFUL_RUNS}).")] = None,
     strategies: Annotated[str | None, typer.Option(
         help="Comma-separated: endpoints, externalname, paper, naive (default: all; "
         "strategies scenario only).")] = None,
@@ -67,7 +70,7 @@ def bench(
                     out=out or Path("results/bench-controller"), wan=wan, interval=interval)
         return
     if scenario == Scenario.stateful:
-        _stateful(runs=1 if quick else (3 if runs is None else runs),
+        _stateful(runs=1 if quick else (STATEFUL_RUNS if runs is None else runs),
                   sizes="10" if quick else (sizes or DEFAULT_SIZES),
                   out=out or Path("results/bench-stateful"), wan=wan, interval=interval)
         return
@@ -179,7 +182,7 @@ def _controller(*, runs: int, out: Path, wan: str | None, interval: float) -> No
 
 
 def _stateful(*, runs: int, sizes: str, out: Path, wan: str | None, interval: float) -> None:
-    from kubehop.bench import report, stateful
+    from kubehop.bench import report, stateful, stateful_report
     from kubehop.testbed import testbed as tb
     from kubehop.testbed import wan as testbed_wan
 
@@ -201,10 +204,9 @@ def _stateful(*, runs: int, sizes: str, out: Path, wan: str | None, interval: fl
                                                               names)))
     wan_record = testbed_wan.report(names, count=3)
     data = stateful.run_bench(sizes=chosen, runs=runs, say=_say, interval_ms=interval,
-                              rate_bit=stateful.link_rate_bit(wan_record, "edge", "cloud"))
+                              wan=wan_record)
     data["wan"] = wan_record
-    data["targets"] = stateful.targets(data["summary"], flat=stateful.is_flat(wan_record))
     command = _command_line()
-    for path in report.write_stateful(data, out, command):
+    for path in stateful_report.write(data, out, command):
         _say(f"wrote {path}")
-    sys.stdout.write(report.stateful_markdown(data, command))
+    sys.stdout.write(stateful_report.markdown(data, command))

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from kubehop.adapters.store import MigrationRow, StepRow
 from kubehop.controller.crds import Manifest, cut_text, rfc3339
-from kubehop.domain.model import STEPS, Inventory, MigrationRequest, Status, StepState, Strategy
+from kubehop.domain.model import Inventory, MigrationRequest, Status, StepState, Strategy
 from kubehop.engine.steps.registry import STEP_TYPES
 from kubehop.errors import UsageError
 
@@ -64,14 +64,13 @@ def request_from(spec: Manifest, inventory: Inventory) -> MigrationRequest:
 
 
 def conditions(steps: Sequence[StepRow]) -> list[Manifest]:
-    """One condition per step the journal has seen, in plan order: ``True`` done, ``Unknown``
-    running (or being undone), ``False`` failed or rolled back. The latest row of a step (and
-    of its undo) wins: a resumed step has several."""
+    """One condition per step the journal has seen, in the order it ran (the plan's): ``True``
+    done, ``Unknown`` running (or being undone), ``False`` failed or rolled back. The latest
+    row of a step (and of its undo) wins: a resumed step has several."""
     latest: dict[str, StepRow] = {}
     for row in steps:
         latest[row.name] = row
-    order = [s for s in STEPS if s in latest] + sorted(
-        n for n in latest if not n.startswith("undo-") and n not in STEPS)
+    order = [n for n in latest if not n.startswith("undo-")]  # first seen: the plan's order
     out = []
     for name in order:
         row = latest[name]

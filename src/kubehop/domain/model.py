@@ -38,12 +38,25 @@ class Status(StrEnum):
 
 STEPS: tuple[str, ...] = ("copy", "route", "precopy", "start", "ready", "dns", "verify",
                           "cutover", "switch", "drain", "cleanup")
-"""kubehop's plan, in order. Until ``switch`` is done, clients are served by the source; a failure
-before then rolls everything back. ``drain`` and ``cleanup`` only move forward (the target is
-serving): a failure there leaves the migration ``failed`` for ``--resume`` to finish.
-``precopy`` and ``cutover`` move the service's volume data; for a service without volumes they
-do nothing. ``route`` comes early: the target's Traefik has the route before the pods are
-ready, so the verification only waits for it to see their endpoints."""
+"""kubehop's plan for a service without volumes, in order. Until ``switch`` is done, clients are
+served by the source; a failure before then rolls everything back. ``drain`` and ``cleanup``
+only move forward (the target is serving): a failure there leaves the migration ``failed`` for
+``--resume`` to finish. ``route`` comes early: the target's Traefik has the route before the
+pods are ready, so the verification only waits for it to see their endpoints. (``precopy`` and
+``cutover`` do nothing without volumes; they stay in the plan so every journal reads alike.)"""
+
+STATEFUL_STEPS: tuple[str, ...] = ("copy", "route", "precopy", "cutover", "start", "ready",
+                                   "dns", "verify", "switch", "drain", "cleanup")
+"""kubehop's plan for a service with volumes: the target's pods start only on the final,
+verified copy (``cutover`` before ``start``), and nothing sends a client to the target before
+then — the route exists early but has no pod behind it, the private-zone record changes in
+``dns``, after the target's pods are up (and frozen, when the application has hooks)."""
+
+
+def default_plan(stateful: bool) -> tuple[str, ...]:
+    """The plan a migration runs when the caller names none."""
+    return STATEFUL_STEPS if stateful else STEPS
+
 
 TRANSFER_ENTRYPOINT = "transfer"
 """The name of the target Traefik's TCP entry point volume data arrives through."""
@@ -171,6 +184,10 @@ class MigrationState:
     (recorded before its slice is written; a rollback deletes the slice)."""
     switch_started: bool = False
     """The source Service may have sent clients to the target: a rollback drains back."""
+    frozen_pods: dict[str, list[Any]] = field(default_factory=dict)
+    """The source pods the freeze stopped: name -> [uid, restarts]. Right before the switch
+    every source pod must still be one of these, unrestarted (the freeze lives in the process),
+    else the move rolls back."""
     rolling_back: bool = False
 
     def to_dict(self) -> dict[str, Any]:

@@ -359,10 +359,11 @@ class Migration:
                    for c, size in sorted(st.volumes.items())]
         precopy += [
             PlannedChange("precopy", dst, "create", "Pod", mv.pod_name(self.id, "receiver"),
-                          tns, "receiver, with its Service, TCP route and key; removed after "
-                          "the cut-over"),
+                          tns, "receiver, with its Service, TCP route, key and "
+                          "NetworkPolicy; removed after the cut-over"),
             PlannedChange("precopy", src, "create", "Pod", mv.pod_name(self.id, "sender"),
-                          r.namespace, "sender, with its key; removed after the cut-over"),
+                          r.namespace, "sender, with its key and NetworkPolicy; removed after "
+                          "the cut-over"),
             PlannedChange("precopy", dst, "create", "Pod", mv.pod_name(self.id, "prepull"),
                           tns, "pulls the workload's images while the data is copied; "
                           "removed once they are on the node"),
@@ -375,7 +376,8 @@ class Migration:
                           "scaled to 0 (no freeze hook declared)"),
             PlannedChange("cutover", dst, "verify", "PersistentVolumeClaim",
                           ", ".join(sorted(st.volumes)), tns,
-                          "final delta, then every file's checksum, owner, mode and size"),
+                          "final delta, then every file's checksum, owner, mode, size, "
+                          "xattrs, ACLs and hard links"),
         ]
         dns = next(i for i, c in enumerate(changes) if c.step == "dns")
         changes[dns:dns] = precopy

@@ -36,6 +36,7 @@ from kubehop.domain.model import (
     Status,
     StepState,
     Strategy,
+    default_plan,
 )
 from kubehop.engine.context import Adapters, Connector, Migration, MigrationError, NoSeam, Seam
 from kubehop.engine.report import PhaseTiming, Report
@@ -83,17 +84,19 @@ class Executor:
         return time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
 
     def start(self, inventory: Inventory, request: MigrationRequest, *,
-              dry_run: bool = False, plan: Sequence[str] = STEPS,
+              dry_run: bool = False, plan: Sequence[str] | None = None,
               migration_id: str | None = None) -> Report:
-        """Discover, then (unless ``dry_run``) run ``plan``: kubehop's steps by default, or a
-        baseline of :data:`kubehop.domain.model.BASELINES` for the benchmark. A caller that
-        must record the id before anything happens (the controller) passes ``migration_id``."""
-        unknown = [s for s in plan if s not in STEP_TYPES]
+        """Discover, then (unless ``dry_run``) run ``plan``: kubehop's steps by default (the
+        stateful order when the workload has volumes), or a baseline of
+        :data:`kubehop.domain.model.BASELINES` for the benchmark. A caller that must record the
+        id before anything happens (the controller) passes ``migration_id``."""
+        unknown = [s for s in plan or () if s not in STEP_TYPES]
         if unknown:
             raise UsageError(f"unknown step {unknown[0]!r}; steps are {', '.join(STEP_TYPES)}")
         migration_id = migration_id or self.new_id()
         m = self._migration(inventory, request, migration_id)
         m.discover()
+        plan = tuple(plan) if plan is not None else default_plan(bool(m.state.volumes))
         report = _report(m, "planned" if dry_run else Status.RUNNING)
         report.changes = m.plan()
         if dry_run:
@@ -218,7 +221,7 @@ class Executor:
 
 
 def _data_figures(m: Migration) -> dict[str, Any]:
-    return {k: v for k, v in m.state.data.items() if k != "freeze_started"}
+    return {k: v for k, v in m.state.data.items() if k not in {"freeze_started", "verified_at"}}
 
 
 def _report(m: Migration, status: str) -> Report:

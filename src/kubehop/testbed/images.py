@@ -369,7 +369,8 @@ def mover_image() -> ImageSpec:
     """The volume mover: one image for both ends of a volume copy (receiver and sender); rsync
     copies, stunnel wraps it in TLS with the migration's pre-shared key."""
     return ImageSpec(name="kubehop/mover", base="mover",
-                     files={"/mover.py": asset("images", "mover", "mover.py")},
+                     files={"/mover.py": asset("images", "mover", "mover.py"),
+                            "/mover_tree.py": asset("images", "mover", "mover_tree.py")},
                      entrypoint=("python3", "-u", "/mover.py"))
 
 

@@ -37,11 +37,13 @@ class Pass:
 @dataclass(frozen=True)
 class Verification:
     """Both sides compared inside the freeze: what differs (empty: the copy is exact) and how
-    much data the source holds (the report's ``files`` and ``bytes``)."""
+    much data the source holds (the report's ``files`` and ``bytes``). An engine may list only
+    the first differences; ``more`` counts those it left out."""
 
     problems: list[str]
     files: int
     bytes: int
+    more: int = 0
 
 
 @dataclass(frozen=True)
@@ -66,8 +68,13 @@ class DataSetup:
 class DataEngine(Protocol):
     """The operations the data steps call, in the order they call them: ``start``, then
     ``first_pass`` and ``run_pass`` (while the source serves), ``prepare_verify``; inside the
-    freeze a final ``run_pass`` and ``verify``; ``remove`` from undo, cleanup or a resumed run,
-    whatever state a crash left."""
+    freeze a final ``run_pass`` and ``verify``; ``remove`` right after a verification that
+    passed, and from undo, cleanup or a resumed run, whatever state a crash left;
+    ``wait_removed`` before any pod is thawed."""
+
+    name: str
+    """The engine's name in :mod:`kubehop.engine.data.registry`; the migration's report keeps it
+    under data ``engine`` (the benchmark's "mode")."""
 
     def start(self, *, timeout: float) -> None:
         """Set up whatever moves the data, afresh (a resumed run replaces what an earlier one
@@ -94,4 +101,9 @@ class DataEngine(Protocol):
 
     def remove(self) -> None:
         """Everything the engine made, gone; idempotent."""
+        ...
+
+    def wait_removed(self, *, timeout: float) -> None:
+        """Return once what :meth:`remove` deleted is gone: no process of the engine can touch
+        either side's data any more (called before any thaw)."""
         ...

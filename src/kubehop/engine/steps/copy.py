@@ -7,6 +7,7 @@ from __future__ import annotations
 from kubehop.domain import manifests as mf
 from kubehop.engine.context import Migration, MigrationError
 from kubehop.engine.steps.base import Step
+from kubehop.engine.steps.data import freeze_target
 
 
 class Copy(Step):
@@ -66,12 +67,19 @@ class Copy(Step):
 class Start(Step):
     """Every replica in the target running: scheduled, images pulled (for a stateful service,
     pre-pulled while its data was copied), processes started. Reported apart from ``ready`` so
-    the time pods take to start and the time they take to answer their probe are both seen."""
+    the time pods take to start and the time they take to answer their probe are both seen.
+    A stateful workload waited at 0 replicas; it is scaled up here, after the cut-over verified
+    its data (the copy's undo deletes it)."""
 
     name = "start"
+    points = ("scaled",)
 
     def do(self, m: Migration) -> None:
         st = m.state
+        if st.volumes:
+            m.dst.scale(st.workload_kind, st.workload["metadata"]["name"],
+                        m.req.target_namespace, st.replicas)
+            m.checkpoint("scaled")
         m.dst.wait_started(m.req.target_namespace, st.service["spec"]["selector"], st.replicas,
                            timeout=m.req.ready_timeout)
 
@@ -81,7 +89,7 @@ class Ready(Step):
     verdict, which is what the Service's endpoints follow)."""
 
     name = "ready"
-    points = ("admitted",)
+    points = ("target-frozen", "admitted")
     has_undo = True
 
     def do(self, m: Migration) -> None:
@@ -95,9 +103,13 @@ class Ready(Step):
         selector = st.service["spec"]["selector"]
         if probe is None:
             m.dst.wait_ready(kind, name, tns, selector, timeout=m.req.ready_timeout)
+            freeze_target(m)
+            m.checkpoint("target-frozen")
             return
         admitted = m.dst.wait_ready_or_answering(kind, name, tns, selector, st.replicas, probe,
                                                  timeout=m.req.ready_timeout)
+        freeze_target(m)  # before anything can route to them
+        m.checkpoint("target-frozen")
         if admitted:
             st.admitted = sorted(admitted)
             m.save()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 
 from kubehop.domain import mover as mv
+from kubehop.domain.pods import pod_identity, unfrozen_writers
 from kubehop.engine.context import Migration, MigrationError
 from kubehop.engine.data import workload
 from kubehop.engine.steps.base import Step
@@ -20,10 +21,12 @@ MAX_PASSES = 5
 
 class PreCopy(Step):
     """The volumes' data copied into the target's PVCs while the source keeps serving: passes
-    repeat while what they send shrinks. Then the target's pods start on that data."""
+    repeat while what they send shrinks. The target's pods stay at 0: they start in ``start``,
+    after the cut-over, on the final and verified copy (a database opening a half-copied volume
+    would recover from it, then have its files replaced underneath it)."""
 
     name = "precopy"
-    points = ("movers", "pass", "scaled")
+    points = ("movers", "pass")
     has_undo = True
 
     def do(self, m: Migration) -> None:
@@ -31,6 +34,7 @@ class PreCopy(Step):
         if not st.volumes:
             return
         engine = m.data_engine()
+        st.data["engine"] = engine.name
         start = time.time()
         prepull = workload.start_prepull(m.dst, m.req.target_namespace, m.id, st.workload)
         engine.start(timeout=m.req.ready_timeout)
@@ -53,9 +57,6 @@ class PreCopy(Step):
                                          timeout=m.req.ready_timeout)
         st.data["prepulled_at"] = pulled
         st.data["prepull_seconds"] = round(pulled - start, 3)
-        m.dst.scale(st.workload_kind, st.workload["metadata"]["name"], m.req.target_namespace,
-                    st.replicas)
-        m.checkpoint("scaled")
 
     def undo(self, m: Migration) -> None:
         if m.state.volumes:
@@ -70,20 +71,36 @@ class Cutover(Step):
     """Writes stop on the source (its freeze hook, or no hook: the source scaled to 0), the
     last delta is copied, and every file is compared on both sides: checksum, owner, mode,
     size. Any difference fails the step and the rollback thaws the source, still the writer.
-    The target's pods are frozen too until the switch is done: a write they acknowledged could
-    not be rolled back."""
+    Once the copy is verified the engine's movers are removed: nothing but the target's own
+    pods (started next) ever touches the new volumes again."""
 
     name = "cutover"
-    points = ("source-frozen", "final-delta", "verified", "target-frozen")
+    points = ("source-frozen", "final-delta", "verified", "movers-removed")
     has_undo = True
 
     def do(self, m: Migration) -> None:
-        r, st = m.req, m.state
+        st = m.state
         if not st.volumes:
             return
-        selector = st.service["spec"]["selector"]
         engine = m.data_engine()
-        st.data["freeze_started"] = time.time()
+        if not st.data.get("verified_at"):
+            self._freeze_source(m)
+            final = engine.run_pass(final=True)
+            st.data.setdefault("passes", []).append(final.to_dict())
+            m.checkpoint("final-delta")
+            self._verify(m)
+        # A resumed run past the verification: the source is still frozen (the switch checks
+        # it is the same pods) and no mover has touched either side since; only remove them.
+        engine.remove()
+        m.checkpoint("movers-removed")
+
+    @staticmethod
+    def _freeze_source(m: Migration) -> None:
+        """The source's writes stopped, and which pods were stopped recorded for the switch's
+        check. The freeze's start survives a resume: the report never under-states it."""
+        r, st = m.req, m.state
+        selector = st.service["spec"]["selector"]
+        st.data.setdefault("freeze_started", time.time())
         st.source_frozen = True
         m.save()
         if st.freeze == "hook":
@@ -93,61 +110,97 @@ class Cutover(Step):
         else:
             m.src.scale(st.workload_kind, st.workload["metadata"]["name"], r.namespace, 0)
             workload.wait_no_pods(m.src, r.namespace, selector, timeout=60)
+        st.frozen_pods = {p["metadata"]["name"]: pod_identity(p)
+                          for p in m.src.find("Pod", r.namespace, selector)}
         st.data["stop_writes_seconds"] = round(time.time() - st.data["freeze_started"], 3)
+        m.save()
         m.checkpoint("source-frozen")
-        final = engine.run_pass(final=True)
-        st.data.setdefault("passes", []).append(final.to_dict())
-        m.checkpoint("final-delta")
+
+    @staticmethod
+    def _verify(m: Migration) -> None:
+        st = m.state
         start = time.time()
-        check = engine.verify()
+        check = m.data_engine().verify()
         problems = check.problems
         st.data["verify_seconds"] = round(time.time() - start, 3)
         st.data["files"] = check.files
         st.data["bytes"] = check.bytes
         if problems:
-            more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+            left = len(problems) - 3 + check.more
+            more = f" (and {left} more)" if left > 0 else ""
             raise MigrationError(f"the copy in {m.dst.name} differs from the source: "
                                  f"{'; '.join(problems[:3])}{more}")
+        st.data["verified_at"] = time.time()
+        m.save()
         m.checkpoint("verified")
-        if st.freeze == "hook":
-            st.target_frozen = True
-            m.save()
-            workload.call_hook(m.dst, r.target_namespace,
-                               workload.workload_pods(m.dst, r.target_namespace, selector),
-                               m.hook(mv.FREEZE_HOOK))
-        m.checkpoint("target-frozen")
-        # The movers go in cleanup, after the switch: not inside the freeze.
 
     def undo(self, m: Migration) -> None:
         """Movers gone; the source writes again (thawed, or scaled back up and ready)."""
-        r, st = m.req, m.state
-        if not st.volumes:
+        if not m.state.volumes:
             return
-        m.data_engine().remove()
-        if not st.source_frozen:
-            return
-        if st.freeze == "hook":
-            pods = workload.workload_pods(m.src, r.namespace, st.service["spec"]["selector"])
-            workload.call_hook(m.src, r.namespace, pods, m.hook(mv.THAW_HOOK))
-        else:
-            m.src.scale(st.workload_kind, st.workload["metadata"]["name"], r.namespace,
-                        st.replicas)
-            m.src.wait_ready(st.workload_kind, st.workload["metadata"]["name"], r.namespace,
-                             st.service["spec"]["selector"], timeout=m.req.ready_timeout)
-        st.source_frozen = False
-        m.save()
+        engine = m.data_engine()
+        engine.remove()
+        engine.wait_removed(timeout=m.req.ready_timeout)
+        unfreeze_source(m)
 
     def undoes(self, m: Migration) -> bool:
         return bool(m.state.volumes)
 
 
+def unfreeze_source(m: Migration) -> None:
+    """The source writes again: thawed, or (no hooks) scaled back up and ready. Idempotent:
+    the switch's undo calls it first when the source has no pods to take its clients back."""
+    r, st = m.req, m.state
+    if not st.source_frozen:
+        return
+    if st.freeze == "hook":
+        pods = workload.workload_pods(m.src, r.namespace, st.service["spec"]["selector"])
+        workload.call_hook(m.src, r.namespace, pods, m.hook(mv.THAW_HOOK))
+    else:
+        m.src.scale(st.workload_kind, st.workload["metadata"]["name"], r.namespace,
+                    st.replicas)
+        m.src.wait_ready(st.workload_kind, st.workload["metadata"]["name"], r.namespace,
+                         st.service["spec"]["selector"], timeout=m.req.ready_timeout)
+    st.source_frozen = False
+    m.save()
+
+
+def freeze_target(m: Migration) -> None:
+    """The target's new pods, up on the verified copy, hold writes until the switch is done: a
+    write they acknowledged could not be rolled back. Without hooks nothing can hold them, so
+    the move passes its point of no return as soon as anything may reach them."""
+    st, tns = m.state, m.req.target_namespace
+    if not st.volumes or st.freeze != "hook":
+        return
+    st.target_frozen = True
+    m.save()
+    workload.call_hook(m.dst, tns, workload.workload_pods(m.dst, tns,
+                                                          st.service["spec"]["selector"]),
+                       m.hook(mv.FREEZE_HOOK))
+
+
+def check_source_still_frozen(m: Migration) -> None:
+    """Right before the switch: every source pod is one the freeze stopped, unrestarted (a
+    freeze lives in the process; a replaced or restarted pod writes again unnoticed). Else the
+    move fails here and rolls back, the source still the writer."""
+    st, r = m.state, m.req
+    if not st.volumes:
+        return
+    pods = m.src.find("Pod", r.namespace, st.service["spec"]["selector"])
+    problems = unfrozen_writers(st.frozen_pods, pods)
+    if problems:
+        raise MigrationError(f"the source in {m.src.name} may be writing again: "
+                             f"{'; '.join(problems[:3])}")
+
+
 def target_may_write(m: Migration) -> bool:
     """The point of no return of a stateful move: the target may have acknowledged writes
-    (thawed, or, without hooks, reachable by clients), so its data is the service's data and
+    (thawed, or, without hooks, reachable by clients: the private-zone record or the switch
+    sends them there), so its data is the service's data and
     the migration can only be finished, not rolled back."""
     st = m.state
-    return bool(st.volumes) and (st.target_thawing
-                                 or (st.freeze == "scale" and st.switch_started))
+    reachable = st.dns_changed or st.switch_started
+    return bool(st.volumes) and (st.target_thawing or (st.freeze == "scale" and reachable))
 
 
 def thaw_target(m: Migration) -> None:
@@ -156,6 +209,7 @@ def thaw_target(m: Migration) -> None:
     st = m.state
     if not st.volumes:
         return
+    m.data_engine().wait_removed(timeout=m.req.ready_timeout)
     st.target_thawing = True
     m.save()
     if st.freeze == "hook":

@@ -12,7 +12,12 @@ from kubehop.domain import manifests as mf
 from kubehop.domain.model import Strategy
 from kubehop.engine.context import Migration, MigrationError
 from kubehop.engine.steps.base import Step
-from kubehop.engine.steps.data import target_may_write, thaw_target
+from kubehop.engine.steps.data import (
+    check_source_still_frozen,
+    target_may_write,
+    thaw_target,
+    unfreeze_source,
+)
 from kubehop.waiting import NotYet, retry, wait_for
 
 Manifest = dict[str, Any]
@@ -30,14 +35,17 @@ class Switch(Step):
     """
 
     name = "switch"
-    points = ("target-serving", "older-aliases", "alias-slice", "selector-removed",
-              "pod-endpoints-dropped", "externalname", "drain-service", "alias-slice-deleted")
+    points = ("source-checked", "target-serving", "older-aliases", "alias-slice",
+              "selector-removed", "pod-endpoints-dropped", "externalname", "drain-service",
+              "alias-slice-deleted")
     has_undo = True
 
     def do(self, m: Migration) -> None:
         r, st = m.req, m.state
         lb = m.dst_info.load_balancer
         ports = st.service["spec"]["ports"]
+        check_source_still_frozen(m)
+        m.checkpoint("source-checked")
         _restore_serving_in_target(m)
         m.checkpoint("target-serving")
         # Older aliases elsewhere (earlier migrations) now lead to the new target.
@@ -91,7 +99,9 @@ class Switch(Step):
             m.src.merge_patch("Service", r.service, ns,
                               {"spec": {"selector": original["spec"]["selector"]}})
         # The pods' own endpoints are back (and programmed) before the alias goes: never an
-        # empty Service.
+        # empty Service. Without hooks the frozen source has no pods: scale them back first.
+        if st.freeze == "scale":
+            unfreeze_source(m)
         _wait_pod_endpoints(m.src, r.service, ns)
         m.wait_programmed("pods")
         m.src.delete("EndpointSlice", mf.alias_slice_name(r.service), ns)

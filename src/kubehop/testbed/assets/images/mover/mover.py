@@ -12,37 +12,50 @@ stunnel (5.x) wires PSKsecrets into it, so no certificates have to be made and t
 cipher suites stay off.
 
 Environment: ``MOVER_ROLE`` (receiver|sender), ``MOVER_DATA`` (default /data, one subdirectory
-per claim), ``MOVER_PSK_FILE`` (default /secret/psk), ``MOVER_API_PORT`` (default 8080),
-``MOVER_TARGET`` and ``MOVER_SNI`` (sender), ``MOVER_RSYNC_TIMEOUT`` (sender, seconds without
-I/O before a pass gives up, default 300).
+per claim), ``MOVER_PSK_FILE`` (default /secret/psk), ``MOVER_TOKEN_FILE`` (default
+/secret/token), ``MOVER_API_PORT`` (default 8080), ``MOVER_TARGET`` and ``MOVER_SNI``
+(sender), ``MOVER_RSYNC_TIMEOUT`` (sender, seconds without I/O before a pass gives up, default
+300), ``TMPDIR`` (its workdir: config files, the key's copy, the hash cache).
 
-HTTP API (the engine reaches it through the API server's pod proxy):
-``GET /healthz`` (200 once the daemons listen), ``GET /manifest``, ``GET /usage``, and on the
-sender ``POST /pass[?final=1]`` (200 with ``{"rc", "bytes", "files", "seconds", "error"}``
-whatever rsync's exit code: any rc other than 0 is a failed pass).
+HTTP API (the engine reaches it through the API server's pod proxy). Every request but
+``GET /healthz`` (200 once the daemons listen, else 503; nothing more) must carry the
+migration's API token in ``X-Kubehop-Mover-Token`` (401 without, 403 with another):
+``GET /manifest`` (NDJSON, see :mod:`mover_tree` and :func:`manifest_lines`), ``GET /usage``,
+and on the sender ``POST /pass[?final=1]`` (200 with ``{"rc", "bytes", "files", "seconds",
+"error"}`` whatever rsync's exit code: any rc other than 0 is a failed pass).
 
-Standard library only (Python 3.11); the key is never logged.
+Standard library only (Python 3.11); neither the key nor the token is ever logged.
 """
 
 from __future__ import annotations
 
-import hashlib
+import hmac
 import json
 import os
 import re
 import shutil
 import signal
-import stat
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+try:  # a module of the package kubehop.testbed.assets (unit tests, mypy)
+    from .mover_tree import FORMAT, HashCache, manifest, usage
+except ImportError:  # in the image: /mover.py runs as a script, /mover_tree.py next to it
+    from mover_tree import (  # type: ignore[import-not-found,no-redef]
+        FORMAT,
+        HashCache,
+        manifest,
+        usage,
+    )
 
 RSYNC_PORT = 8730
 TLS_PORT = 8873
@@ -63,6 +76,7 @@ class Config:
     role: str
     data: Path
     psk_file: Path
+    token_file: Path
     api_port: int
     target: str
     sni: str
@@ -90,7 +104,8 @@ class Config:
             if not sni:
                 raise ConfigError("MOVER_SNI is required for the sender (the load balancer "
                                   "routes on it)")
-        return Config(role, data, Path(env.get("MOVER_PSK_FILE", "/secret/psk")), api_port,
+        return Config(role, data, Path(env.get("MOVER_PSK_FILE", "/secret/psk")),
+                      Path(env.get("MOVER_TOKEN_FILE", "/secret/token")), api_port,
                       target, sni, rsync_timeout)
 
 
@@ -218,92 +233,36 @@ class Daemons:
                 proc.kill()
 
 
-# --- what is on disk -------------------------------------------------------------------------
+# --- manifests ------------------------------------------------------------------------------
 
 
-_HASHES: dict[str, tuple[tuple[int, ...], str]] = {}
-"""path -> (identity, sha256): a file whose device, inode, size, mtime and ctime (which no
-program can set back) are unchanged since it was hashed keeps its hash. kubehop asks for a
-manifest after the pre-copy, so the one inside the freeze only reads what changed since."""
-
-
-def _identity(st: os.stat_result) -> tuple[int, ...]:
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-
-
-def _cached_sha256(path: Path, st: os.stat_result) -> str:
-    key = _identity(st)
-    known = _HASHES.get(str(path))
-    if known is not None and known[0] == key:
-        return known[1]
-    digest = _sha256(path)
-    if _identity(path.lstat()) == key:  # not changed while it was read
-        _HASHES[str(path)] = (key, digest)
-    return digest
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def manifest(root: Path) -> list[dict[str, Any]]:
-    """Every path under ``root`` (not root itself), sorted, symlinks not followed. Paths that
-    vanish during the walk (a live service) are left out."""
-    entries: list[dict[str, Any]] = []
-
-    def walk(rel: str, path: Path) -> None:
-        try:
-            with os.scandir(path) as it:
-                children = sorted(it, key=lambda e: e.name)
-        except FileNotFoundError:
-            return
-        for child in children:
-            crel = f"{rel}/{child.name}" if rel else child.name
-            try:
-                st = child.stat(follow_symlinks=False)
-                entry: dict[str, Any] = {"path": crel, "uid": st.st_uid, "gid": st.st_gid,
-                                         "mode": stat.S_IMODE(st.st_mode)}
-                if stat.S_ISREG(st.st_mode):
-                    entry.update(type="file", size=st.st_size,
-                                 sha256=_cached_sha256(Path(child.path), st))
-                elif stat.S_ISDIR(st.st_mode):
-                    entry["type"] = "dir"
-                elif stat.S_ISLNK(st.st_mode):
-                    entry.update(type="symlink", target=str(Path(child.path).readlink()))
-                else:
-                    entry["type"] = "other"
-            except FileNotFoundError:
-                continue
-            entries.append(entry)
-            if entry["type"] == "dir":
-                walk(crel, Path(child.path))
-
-    walk("", root)
-    entries.sort(key=lambda e: str(e["path"]))
-    return entries
-
-
-def usage(root: Path) -> dict[str, int]:
-    """Regular files under ``root`` and their apparent size (a sparse file counts in full: it is
-    what rsync has to read)."""
-    total = files = 0
-    for dirpath, _dirs, names in os.walk(root):
-        for name in names:
-            try:
-                st = (Path(dirpath) / name).lstat()
-            except FileNotFoundError:
-                continue
-            if stat.S_ISREG(st.st_mode):
-                total += st.st_size
-                files += 1
-    return {"bytes": total, "files": files}
+def manifest_lines(root: Path, cache: HashCache | None = None
+                   ) -> Generator[bytes, None, None]:
+    """The manifest as NDJSON: a format line, one line per entry, and an end line with the
+    count, so a reader can tell a complete manifest from one cut short. A failure of the
+    walk ends it with an error line instead."""
+    yield json.dumps({"format": FORMAT}).encode() + b"\n"
+    count = 0
+    try:
+        for entry in manifest(root, cache):
+            count += 1
+            yield json.dumps(entry, separators=(",", ":")).encode() + b"\n"
+    except Exception as exc:  # the reader must learn it, not see a short list
+        log(f"manifest failed after {count} entries: {exc!r}")
+        yield json.dumps({"error": f"{type(exc).__name__}: {exc}"}).encode() + b"\n"
+        return
+    yield json.dumps({"end": True, "entries": count}).encode() + b"\n"
 
 
 # --- passes ----------------------------------------------------------------------------------
+
+
+XATTR_FILTERS = ("--filter=-x system.*", "--filter=-x security.selinux", "--filter=-x trusted.*")
+"""Which xattrs ``-X`` leaves alone, copying none and deleting none on the receiver (with a
+filter of its own rsync no longer skips ``system.*`` by itself): ``system.*`` (the POSIX ACLs
+are ``-A``'s), the SELinux label (the target's cluster labels its volumes for its own pods;
+setting the source's would fail or mislabel), ``trusted.*`` (only CAP_SYS_ADMIN sees it). What
+is left is what mover_tree.compared_xattr lists."""
 
 
 def _stat_number(stats: str, pattern: str) -> int:
@@ -316,8 +275,8 @@ def run_pass(cfg: Config, *, final: bool) -> dict[str, Any]:
     mtime to the nanosecond (``--modify-window=-1``; at whole seconds a database rewritten
     within the second at the same size would be skipped); ``final`` only marks the pass made
     with writes frozen. The checksum manifests compared afterwards catch anything missed."""
-    argv = ["rsync", "-aHS", "--numeric-ids", "--delete", "--stats", "--modify-window=-1",
-            f"--timeout={cfg.rsync_timeout}"]
+    argv = ["rsync", "-aHSAX", "--numeric-ids", "--delete", "--stats", "--modify-window=-1",
+            f"--timeout={cfg.rsync_timeout}", *XATTR_FILTERS]
     argv += [f"{cfg.data}/", f"rsync://127.0.0.1:{CLIENT_PORT}/data/"]
     log(f"{'final pass' if final else 'pass'}: {' '.join(argv)}")
     start = time.monotonic()
@@ -341,29 +300,87 @@ def run_pass(cfg: Config, *, final: bool) -> dict[str, Any]:
 # --- HTTP API --------------------------------------------------------------------------------
 
 
+TOKEN_HEADER = "X-Kubehop-Mover-Token"  # noqa: S105 (a header's name)
+_TOKEN = re.compile(r"^[A-Za-z0-9_-]{32,}$")
+
+
+def read_token(path: Path) -> bytes:
+    """The API token (kubehop's domain/mover.py puts it in the migration's Secret); errors
+    never quote it."""
+    try:
+        text = path.read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the API token file {str(path)!r}: {exc.strerror}") from exc
+    if not _TOKEN.match(text):
+        raise ConfigError(f"the API token file {str(path)!r} must hold one token of at least 32 "
+                          "URL-safe characters")
+    return text.encode()
+
+
 class Api(BaseHTTPRequestHandler):
+    """Every path but ``/healthz`` (which says only whether the daemons listen) needs the
+    migration's token in ``X-Kubehop-Mover-Token``: 401 without it, 403 with another one."""
+
+    protocol_version = "HTTP/1.1"  # the manifest is sent chunked
     cfg: Config
     ready: Any  # () -> str ("" when healthy, else what is missing)
+    token: bytes
+    cache: HashCache | None = None
     pass_lock = threading.Lock()
 
-    def _json(self, code: int, body: object) -> None:
+    def _json(self, code: int, body: object, *, close: bool = False) -> None:
         data = json.dumps(body).encode()
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
+        if close:  # said, so that a client does not send its next request on it
+            self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(data)
+
+    def _authorized(self) -> bool:
+        given = self.headers.get(TOKEN_HEADER)
+        if given is not None and hmac.compare_digest(given.encode("utf-8", "replace"),
+                                                     self.token):
+            return True
+        code, why = (401, "no token") if given is None else (403, "wrong token")
+        log(f"refused {self.command} {urlsplit(self.path).path} from "
+            f"{self.address_string()}: {why}")
+        # The connection closes: a body the request may have had is not read.
+        self._json(code, {"error": f"{why} in {TOKEN_HEADER}"}, close=True)
+        return False
+
+    def _stream(self, lines: Generator[bytes, None, None]) -> None:
+        """200 with ``lines`` sent chunked as they come, in chunks of up to 64 KiB or what a
+        second gathered. If the reader goes away, ``lines`` is closed at once (the walk ends
+        and lets go of the hash cache)."""
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-ndjson")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        buf, flushed = bytearray(), time.monotonic()
+        try:
+            for line in lines:
+                buf += line
+                if len(buf) >= 1 << 16 or time.monotonic() - flushed > 1:
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(buf), bytes(buf)))
+                    buf.clear()
+                    flushed = time.monotonic()
+        finally:
+            lines.close()
+        if buf:
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(buf), bytes(buf)))
+        self.wfile.write(b"0\r\n\r\n")
 
     def do_GET(self) -> None:
         path = urlsplit(self.path).path
         if path == "/healthz":
-            missing = type(self).ready()
-            if missing:
-                self._json(503, {"ok": False, "error": missing})
-            else:
-                self._json(200, {"ok": True, "role": self.cfg.role})
+            ok = not type(self).ready()
+            self._json(200 if ok else 503, {"ok": ok})
+        elif not self._authorized():
+            return
         elif path == "/manifest":
-            self._json(200, {"entries": manifest(self.cfg.data)})
+            self._stream(manifest_lines(self.cfg.data, self.cache))
         elif path == "/usage":
             self._json(200, usage(self.cfg.data))
         else:
@@ -371,6 +388,8 @@ class Api(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         url = urlsplit(self.path)
+        if not self._authorized():
+            return
         if url.path != "/pass" or self.cfg.role != "sender":
             self._json(404, {"error": f"no such endpoint on the {self.cfg.role}: POST {url.path}"})
             return
@@ -388,43 +407,67 @@ class Api(BaseHTTPRequestHandler):
             log(f"{self.address_string()} {format % args}")
 
 
-def main() -> int:
-    try:
-        cfg = Config.from_env(dict(os.environ))
-        identity, key = read_psk(cfg.psk_file)
-        stunnel = _binary("stunnel4", "stunnel")
-        rsync = _binary("rsync")
-    except ConfigError as exc:
-        log(f"config error: {exc}")
-        return 2
-    workdir = Path(tempfile.mkdtemp(prefix="mover-"))  # 0700
-    # stunnel reads its own copy: a private file whatever mode the Secret was mounted with.
-    psk_path = workdir / "psk"
-    fd = os.open(psk_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(f"{identity}:{key}\n")
-    del key
+def api(cfg: Config, *, token: bytes, ready: Callable[[], str],
+        cache: HashCache | None) -> type[Api]:
+    """The request handler of one mover."""
+    return type("MoverApi", (Api,), {"cfg": cfg, "token": token, "cache": cache,
+                                     "ready": staticmethod(_logged(ready))})
 
+
+def _logged(ready: Callable[[], str]) -> Callable[[], str]:
+    """``ready``, logging what is missing when that changes (``/healthz`` does not say it)."""
+    last = [""]
+
+    def check() -> str:
+        missing = ready()
+        if missing != last[0]:
+            log(f"not ready: {missing}" if missing else "ready")
+            last[0] = missing
+        return missing
+
+    return check
+
+
+def _start_daemons(cfg: Config, workdir: Path, psk_path: Path, identity: str,
+                   stunnel: str, rsync: str) -> tuple[Daemons, dict[int, str]]:
+    """The role's daemons, and the ports they listen on (with their names)."""
     daemons = Daemons()
     if cfg.role == "receiver":
         rsyncd, tunnel = receiver_configs(cfg, workdir, psk_path)
         daemons.start("rsync daemon", [rsync, "--daemon", "--no-detach", f"--config={rsyncd}",
                                        "--address=127.0.0.1", f"--port={RSYNC_PORT}"])
         daemons.start("stunnel server", [stunnel, str(tunnel)])
-        ports = {RSYNC_PORT: "rsync daemon", TLS_PORT: "stunnel server"}
-    else:
-        tunnel = sender_config(cfg, workdir, psk_path, identity)
-        daemons.start("stunnel client", [stunnel, str(tunnel)])
-        ports = {CLIENT_PORT: "stunnel client"}
+        return daemons, {RSYNC_PORT: "rsync daemon", TLS_PORT: "stunnel server"}
+    tunnel = sender_config(cfg, workdir, psk_path, identity)
+    daemons.start("stunnel client", [stunnel, str(tunnel)])
+    return daemons, {CLIENT_PORT: "stunnel client"}
+
+
+def main() -> int:
+    try:
+        cfg = Config.from_env(dict(os.environ))
+        identity, key = read_psk(cfg.psk_file)
+        token = read_token(cfg.token_file)
+        stunnel, rsync = _binary("stunnel4", "stunnel"), _binary("rsync")
+    except ConfigError as exc:
+        log(f"config error: {exc}")
+        return 2
+    workdir = Path(tempfile.mkdtemp(prefix="mover-"))  # 0700, in TMPDIR (the pod's emptyDir)
+    # stunnel reads its own copy: a private file whatever mode the Secret was mounted with.
+    psk_path = workdir / "psk"
+    fd = os.open(psk_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(f"{identity}:{key}\n")
+    del key
+    daemons, ports = _start_daemons(cfg, workdir, psk_path, identity, stunnel, rsync)
 
     def ready() -> str:
         down = [f"{name} not listening on {port}" for port, name in ports.items()
                 if not listening(port)]
         return "; ".join(down)
 
-    Api.cfg = cfg
-    Api.ready = staticmethod(ready)
-    server = ThreadingHTTPServer(("0.0.0.0", cfg.api_port), Api)  # noqa: S104 (pod proxy)
+    handler = api(cfg, token=token, ready=ready, cache=HashCache(workdir / "hashes"))
+    server = ThreadingHTTPServer(("0.0.0.0", cfg.api_port), handler)  # noqa: S104 (pod proxy)
     server.daemon_threads = True
 
     def shutdown(signum: int, _frame: object) -> None:

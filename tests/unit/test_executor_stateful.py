@@ -23,7 +23,7 @@ import kubehop.engine.steps.route
 import kubehop.engine.steps.switch
 from kubehop.adapters.store import Store
 from kubehop.domain import mover as mv
-from kubehop.domain.model import STATEFUL_STEPS, MigrationRequest, Strategy
+from kubehop.domain.model import STATEFUL_STEPS, STEPS, MigrationRequest, Strategy
 from kubehop.engine.context import MigrationError
 from kubehop.engine.data.interface import DataError
 from kubehop.engine.executor import Executor
@@ -819,3 +819,83 @@ def test_a_resumed_cutover_reports_the_freeze_from_the_first_freeze(
     later[0] = 1000.0
     report = resume(world, journal, mid)
     assert report.data["freeze_seconds"] >= 1000
+
+
+# --- the review of the closed holes: what the first fix still let through ------------------------
+
+
+def test_a_source_pod_pending_at_the_freeze_is_never_taken_for_a_frozen_one(
+        journal: Store) -> None:
+    """A replica Pending when the writes stop (the hook is only called on running pods) that
+    runs later is unfrozen: the move stops before the private-zone record changes and rolls
+    back, every source pod thawed."""
+    world = stateful_world(HOOKS)
+    before = state_of(world)
+    key = ("Pod", NS, "orc8r-1")
+
+    def pending_then_running(step: str, point: str) -> None:
+        if (step, point) == ("cutover", "begin"):
+            edge(world).objects[key]["status"]["phase"] = "Pending"
+        if (step, point) == ("cutover", "source-frozen"):
+            edge(world).objects[key]["status"]["phase"] = "Running"
+
+    with pytest.raises(MigrationError, match=r"may be writing again.*orc8r-1 was not there"):
+        start(world, journal, Seam(world, at=pending_then_running))
+    assert ("freeze", "edge", "orc8r-1") not in world.events
+    assert journal.list()[-1].status == "rolled-back"
+    assert_rolled_back(world, before)
+
+
+def test_without_hooks_a_source_scaled_up_again_stops_the_move_before_the_record_changes(
+        journal: Store) -> None:
+    """Someone (a GitOps sync) scales the stopped source back up while the target starts:
+    the check before ``dns`` (the point of no return without hooks) rolls the move back,
+    instead of leaving two writers for a resume that cannot decide."""
+    world = stateful_world(SCALE)
+    before = state_of(world)
+
+    def scale_up(step: str, point: str) -> None:
+        if (step, point) == ("ready", "begin"):
+            edge(world).scale("Deployment", "orc8r", NS, 2)
+
+    with pytest.raises(MigrationError, match="may be writing again"):
+        start(world, journal, Seam(world, at=scale_up))
+    assert journal.list()[-1].status == "rolled-back"
+    assert world.records.get(FQDN) != [cloud(world).lb]
+    assert_rolled_back(world, before)
+
+
+@pytest.mark.parametrize("freeze", [HOOKS, SCALE])
+def test_a_rollback_stops_the_targets_pods_before_the_source_writes_again(
+        journal: Store, freeze: str) -> None:
+    """A failure once the target's pods run (here: their readiness, before they are frozen):
+    the rollback stops them before the source is thawed or scaled back up; never two
+    writers."""
+    world = stateful_world(freeze)
+    before = state_of(world)
+    seen: dict[str, list[str]] = {}
+
+    def note(step: str, point: str) -> None:
+        if step == "undo-cutover" and point == "begin":
+            seen["target pods when the source is unfrozen"] = cloud(world).app_pods()
+
+    with pytest.raises(MigrationError, match="rolled back"):
+        start(world, journal, Seam(world, "ready", "begin", RuntimeError("not ready"), at=note))
+    assert seen == {"target pods when the source is unfrozen": []}
+    assert_rolled_back(world, before)
+
+
+def test_a_stateful_move_journaled_in_the_old_order_is_not_resumed_but_can_be_aborted(
+        journal: Store) -> None:
+    """A journal of an older kubehop (target started before the cut-over) is not finished by
+    this one, which would copy the final delta under the running target: --abort it."""
+    world = stateful_world(HOOKS)
+    before = state_of(world)
+    mid = Executor.new_id()
+    with pytest.raises(Crash):
+        executor(world, journal, Seam(world, "ready", "begin", Crash())).start(
+            world.inventory(mover_image=MOVER_IMAGE), request(), plan=STEPS, migration_id=mid)
+    with pytest.raises(UsageError, match=r"older kubehop.*--abort"):
+        resume(world, journal, mid)
+    assert abort(world, journal, mid).status == "rolled-back"
+    assert_rolled_back(world, before)

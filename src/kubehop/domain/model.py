@@ -53,6 +53,12 @@ then — the route exists early but has no pod behind it, the private-zone recor
 ``dns``, after the target's pods are up (and frozen, when the application has hooks)."""
 
 
+def starts_before_cutover(plan: tuple[str, ...]) -> bool:
+    """Whether ``plan`` starts the target's pods before the cut-over: safe without volumes,
+    not for data (the order older journals recorded for every move)."""
+    return "start" in plan and "cutover" in plan and plan.index("start") < plan.index("cutover")
+
+
 def default_plan(stateful: bool) -> tuple[str, ...]:
     """The plan a migration runs when the caller names none."""
     return STATEFUL_STEPS if stateful else STEPS

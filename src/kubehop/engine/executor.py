@@ -37,6 +37,7 @@ from kubehop.domain.model import (
     StepState,
     Strategy,
     default_plan,
+    starts_before_cutover,
 )
 from kubehop.engine.context import Adapters, Connector, Migration, MigrationError, NoSeam, Seam
 from kubehop.engine.report import PhaseTiming, Report
@@ -128,6 +129,12 @@ class Executor:
             raise UsageError(f"migration {migration_id} is {row.status}; nothing to resume")
         m, plan, done, touched = self._load(inventory, migration_id)
         report = _report(m, Status.RUNNING)
+        if (m.state.volumes and not m.state.rolling_back and "cutover" not in done
+                and starts_before_cutover(plan)):
+            raise UsageError(f"migration {migration_id} was journaled by an older kubehop whose "
+                             "stateful order starts the target before the cut-over; roll it "
+                             f"back with 'kubehop migrate --abort {migration_id}' and run it "
+                             "again")
         if m.state.rolling_back and not target_may_write(m):
             self._rollback(m, report, [s for s in plan if s in touched], "resumed rollback")
             return report

@@ -17,11 +17,18 @@ from kubehop.waiting import NotYet, wait_for
 Manifest = dict[str, Any]
 
 
+def running_pods(cluster: KubeCluster, namespace: str, selector: dict[str, str]
+                 ) -> list[Manifest]:
+    """The running, not terminating pods behind ``selector``, by name."""
+    return sorted((p for p in cluster.find("Pod", namespace, selector)
+                   if (p.get("status") or {}).get("phase") == "Running"
+                   and not p["metadata"].get("deletionTimestamp")),
+                  key=lambda p: str(p["metadata"]["name"]))
+
+
 def workload_pods(cluster: KubeCluster, namespace: str, selector: dict[str, str]) -> list[str]:
     """Names of the running, not terminating pods behind ``selector``."""
-    return sorted(p["metadata"]["name"] for p in cluster.find("Pod", namespace, selector)
-                  if (p.get("status") or {}).get("phase") == "Running"
-                  and not p["metadata"].get("deletionTimestamp"))
+    return [p["metadata"]["name"] for p in running_pods(cluster, namespace, selector)]
 
 
 def call_hook(cluster: KubeCluster, namespace: str, pods: list[str], annotation: str) -> float:
@@ -52,7 +59,7 @@ def wait_no_pods(cluster: KubeCluster, namespace: str, selector: dict[str, str],
         return True
 
     wait_for(gone, timeout=timeout, interval=0.1, error=DataError,
-             what=f"the source pods in {cluster.name} to stop")
+             what=f"the pods of {namespace} behind {selector} in {cluster.name} to stop")
 
 
 def start_prepull(cluster: KubeCluster, namespace: str, migration_id: str,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from kubehop.domain import manifests as mf
 from kubehop.engine.context import Migration, MigrationError
+from kubehop.engine.data.workload import wait_no_pods
 from kubehop.engine.steps.base import Step
 from kubehop.engine.steps.data import freeze_target
 
@@ -73,6 +74,7 @@ class Start(Step):
 
     name = "start"
     points = ("scaled",)
+    has_undo = True
 
     def do(self, m: Migration) -> None:
         st = m.state
@@ -82,6 +84,19 @@ class Start(Step):
             m.checkpoint("scaled")
         m.dst.wait_started(m.req.target_namespace, st.service["spec"]["selector"], st.replicas,
                            timeout=m.req.ready_timeout)
+
+    def undo(self, m: Migration) -> None:
+        """A stateful target's pods stopped before the cut-over's undo thaws the source: never
+        two writers (the copy's undo deletes the workload later)."""
+        st, tns = m.state, m.req.target_namespace
+        if not st.volumes or m.dst.get(st.workload_kind, st.workload["metadata"]["name"],
+                                       tns) is None:
+            return
+        m.dst.scale(st.workload_kind, st.workload["metadata"]["name"], tns, 0)
+        wait_no_pods(m.dst, tns, st.service["spec"]["selector"], timeout=m.req.ready_timeout)
+
+    def undoes(self, m: Migration) -> bool:
+        return bool(m.state.volumes)
 
 
 class Ready(Step):

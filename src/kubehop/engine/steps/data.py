@@ -7,6 +7,7 @@ Also the point of no return this creates, which the switch and the executor ask 
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from kubehop.domain import mover as mv
 from kubehop.domain.pods import pod_identity, unfrozen_writers
@@ -103,15 +104,17 @@ class Cutover(Step):
         st.data.setdefault("freeze_started", time.time())
         st.source_frozen = True
         m.save()
+        hooked: list[dict[str, Any]] = []
         if st.freeze == "hook":
-            workload.call_hook(m.src, r.namespace,
-                               workload.workload_pods(m.src, r.namespace, selector),
+            # Exactly the pods the hook is called on are recorded: a pod Pending now that runs
+            # later was never frozen, and the switch's check must see it as a stranger.
+            hooked = list(workload.running_pods(m.src, r.namespace, selector))
+            workload.call_hook(m.src, r.namespace, [str(p["metadata"]["name"]) for p in hooked],
                                m.hook(mv.FREEZE_HOOK))
         else:
             m.src.scale(st.workload_kind, st.workload["metadata"]["name"], r.namespace, 0)
             workload.wait_no_pods(m.src, r.namespace, selector, timeout=60)
-        st.frozen_pods = {p["metadata"]["name"]: pod_identity(p)
-                          for p in m.src.find("Pod", r.namespace, selector)}
+        st.frozen_pods = {str(p["metadata"]["name"]): pod_identity(p) for p in hooked}
         st.data["stop_writes_seconds"] = round(time.time() - st.data["freeze_started"], 3)
         m.save()
         m.checkpoint("source-frozen")
@@ -174,9 +177,11 @@ def freeze_target(m: Migration) -> None:
         return
     st.target_frozen = True
     m.save()
-    workload.call_hook(m.dst, tns, workload.workload_pods(m.dst, tns,
-                                                          st.service["spec"]["selector"]),
-                       m.hook(mv.FREEZE_HOOK))
+    pods = workload.workload_pods(m.dst, tns, st.service["spec"]["selector"])
+    if len(pods) < st.replicas:
+        raise MigrationError(f"only {len(pods)} of the target's {st.replicas} pods run in "
+                             f"{m.dst.name} to be frozen ({', '.join(pods) or 'none'})")
+    workload.call_hook(m.dst, tns, pods, m.hook(mv.FREEZE_HOOK))
 
 
 def check_source_still_frozen(m: Migration) -> None:

@@ -8,6 +8,7 @@ from kubehop.adapters.probe import ProbeError
 from kubehop.domain import manifests as mf
 from kubehop.engine.context import Migration, MigrationError
 from kubehop.engine.steps.base import Step
+from kubehop.engine.steps.data import check_source_still_frozen
 from kubehop.waiting import NotYet, PollBudget, wait_for
 
 VERIFY_POLLS = PollBudget(0.02)
@@ -41,6 +42,9 @@ class Dns(Step):
 
     def do(self, m: Migration) -> None:
         st = m.state
+        # Without hooks the record's change is the point of no return: the source's pods must
+        # still be the stopped ones before it (the switch checks again).
+        check_source_still_frozen(m)
         if st.dns_before is None:
             st.dns_before = m.dns.lookup_a(m.fqdn)
         st.dns_changed = True

@@ -99,9 +99,9 @@ class Switch(Step):
             m.src.merge_patch("Service", r.service, ns,
                               {"spec": {"selector": original["spec"]["selector"]}})
         # The pods' own endpoints are back (and programmed) before the alias goes: never an
-        # empty Service. Without hooks the frozen source has no pods: scale them back first.
-        if st.freeze == "scale":
-            unfreeze_source(m)
+        # empty Service. The source writes again first (thawed, or scaled back up: without
+        # hooks it has no pods to take its clients back); the target, frozen, has taken none.
+        unfreeze_source(m)
         _wait_pod_endpoints(m.src, r.service, ns)
         m.wait_programmed("pods")
         m.src.delete("EndpointSlice", mf.alias_slice_name(r.service), ns)

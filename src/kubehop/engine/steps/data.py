@@ -189,8 +189,8 @@ def check_source_still_frozen(m: Migration) -> None:
     freeze lives in the process; a replaced or restarted pod writes again unnoticed). Else the
     move fails here and rolls back, the source still the writer."""
     st, r = m.state, m.req
-    if not st.volumes:
-        return
+    if not st.volumes or target_may_write(m):
+        return  # past the point of no return only finishing is left (a resumed switch)
     pods = m.src.find("Pod", r.namespace, st.service["spec"]["selector"])
     problems = unfrozen_writers(st.frozen_pods, pods)
     if problems:

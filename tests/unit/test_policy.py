@@ -62,7 +62,8 @@ services:
     memory: 128Mi
 """
 
-ERROR_LINE = re.compile(r"^p\.yaml:\d+: \S+: [^\n]+$")
+ERROR_LINE = re.compile(r"^p\.yaml:\d+: [^\n]+: [^\n]+$")
+"""file:line, the field's path (a YAML key may hold spaces), the message: one line."""
 
 
 def parse(text: str) -> Policy:

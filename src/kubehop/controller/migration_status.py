@@ -135,8 +135,10 @@ def status_from_row(row: MigrationRow, *, error: str | None = None,
     phase = PHASE_OF_STATUS.get(Status(row.status), FAILED)
     current = row.steps[-1].name if row.steps else ""
     if undone is None:
+        stateful = bool((row.context or {}).get("volumes"))
         undone = [r.name for r in row.steps if r.state == "undone"
-                  and STEP_TYPES.get(r.name) is not None and STEP_TYPES[r.name].has_undo]
+                  and (step := STEP_TYPES.get(r.name)) is not None and step.has_undo
+                  and (stateful or not step.data_only)]
     status: Manifest = {
         "phase": phase, "step": current, "migrationId": row.id,
         "conditions": conditions(row.steps),

@@ -18,6 +18,9 @@ class Step:
     points: ClassVar[tuple[str, ...]] = ()
     forward_only: ClassVar[bool] = False
     has_undo: ClassVar[bool] = False
+    data_only: ClassVar[bool] = False
+    """Its undo changes something only for a workload with volumes (the journal's readers,
+    which have no :class:`Migration`, list it as undone only then)."""
 
     def do(self, m: Migration) -> None:
         raise NotImplementedError
@@ -27,4 +30,4 @@ class Step:
 
     def undoes(self, m: Migration) -> bool:
         """Whether its undo changes anything in this migration (the report lists it)."""
-        return self.has_undo
+        return self.has_undo and (bool(m.state.volumes) or not self.data_only)

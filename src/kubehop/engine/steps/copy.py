@@ -75,6 +75,7 @@ class Start(Step):
     name = "start"
     points = ("scaled",)
     has_undo = True
+    data_only = True
 
     def do(self, m: Migration) -> None:
         st = m.state
@@ -95,8 +96,6 @@ class Start(Step):
         m.dst.scale(st.workload_kind, st.workload["metadata"]["name"], tns, 0)
         wait_no_pods(m.dst, tns, st.service["spec"]["selector"], timeout=m.req.ready_timeout)
 
-    def undoes(self, m: Migration) -> bool:
-        return bool(m.state.volumes)
 
 
 class Ready(Step):

@@ -29,6 +29,7 @@ class PreCopy(Step):
     name = "precopy"
     points = ("movers", "pass")
     has_undo = True
+    data_only = True
 
     def do(self, m: Migration) -> None:
         st = m.state
@@ -64,8 +65,6 @@ class PreCopy(Step):
             m.data_engine().remove()
             m.dst.delete("Pod", mv.pod_name(m.id, "prepull"), m.req.target_namespace)
 
-    def undoes(self, m: Migration) -> bool:
-        return bool(m.state.volumes)
 
 
 class Cutover(Step):
@@ -78,6 +77,7 @@ class Cutover(Step):
     name = "cutover"
     points = ("source-frozen", "final-delta", "verified", "movers-removed")
     has_undo = True
+    data_only = True
 
     def do(self, m: Migration) -> None:
         st = m.state
@@ -146,8 +146,6 @@ class Cutover(Step):
         engine.wait_removed(timeout=m.req.ready_timeout)
         unfreeze_source(m)
 
-    def undoes(self, m: Migration) -> bool:
-        return bool(m.state.volumes)
 
 
 def unfreeze_source(m: Migration) -> None:

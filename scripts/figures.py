@@ -148,15 +148,20 @@ def wan_label(wan: dict[str, Any], with_rtt: bool) -> str:
 
 JUNIT = "results/test/junit.xml"
 # What a failure in the junit file was, once understood (keyed by the failing test's id).
+_STALE_JUNIT = ("the README compared with the results/test/junit.xml an earlier run had left, "
+                "uncommitted, in the working tree (a clean clone holds the committed pair)")
 FAILURE_NOTES = {
-    "tests.testbed.test_wan::test_inside_a_cluster_and_towards_the_host_nothing_is_added":
-        "a probe where nothing is added measured 1.013 ms against a 1 ms bar while the other "
-        "worker's testbed loaded the two cores; the bar where nothing is added is now 2.5 ms "
-        "(the smallest WAN delay is a 10 ms RTT), not rerun",
-    "tests.testbed.test_controller::test_stress_moves_orc8r_to_fog_and_back_when_it_ends_with_"
-    "no_failed_request[postgresql]":
-        "a race in a test (it read a move decision before its migration id was linked), "
-        "fixed and rerun alone",
+    "tests.unit.test_resources::test_status_of_a_rollback_names_the_error_and_the_undone_steps":
+        "a regression of this change (a stateless move's `start` listed as undone), fixed, "
+        "the unit tests rerun",
+    "tests.unit.test_figures::test_a_figure_in_prose_edited_by_hand_is_reported": _STALE_JUNIT,
+    "tests.unit.test_figures::test_a_plot_with_no_run_behind_it_is_reported": _STALE_JUNIT,
+    "tests.unit.test_figures::test_every_figure_agrees_with_the_file_it_cites": _STALE_JUNIT,
+    "tests.unit.test_figures::test_a_figure_edited_by_hand_is_reported": _STALE_JUNIT,
+    "tests.testbed.test_dashboard::test_page_shows_the_testbed_by_tier_and_draws_charts_with_no_"
+    "console_error":
+        "the storage I/O chart read before its own first poll; the test now waits for it, "
+        "rerun alone",
 }
 
 
@@ -174,7 +179,9 @@ def junit_result(src: Sources) -> str:
     text = f"{', '.join(parts)} in {seconds:.1f} s ({seconds / 60:.1f} min)"
     failed = [f"{c.get('classname')}::{c.get('name')}" for c in suite.iter("testcase")
               if c.find("failure") is not None or c.find("error") is not None]
-    notes = [FAILURE_NOTES.get(t, f"`{t}`") for t in failed]
+    every = [FAILURE_NOTES.get(t, f"`{t}`") for t in failed]
+    notes = [f"{n} tests: {note}" if (n := every.count(note)) > 1 else note
+             for note in dict.fromkeys(every)]
     if notes:
         text += "; the failure" + ("s" if len(notes) > 1 else "") + ": " + "; ".join(notes)
     return text

@@ -71,7 +71,8 @@ def report(args: argparse.Namespace, made: float, runs: dict[str, dict[str, floa
     lines = [
         f"# {command}",
         f"# {time.strftime('%Y-%m-%d %H:%M:%S %Z')}, Python {platform.python_version()}, "
-        f"{platform.machine()}, {os.cpu_count()} cores (shared with another job's run)",
+        f"{platform.machine()}, {os.cpu_count()} cores, load average "
+        f"{os.getloadavg()[0]:.1f} at the start",
         f"files: {args.files} in directories of {args.per_dir}, 16..80 bytes each "
         f"(made in {made:.0f} s)",
         "mover memory limit (domain/mover.py MEMORY_LIMIT): 256Mi",

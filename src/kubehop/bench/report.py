@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import platform
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -390,11 +391,20 @@ def reaction_png(data: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-def write_controller(data: dict[str, Any], out: Path, command: str) -> list[Path]:
+def write_results(data: dict[str, Any], out: Path, command: str, *,
+                  markdown: Callable[[dict[str, Any], str], str],
+                  plot: Callable[[dict[str, Any], Path], None], plot_name: str) -> list[Path]:
+    """A scenario's three files: runs.json (with the command that made it), summary.md and
+    its plot; the paths written."""
     out.mkdir(parents=True, exist_ok=True)
     data = {**data, "command": command}
-    files = [out / "runs.json", out / "summary.md", out / "reaction.png"]
+    files = [out / "runs.json", out / "summary.md", out / plot_name]
     files[0].write_text(json.dumps(data, indent=1))
-    files[1].write_text(controller_markdown(data, command))
-    reaction_png(data, files[2])
+    files[1].write_text(markdown(data, command))
+    plot(data, files[2])
     return files
+
+
+def write_controller(data: dict[str, Any], out: Path, command: str) -> list[Path]:
+    return write_results(data, out, command, markdown=controller_markdown, plot=reaction_png,
+                         plot_name="reaction.png")

@@ -8,13 +8,12 @@ runs shows as the max it is, and what it did not record (the mode) shows as an e
 
 from __future__ import annotations
 
-import json
 import platform
 from pathlib import Path
 from typing import Any
 
 from kubehop.bench import stateful
-from kubehop.bench.report import UNRECORDED, cpus, pyplot, wan_line
+from kubehop.bench.report import UNRECORDED, cpus, pyplot, wan_line, write_results
 from kubehop.bench.stats import common_tail, tail_of
 from kubehop.testbed import layout
 
@@ -194,10 +193,5 @@ def freeze_png(data: dict[str, Any], path: Path) -> None:
 
 
 def write(data: dict[str, Any], out: Path, command: str) -> list[Path]:
-    out.mkdir(parents=True, exist_ok=True)
-    data = {**data, "command": command}
-    files = [out / "runs.json", out / "summary.md", out / "freeze.png"]
-    files[0].write_text(json.dumps(data, indent=1))
-    files[1].write_text(markdown(data, command))
-    freeze_png(data, files[2])
-    return files
+    return write_results(data, out, command, markdown=markdown, plot=freeze_png,
+                         plot_name="freeze.png")
